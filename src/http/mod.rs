@@ -1,0 +1,293 @@
+//! The HTTP surface: WebSocket upgrades (WAMP at `/ws`, the optional echo endpoint), the status
+//! API and the embedded web UI. Subprotocol negotiation happens here, because fastwebsockets'
+//! upgrade does not look at `Sec-WebSocket-Protocol`.
+
+mod assets;
+
+use crate::framing::Framing;
+use crate::outbox::Outbox;
+use crate::router::Router;
+use crate::session::Session;
+use crate::transport::connections::Connections;
+use crate::transport::websocket::{self, Handler};
+use crate::wamp::Serializer;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpStream;
+
+pub type Body = Full<Bytes>;
+
+/// Everything the HTTP handlers need.
+pub struct HttpState {
+    pub router: Arc<Router>,
+    pub conns: Arc<Connections>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub ws_path: String,
+    pub echo_path: Option<String>,
+    /// Largest message on the echo endpoint (it is used with the Autobahn Testsuite).
+    pub echo_max_message: usize,
+}
+
+pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{reason}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn security_headers(resp: &mut Response<Body>) {
+    let h = resp.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'"),
+    );
+}
+
+/// Serves one HTTP connection (and hands upgraded ones to the WebSocket transport).
+pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(req, &state)) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(io, svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+fn route(mut req: Request<hyper::body::Incoming>, state: &Arc<HttpState>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let mut resp = if path == state.ws_path {
+        upgrade(&mut req, state, false)
+    } else if state.echo_path.as_deref() == Some(path.as_str()) {
+        upgrade(&mut req, state, true)
+    } else if path == "/api/status" {
+        if req.method() == Method::GET || req.method() == Method::HEAD {
+            status(state)
+        } else {
+            empty_with(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed here")
+        }
+    } else if req.method() == Method::GET || req.method() == Method::HEAD {
+        assets::serve(&req, &path)
+    } else {
+        empty_with(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are allowed here",
+        )
+    };
+    security_headers(&mut resp);
+    resp
+}
+
+/// The first WAMP subprotocol the client offers that we speak (client's order of preference).
+fn pick_serializer<B>(req: &Request<B>) -> Option<Serializer> {
+    req.headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| Serializer::from_subprotocol(p.trim()))
+}
+
+fn upgrade(
+    req: &mut Request<hyper::body::Incoming>,
+    state: &Arc<HttpState>,
+    echo: bool,
+) -> Response<Body> {
+    if !fastwebsockets::upgrade::is_upgrade_request(req) {
+        return empty_with(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket only",
+        );
+    }
+    if !state.conns.is_accepting() {
+        return empty_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    }
+    let serializer = if echo {
+        None
+    } else {
+        match pick_serializer(req) {
+            Some(s) => Some(s),
+            None => {
+                return empty_with(
+                    StatusCode::BAD_REQUEST,
+                    "no supported WAMP subprotocol offered: use one of wamp.2.json, wamp.2.msgpack, wamp.2.cbor",
+                )
+            }
+        }
+    };
+    let (resp, fut) = match fastwebsockets::upgrade::upgrade(req) {
+        Ok(x) => x,
+        Err(e) => {
+            return empty_with(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid WebSocket upgrade: {e}"),
+            )
+        }
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let ws = match fut.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let upgraded = ws.into_inner().into_inner();
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!("upgraded connection is not a TCP stream");
+                return;
+            }
+        };
+        let stream = parts.io.into_inner();
+        let limits = state.conns.limits().clone();
+        // The echo endpoint must be able to queue a whole echoed message (Autobahn sends 16 MiB).
+        let queue = if serializer.is_some() {
+            limits.max_queue_bytes
+        } else {
+            limits.max_queue_bytes.max(2 * state.echo_max_message)
+        };
+        let outbox = Arc::new(Outbox::new(queue));
+        let (handler, max) = match serializer {
+            Some(s) => (
+                Handler::Wamp(Session::new(
+                    state.router.clone(),
+                    outbox.clone(),
+                    s,
+                    Framing::WebSocket,
+                )),
+                limits.max_message_size,
+            ),
+            None => (Handler::Echo, state.echo_max_message),
+        };
+        let counters = state.router.counters.clone();
+        websocket::serve(
+            stream,
+            parts.read_buf,
+            handler,
+            outbox,
+            state.conns.clone(),
+            counters,
+            max,
+        )
+        .await;
+    });
+    let mut resp = resp.map(|_| Full::new(Bytes::new()));
+    if let Some(s) = serializer {
+        resp.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(s.subprotocol()),
+        );
+    }
+    resp
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    name: &'static str,
+    version: &'static str,
+    uptime_secs: u64,
+    started_at: String,
+    dev_mode: bool,
+    connections: usize,
+    sessions: usize,
+    realms: Vec<crate::router::realm::RealmStats>,
+    messages_in: u64,
+    messages_out: u64,
+}
+
+fn status(state: &HttpState) -> Response<Body> {
+    use std::sync::atomic::Ordering;
+    let s = Status {
+        name: "switchboard",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: state.started.elapsed().as_secs(),
+        started_at: httpdate_rfc3339(state.started_at),
+        dev_mode: state.router.config.dev_mode,
+        connections: state.conns.count(),
+        sessions: state.router.session_count(),
+        realms: state.router.realm_stats(),
+        messages_in: state.router.counters.messages_in.load(Ordering::Relaxed),
+        messages_out: state.router.counters.messages_out.load(Ordering::Relaxed),
+    };
+    let body = serde_json::to_vec(&s).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// RFC 3339 UTC timestamp (second precision) without a date-time dependency.
+fn httpdate_rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_653_748);
+        assert_eq!(httpdate_rfc3339(t), "2026-11-26T00:42:28Z");
+        assert_eq!(
+            httpdate_rfc3339(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
+    }
+}

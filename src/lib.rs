@@ -1,0 +1,13 @@
+//! Switchboard: a WAMP v2 router in one binary. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod framing;
+pub mod http;
+pub mod outbox;
+pub mod router;
+pub mod session;
+pub mod store;
+pub mod transport;
+pub mod wamp;

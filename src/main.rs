@@ -1,0 +1,124 @@
+//! The `switchboard` binary: parse the command line, start the server, wait for a signal,
+//! shut down in order.
+
+use clap::Parser;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchboard::app::{self, Options};
+use switchboard::config::{Limits, RouterConfig};
+
+/// A WAMP v2 router, live chat and WebRTC signalling relay in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    /// Address for HTTP and WebSocket (WAMP at /ws).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SWITCHBOARD_LISTEN")]
+    listen: SocketAddr,
+    /// Directory of the embedded data store.
+    #[arg(
+        long,
+        default_value = "./switchboard-data",
+        env = "SWITCHBOARD_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Serve a plain WebSocket echo endpoint at this path (for the Autobahn Testsuite).
+    #[arg(long, value_name = "PATH")]
+    ws_echo_path: Option<String>,
+    /// Largest WAMP message accepted, in bytes (fragmented messages included).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_message_size: usize,
+    /// Bytes that may wait in one connection's outbound queue before it is cut off as slow.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_queue_bytes: usize,
+    /// Seconds between keep-alive pings to an idle peer (0 turns keep-alive off).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    ping_interval: u64,
+    /// Seconds a ping may go unanswered before the peer is dropped.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    ping_timeout: u64,
+    /// Seconds a new connection has to send HELLO.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    hello_timeout: u64,
+    /// sled page cache, in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    cache_mb: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
+    let limits = Limits {
+        max_message_size: cli.max_message_size,
+        max_queue_bytes: cli.max_queue_bytes,
+        ping_interval: (cli.ping_interval > 0).then(|| Duration::from_secs(cli.ping_interval)),
+        ping_timeout: Duration::from_secs(cli.ping_timeout.max(1)),
+        hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
+    };
+    let mut opts = Options::development(cli.listen, cli.data_dir);
+    opts.router = RouterConfig::development(limits);
+    opts.echo_path = cli.ws_echo_path;
+    opts.cache_bytes = cli.cache_mb.max(1) << 20;
+    tracing::warn!(
+        "no configuration given: serving the development default — realm 'realm1' where anonymous clients may do everything. Do not expose this to a network."
+    );
+    let running = match app::start(opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = running.addr;
+    tracing::info!(%addr, "listening: WAMP at ws://{addr}/ws, status page at http://{addr}/");
+    println!("switchboard listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    match running.shutdown().await {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `Outbox`: one connection's bounded queue of ready-to-write frames.
+//!
+//! Everything a connection sends — replies, EVENTs fanned out by other sessions, pings, the
+//! close frame — goes through its outbox, so the router never touches a socket and never waits.
+//! `push` is synchronous and never blocks; when the frames queued or in the writer's hands
+//! would exceed the byte limit, the outbox drops its queue and asks the connection to close as a
+//! slow consumer. Memory per connection is therefore bounded by the limit, and a slow
+//! subscriber cannot slow a publisher or other subscribers down.
+//!
+//! Invariant: `bytes` counts every frame pushed and not yet reported written.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use tokio::sync::Notify;
+
+/// Why and how a connection should be closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// WebSocket close code (RawSocket connections just close).
+    pub code: u16,
+    pub reason: String,
+    /// Send what is queued first (after ABORT or GOODBYE), or drop it (slow consumer, kill).
+    pub flush_first: bool,
+}
+
+/// WebSocket close codes the router uses (RFC 6455 §7.4.1).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing; the frame was dropped.
+    Closed,
+    /// This frame overflowed the limit; the connection is now closing as a slow consumer.
+    Overflow,
+}
+
+struct State {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    close: Option<CloseRequest>,
+}
+
+pub struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                bytes: 0,
+                close: None,
+            }),
+            wake: Notify::new(),
+            limit,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Queues a frame for the writer.
+    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut st = self.state.lock();
+        if st.close.is_some() {
+            return Err(PushError::Closed);
+        }
+        if st.bytes + frame.len() > self.limit {
+            st.queue = VecDeque::new();
+            st.close = Some(CloseRequest {
+                code: close_code::POLICY,
+                reason: format!(
+                    "slow consumer: more than {} bytes queued for this connection",
+                    self.limit
+                ),
+                flush_first: false,
+            });
+            drop(st);
+            self.wake.notify_one();
+            return Err(PushError::Overflow);
+        }
+        st.bytes += frame.len();
+        st.queue.push_back(frame);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Asks the connection to close. The first request wins.
+    pub fn close(&self, req: CloseRequest) {
+        let mut st = self.state.lock();
+        if st.close.is_none() {
+            if !req.flush_first {
+                st.queue = VecDeque::new();
+            }
+            st.close = Some(req);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.state.lock().close.is_some()
+    }
+
+    /// Moves queued frames into the writer's hands and reports a pending close request.
+    /// The frames still count against the limit until `written` is called.
+    pub fn take(&self, into: &mut VecDeque<Bytes>) -> Option<CloseRequest> {
+        let mut st = self.state.lock();
+        if into.is_empty() {
+            std::mem::swap(into, &mut st.queue);
+        } else {
+            into.extend(st.queue.drain(..));
+        }
+        st.close.clone()
+    }
+
+    /// The writer wrote `n` bytes of taken frames.
+    pub fn written(&self, n: usize) {
+        let mut st = self.state.lock();
+        st.bytes = st.bytes.saturating_sub(n);
+    }
+
+    /// Bytes queued or being written.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    /// Waits until something was pushed or a close was requested since the last wait.
+    pub async fn notified(&self) {
+        self.wake.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_closes_and_drops_the_queue() {
+        let o = Outbox::new(10);
+        assert!(o.push(Bytes::from_static(b"12345")).is_ok());
+        assert!(o.push(Bytes::from_static(b"12345")).is_ok());
+        assert_eq!(o.push(Bytes::from_static(b"1")), Err(PushError::Overflow));
+        assert_eq!(o.push(Bytes::from_static(b"1")), Err(PushError::Closed));
+        let mut q = VecDeque::new();
+        let close = o.take(&mut q).unwrap();
+        assert!(q.is_empty());
+        assert!(close.reason.contains("slow consumer"));
+        assert!(!close.flush_first);
+    }
+
+    #[test]
+    fn written_frees_budget() {
+        let o = Outbox::new(10);
+        o.push(Bytes::from_static(b"1234567890")).unwrap();
+        let mut q = VecDeque::new();
+        assert!(o.take(&mut q).is_none());
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            o.push(Bytes::from_static(b"1")),
+            Err(PushError::Overflow),
+            "taken frames still count"
+        );
+        let o = Outbox::new(10);
+        o.push(Bytes::from_static(b"1234567890")).unwrap();
+        o.take(&mut q);
+        o.written(10);
+        assert!(o.push(Bytes::from_static(b"1234567890")).is_ok());
+    }
+
+    #[test]
+    fn graceful_close_keeps_queued_frames() {
+        let o = Outbox::new(100);
+        o.push(Bytes::from_static(b"abort")).unwrap();
+        o.close(CloseRequest {
+            code: close_code::NORMAL,
+            reason: String::new(),
+            flush_first: true,
+        });
+        let mut q = VecDeque::new();
+        assert!(o.take(&mut q).is_some());
+        assert_eq!(q.len(), 1);
+    }
+}

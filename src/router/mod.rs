@@ -1,0 +1,77 @@
+//! Routing: the `Router` holds the realms; each `Realm` has a `Broker` (pub/sub) and a `Dealer`
+//! (RPC). Realms, roles and permissions come in as `RouterConfig` data.
+//!
+//! Invariant: no `.await` while a routing lock is held; pushes to outboxes never block.
+
+pub mod broker;
+pub mod dealer;
+pub mod peer;
+pub mod realm;
+
+use crate::config::RouterConfig;
+use realm::{Realm, RealmStats};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A refusal the session reports as ERROR (or ABORT during HELLO) with a spec URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    pub uri: &'static str,
+    pub message: String,
+}
+
+impl RouteError {
+    pub fn new(uri: &'static str, message: impl Into<String>) -> RouteError {
+        RouteError {
+            uri,
+            message: message.into(),
+        }
+    }
+}
+
+/// Process-wide message counters for the status page.
+#[derive(Default)]
+pub struct Counters {
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+}
+
+pub struct Router {
+    realms: HashMap<String, Arc<Realm>>,
+    pub config: RouterConfig,
+    pub counters: Arc<Counters>,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig) -> Arc<Router> {
+        let realms = config
+            .realms
+            .iter()
+            .map(|r| (r.name.clone(), Realm::new(r.clone())))
+            .collect();
+        Arc::new(Router {
+            realms,
+            config,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    pub fn realm(&self, name: &str) -> Option<&Arc<Realm>> {
+        self.realms.get(name)
+    }
+
+    pub fn realm_stats(&self) -> Vec<RealmStats> {
+        let mut v: Vec<RealmStats> = self.realms.values().map(|r| r.stats()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.realms.values().map(|r| r.session_count()).sum()
+    }
+
+    pub fn count_in(&self) {
+        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+}

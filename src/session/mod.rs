@@ -1,0 +1,363 @@
+//! One WAMP session's state machine: HELLO → WELCOME, then dispatch of each message to the
+//! realm, GOODBYE and ABORT.
+//!
+//! This is the only place that maps refusals to ERROR/ABORT messages and decides when a
+//! protocol violation ends a session. It is transport-agnostic: it gets complete message bytes
+//! and answers through the connection's outbox.
+
+use crate::auth;
+use crate::framing::{frame_message, Framing};
+use crate::outbox::{close_code, CloseRequest, Outbox};
+use crate::router::peer::{ClientFeatures, Peer};
+use crate::router::realm::Realm;
+use crate::router::{RouteError, Router};
+use crate::wamp::message::code;
+use crate::wamp::uri::{self, MatchPolicy};
+use crate::wamp::uris;
+use crate::wamp::value::{dict, dict_get, Dict, Value};
+use crate::wamp::{Id, Message, Payload, Serializer};
+use std::sync::Arc;
+
+/// Whether the connection should keep reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+enum Phase {
+    /// Waiting for HELLO (a fresh connection, or after GOODBYE).
+    Idle,
+    Joined {
+        realm: Arc<Realm>,
+        peer: Arc<Peer>,
+    },
+    /// ABORTed or closing: further input is ignored.
+    Closed,
+}
+
+pub struct Session {
+    router: Arc<Router>,
+    outbox: Arc<Outbox>,
+    serializer: Serializer,
+    framing: Framing,
+    phase: Phase,
+}
+
+/// The roles and features the router announces in WELCOME — only what works.
+fn router_roles() -> Value {
+    let features = |names: &[&str]| {
+        Value::Dict(vec![(
+            "features".into(),
+            Value::Dict(
+                names
+                    .iter()
+                    .map(|n| ((*n).to_owned(), Value::Bool(true)))
+                    .collect(),
+            ),
+        )])
+    };
+    Value::Dict(vec![
+        (
+            "broker".into(),
+            features(&[
+                "publisher_exclusion",
+                "subscriber_blackwhite_listing",
+                "publisher_identification",
+                "pattern_based_subscription",
+            ]),
+        ),
+        (
+            "dealer".into(),
+            features(&[
+                "progressive_call_results",
+                "call_timeout",
+                "call_canceling",
+                "caller_identification",
+                "pattern_based_registration",
+                "shared_registration",
+            ]),
+        ),
+    ])
+}
+
+impl Session {
+    pub fn new(
+        router: Arc<Router>,
+        outbox: Arc<Outbox>,
+        serializer: Serializer,
+        framing: Framing,
+    ) -> Session {
+        Session {
+            router,
+            outbox,
+            serializer,
+            framing,
+            phase: Phase::Idle,
+        }
+    }
+
+    /// The id of the joined session, if any.
+    pub fn session_id(&self) -> Option<Id> {
+        match &self.phase {
+            Phase::Joined { peer, .. } => Some(peer.session),
+            _ => None,
+        }
+    }
+
+    pub fn is_waiting_for_hello(&self) -> bool {
+        matches!(self.phase, Phase::Idle)
+    }
+
+    fn send(&self, msg: &Message) {
+        match frame_message(self.serializer, self.framing, msg) {
+            Ok(frame) => {
+                let _ = self.outbox.push(frame);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode reply"),
+        }
+    }
+
+    /// Sends ABORT and asks the connection to close once it is written.
+    fn abort(&mut self, reason: &str, message: String) -> Flow {
+        tracing::debug!(reason, %message, "aborting session");
+        self.send(&Message::Abort {
+            details: dict([("message", Value::Str(message.clone()))]),
+            reason: reason.to_owned(),
+        });
+        self.leave();
+        self.phase = Phase::Closed;
+        self.outbox.close(CloseRequest {
+            code: close_code::NORMAL,
+            reason: String::new(),
+            flush_first: true,
+        });
+        Flow::Close
+    }
+
+    fn protocol_violation(&mut self, message: String) -> Flow {
+        self.abort(uris::PROTOCOL_VIOLATION, message)
+    }
+
+    fn leave(&mut self) {
+        if let Phase::Joined { realm, peer } = &self.phase {
+            realm.leave(peer.session);
+        }
+    }
+
+    /// The transport is gone: leave the realm.
+    pub fn on_transport_closed(&mut self) {
+        self.leave();
+        self.phase = Phase::Closed;
+    }
+
+    /// Handles one complete message from the peer.
+    pub fn handle(&mut self, bytes: &[u8]) -> Flow {
+        if matches!(self.phase, Phase::Closed) {
+            return Flow::Close;
+        }
+        self.router.count_in();
+        let msg = match self.serializer.decode(bytes) {
+            Ok(m) => m,
+            Err(e) => return self.protocol_violation(format!("could not decode message: {e}")),
+        };
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::Idle => self.handle_idle(msg),
+            Phase::Joined { realm, peer } => {
+                self.phase = Phase::Joined {
+                    realm: realm.clone(),
+                    peer: peer.clone(),
+                };
+                self.handle_joined(&realm, &peer, msg)
+            }
+            Phase::Closed => Flow::Close,
+        }
+    }
+
+    fn handle_idle(&mut self, msg: Message) -> Flow {
+        self.phase = Phase::Idle;
+        match msg {
+            Message::Hello { realm, details } => self.hello(&realm, &details),
+            Message::Abort { .. } => {
+                self.phase = Phase::Closed;
+                Flow::Close
+            }
+            other => self.protocol_violation(format!(
+                "received {} before the session was established (expected HELLO)",
+                other.name()
+            )),
+        }
+    }
+
+    fn hello(&mut self, realm_name: &str, details: &Dict) -> Flow {
+        if !uri::is_valid(realm_name, MatchPolicy::Exact) {
+            return self.abort(
+                uris::INVALID_URI,
+                format!("'{realm_name}' is not a valid realm URI"),
+            );
+        }
+        let Some(realm) = self.router.realm(realm_name).cloned() else {
+            return self.abort(
+                uris::NO_SUCH_REALM,
+                format!("no realm named '{realm_name}' exists on this router"),
+            );
+        };
+        let principal = match auth::authenticate(&realm.config, details) {
+            Ok(p) => p,
+            Err(e) => return self.abort(e.uri, e.message),
+        };
+        let features = ClientFeatures::from_hello(details);
+        let peer = match realm.join(
+            principal,
+            self.serializer,
+            self.framing,
+            features,
+            self.outbox.clone(),
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.abort(e.uri, e.message),
+        };
+        let p = &peer.principal;
+        self.send(&Message::Welcome {
+            session: peer.session,
+            details: vec![
+                ("realm".into(), realm_name.into()),
+                ("authid".into(), p.authid.clone().into()),
+                ("authrole".into(), p.authrole.clone().into()),
+                ("authmethod".into(), p.authmethod.clone().into()),
+                ("authprovider".into(), p.authprovider.clone().into()),
+                ("roles".into(), router_roles()),
+                (
+                    "agent".into(),
+                    concat!("switchboard/", env!("CARGO_PKG_VERSION")).into(),
+                ),
+            ],
+        });
+        tracing::debug!(session = peer.session, realm = realm_name, authid = %p.authid, "session joined");
+        self.phase = Phase::Joined { realm, peer };
+        Flow::Continue
+    }
+
+    fn error(&self, request_type: u64, request: Id, e: RouteError) {
+        self.send(&Message::Error {
+            request_type,
+            request,
+            details: Dict::new(),
+            error: e.uri.to_owned(),
+            payload: Payload::message(e.message),
+        });
+    }
+
+    fn handle_joined(&mut self, realm: &Arc<Realm>, peer: &Arc<Peer>, msg: Message) -> Flow {
+        let result = match msg {
+            Message::Publish {
+                request,
+                options,
+                topic,
+                payload,
+            } => {
+                if let Err(e) = realm.publish(peer, request, &options, &topic, payload) {
+                    // The spec answers a failed PUBLISH only when it asked for acknowledgement.
+                    if dict_get(&options, "acknowledge").and_then(Value::as_bool) == Some(true) {
+                        self.error(code::PUBLISH, request, e);
+                    }
+                }
+                return Flow::Continue;
+            }
+            Message::Subscribe {
+                request,
+                options,
+                topic,
+            } => realm
+                .subscribe(peer, request, &options, &topic)
+                .map_err(|e| (code::SUBSCRIBE, request, e)),
+            Message::Unsubscribe {
+                request,
+                subscription,
+            } => realm
+                .unsubscribe(peer, request, subscription)
+                .map_err(|e| (code::UNSUBSCRIBE, request, e)),
+            Message::Call {
+                request,
+                options,
+                procedure,
+                payload,
+            } => realm
+                .call(peer, request, &options, &procedure, payload)
+                .map_err(|e| (code::CALL, request, e)),
+            Message::Cancel { request, options } => realm
+                .cancel(peer, request, &options)
+                .map_err(|e| (code::CANCEL, request, e)),
+            Message::Register {
+                request,
+                options,
+                procedure,
+            } => realm
+                .register(peer, request, &options, &procedure)
+                .map_err(|e| (code::REGISTER, request, e)),
+            Message::Unregister {
+                request,
+                registration,
+            } => realm
+                .unregister(peer, request, registration)
+                .map_err(|e| (code::UNREGISTER, request, e)),
+            Message::Yield {
+                request,
+                options,
+                payload,
+            } => {
+                realm.yield_(peer, request, &options, payload);
+                Ok(())
+            }
+            Message::Error {
+                request_type,
+                request,
+                error,
+                payload,
+                ..
+            } => {
+                if request_type != code::INVOCATION {
+                    return self.protocol_violation(format!(
+                        "a client may send ERROR only for INVOCATION (68), not for message type {request_type}"
+                    ));
+                }
+                if !uri::is_valid(&error, MatchPolicy::Exact) {
+                    return self.protocol_violation(format!(
+                        "ERROR carries an invalid error URI '{error}'"
+                    ));
+                }
+                realm.invocation_error(peer, request, error, payload);
+                Ok(())
+            }
+            Message::Goodbye { .. } => {
+                self.send(&Message::Goodbye {
+                    details: Dict::new(),
+                    reason: uris::CLOSE_GOODBYE_AND_OUT.into(),
+                });
+                realm.leave(peer.session);
+                self.phase = Phase::Idle;
+                return Flow::Continue;
+            }
+            Message::Abort { .. } => {
+                realm.leave(peer.session);
+                self.phase = Phase::Closed;
+                return Flow::Close;
+            }
+            Message::Hello { .. } => {
+                return self.protocol_violation(
+                    "received HELLO, but the session is already established".into(),
+                )
+            }
+            other => {
+                return self.protocol_violation(format!(
+                    "a client must not send {} to a router",
+                    other.name()
+                ))
+            }
+        };
+        if let Err((request_type, request, e)) = result {
+            self.error(request_type, request, e);
+        }
+        Flow::Continue
+    }
+}

@@ -1,0 +1,275 @@
+//! A WebSocket connection after the HTTP upgrade: one task that reads frames, hands complete
+//! messages to the WAMP session (or echoes them), and drains the connection's outbox.
+//!
+//! The task waits only on cancel-safe readiness (`readable`, `writable`, the outbox's notify),
+//! and reads and writes without blocking, so a peer that stops reading never stalls the read
+//! side and a frame is never half-read across a cancelled future. The read buffer exists only
+//! while a frame is incomplete: an idle connection holds none.
+
+use super::connections::Connections;
+use super::ws_codec::{close_payload, Parsed, WsError, WsEvent, WsReader};
+use crate::framing::{ws_frame, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use crate::outbox::{close_code, Outbox};
+use crate::router::Counters;
+use crate::session::{Flow, Session};
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// What the connection does with complete messages.
+pub enum Handler {
+    Wamp(Session),
+    Echo,
+}
+
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Read chunk when the frame size is not known yet.
+const READ_CHUNK: usize = 4096;
+
+#[derive(PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// We sent a close frame and wait for the peer's (or the grace period).
+    Sent,
+    /// The peer closed; once our reply is written we are done.
+    Replied,
+}
+
+struct Writer {
+    pending: VecDeque<Bytes>,
+    /// The front frame is partly on the wire and must be finished before anything else.
+    front_started: bool,
+}
+
+impl Writer {
+    /// Writes as much as the socket takes now. Ok(true) when everything pending is written.
+    fn flush(
+        &mut self,
+        stream: &TcpStream,
+        outbox: &Outbox,
+        counters: &Counters,
+    ) -> io::Result<bool> {
+        while !self.pending.is_empty() {
+            let slices: Vec<IoSlice> = self
+                .pending
+                .iter()
+                .take(64)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            match stream.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    outbox.written(n);
+                    while n > 0 {
+                        let Some(front) = self.pending.front_mut() else {
+                            break;
+                        };
+                        if n >= front.len() {
+                            n -= front.len();
+                            self.pending.pop_front();
+                            self.front_started = false;
+                            counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            front.advance(n);
+                            self.front_started = true;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drops queued frames (keeping a frame already partly written, so framing stays intact).
+    fn discard(&mut self) {
+        let keep = if self.front_started {
+            self.pending.pop_front()
+        } else {
+            None
+        };
+        self.pending.clear();
+        if let Some(f) = keep {
+            self.pending.push_back(f);
+        }
+    }
+}
+
+/// The session is over once a close starts: it leaves its realm at once, not after the
+/// closing handshake (a killed or slow peer must not keep its subscriptions for the grace period).
+fn end_session(handler: &mut Handler) {
+    if let Handler::Wamp(session) = handler {
+        session.on_transport_closed();
+    }
+}
+
+async fn sleep_opt(s: &mut Option<Pin<Box<Sleep>>>) {
+    match s {
+        Some(s) => s.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a WebSocket connection to the end.
+pub async fn serve(
+    stream: TcpStream,
+    leftover: Bytes,
+    mut handler: Handler,
+    outbox: Arc<Outbox>,
+    conns: Arc<Connections>,
+    counters: Arc<Counters>,
+    max_message: usize,
+) {
+    let reg = conns.register(
+        outbox.clone(),
+        ws_frame(OP_PING, b""),
+        matches!(handler, Handler::Wamp(_)),
+    );
+    let mut reader = WsReader::new(max_message);
+    let mut rbuf = BytesMut::from(&leftover[..]);
+    let mut need = READ_CHUNK;
+    let mut writer = Writer {
+        pending: VecDeque::new(),
+        front_started: false,
+    };
+    let mut closing = Closing::Open;
+    let mut close_timer: Option<Pin<Box<Sleep>>> = None;
+
+    'conn: loop {
+        // 1. Everything complete in the read buffer.
+        loop {
+            let event = match reader.parse(&mut rbuf) {
+                Ok(Parsed::Event(e)) => e,
+                Ok(Parsed::NeedMore(n)) => {
+                    need = n;
+                    break;
+                }
+                Err(e) => {
+                    if closing == Closing::Open {
+                        let code = match e {
+                            WsError::Protocol(_) => close_code::PROTOCOL_ERROR,
+                            WsError::TooBig(_) => close_code::TOO_BIG,
+                            WsError::InvalidUtf8 => close_code::INVALID_DATA,
+                        };
+                        // Failing the connection (RFC 6455 §7.1.7): what was already answered
+                        // goes out, then our close frame, then we drop TCP without waiting.
+                        tracing::debug!(error = %e, "failing WebSocket connection");
+                        outbox.take(&mut writer.pending);
+                        writer
+                            .pending
+                            .push_back(ws_frame(OP_CLOSE, &close_payload(code, &e.to_string())));
+                        closing = Closing::Replied;
+                        close_timer = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+                        end_session(&mut handler);
+                    }
+                    rbuf.clear();
+                    break;
+                }
+            };
+            if closing != Closing::Open {
+                // After our close frame, the peer's close ends the connection; after we replied to
+                // the peer's close, anything more (even a second close) is ignored.
+                if closing == Closing::Sent && matches!(event, WsEvent::Close { .. }) {
+                    break 'conn;
+                }
+                continue;
+            }
+            match event {
+                WsEvent::Message { text, data } => match &mut handler {
+                    Handler::Wamp(session) => {
+                        let flow = session.handle(&data);
+                        reg.set_waiting_for_hello(session.is_waiting_for_hello());
+                        if flow == Flow::Close && !outbox.is_closing() {
+                            break 'conn;
+                        }
+                    }
+                    Handler::Echo => {
+                        let _ =
+                            outbox.push(ws_frame(if text { OP_TEXT } else { OP_BINARY }, &data));
+                    }
+                },
+                WsEvent::Ping(payload) => {
+                    let _ = outbox.push(ws_frame(OP_PONG, &payload));
+                }
+                WsEvent::Pong => {}
+                WsEvent::Close { code, .. } => {
+                    // Queued replies go first, then our close frame echoing the peer's code.
+                    outbox.take(&mut writer.pending);
+                    let reply = match code {
+                        Some(c) => close_payload(c, ""),
+                        None => Vec::new(),
+                    };
+                    writer.pending.push_back(ws_frame(OP_CLOSE, &reply));
+                    closing = Closing::Replied;
+                    close_timer = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+                    end_session(&mut handler);
+                }
+            }
+        }
+
+        // 2. Frames the router queued, and a close it asked for.
+        if closing == Closing::Open {
+            if let Some(req) = outbox.take(&mut writer.pending) {
+                if !req.flush_first {
+                    writer.discard();
+                }
+                tracing::debug!(code = req.code, reason = %req.reason, "closing connection");
+                writer
+                    .pending
+                    .push_back(ws_frame(OP_CLOSE, &close_payload(req.code, &req.reason)));
+                closing = Closing::Sent;
+                close_timer = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+                end_session(&mut handler);
+            }
+        }
+
+        // 3. Write what the socket takes.
+        match writer.flush(&stream, &outbox, &counters) {
+            Ok(true) if closing == Closing::Replied => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+
+        // 4. Idle connections keep no read buffer.
+        if rbuf.is_empty() && rbuf.capacity() > 0 {
+            rbuf = BytesMut::new();
+        }
+
+        tokio::select! {
+            r = stream.readable() => {
+                if r.is_err() {
+                    break;
+                }
+                rbuf.reserve(need.max(READ_CHUNK));
+                match stream.try_read_buf(&mut rbuf) {
+                    Ok(0) => break,
+                    Ok(_) => reg.touch(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            r = stream.writable(), if !writer.pending.is_empty() => {
+                if r.is_err() {
+                    break;
+                }
+            }
+            _ = outbox.notified(), if closing == Closing::Open => {}
+            _ = sleep_opt(&mut close_timer) => break,
+        }
+    }
+
+    end_session(&mut handler);
+    let mut stream = stream;
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
+    drop(reg);
+}

@@ -1,0 +1,18 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The single integration-test binary: the real server on an ephemeral port, driven by an
+//! independent WebSocket client (tokio-tungstenite) with independent encoders.
+
+mod support;
+
+/// Status API, embedded web UI, upgrade negotiation, echo endpoint.
+mod http_api;
+/// Message size, slow consumers, HELLO deadline, keep-alive.
+mod limits;
+/// The binary itself: zero-config start, warning, graceful shutdown.
+mod process;
+/// SUBSCRIBE/PUBLISH/EVENT and the Advanced Profile pub/sub features.
+mod pubsub;
+/// REGISTER/CALL/YIELD and the Advanced Profile RPC features.
+mod rpc;
+/// HELLO/WELCOME/ABORT/GOODBYE, phases and protocol violations.
+mod session;

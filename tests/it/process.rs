@@ -1,0 +1,84 @@
+use crate::support::*;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+fn spawn(dir: &std::path::Path) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read line");
+    let addr = line
+        .trim()
+        .strip_prefix("switchboard listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("address");
+    Proc { child, addr }
+}
+
+fn terminate(p: &mut Proc) -> (std::process::ExitStatus, String) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(p.child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = p.child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = p.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (st, err);
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn zero_config_start_warns_and_sigterm_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = spawn(dir.path());
+    let mut c = Client::connect(&format!("ws://{}/ws", p.addr), Ser::Json).await;
+    c.join("realm1").await;
+    c.subscribe("com.x", json!({})).await;
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let r = terminate(&mut p);
+        (r, p)
+    })
+    .await
+    .map(|(r, _)| r)
+    .expect("join");
+    assert!(status.success(), "exit status {status:?}\n{stderr}");
+    assert!(
+        stderr.contains("development default"),
+        "warning printed: {stderr}"
+    );
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    // The client saw a WebSocket close "going away" (so Autobahn clients reconnect).
+    let close = c.closed().await;
+    assert_eq!(close_code_of(&close), 1001, "{close:?}");
+    // The store was closed properly: the same data directory opens again.
+    let mut p2 = spawn(dir.path());
+    let (st, _) = tokio::task::spawn_blocking(move || terminate(&mut p2))
+        .await
+        .expect("join");
+    assert!(st.success());
+}
