@@ -13,6 +13,8 @@ use switchboard::config::{Limits, RouterConfig};
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address for HTTP and WebSocket (WAMP at /ws).
     #[arg(long, default_value = "127.0.0.1:8080", env = "SWITCHBOARD_LISTEN")]
     listen: SocketAddr,
@@ -46,8 +48,18 @@ struct Cli {
     cache_mb: u64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Load tool: measure a router's connection capacity and speed.
+    #[command(subcommand)]
+    Bench(switchboard::bench::BenchCommand),
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Bench(cmd)) = cli.command {
+        return switchboard::bench::run(cmd);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -225,3 +225,120 @@ fn encode(serializer: Serializer, framing: Framing, msg: &Message) -> Option<Byt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Principal;
+    use crate::outbox::Outbox;
+    use crate::router::peer::ClientFeatures;
+    use std::collections::VecDeque;
+
+    fn peer(id: Id, ser: Serializer, framing: Framing, role: &str) -> Arc<Peer> {
+        Arc::new(Peer::new(
+            id,
+            Principal {
+                authid: format!("u{id}"),
+                authrole: role.into(),
+                authmethod: "anonymous".into(),
+                authprovider: "static".into(),
+            },
+            ser,
+            framing,
+            ClientFeatures::default(),
+            Arc::new(Outbox::new(1 << 20)),
+        ))
+    }
+
+    fn frames(p: &Peer) -> VecDeque<Bytes> {
+        let mut q = VecDeque::new();
+        p.outbox.take(&mut q);
+        q
+    }
+
+    #[test]
+    fn an_event_is_encoded_once_per_serializer_and_framing_and_the_bytes_are_shared() {
+        let mut b = Broker::default();
+        let combos = [
+            (Serializer::Json, Framing::WebSocket),
+            (Serializer::MsgPack, Framing::WebSocket),
+            (Serializer::Cbor, Framing::WebSocket),
+            (Serializer::Json, Framing::RawSocket),
+        ];
+        let peers: Vec<Arc<Peer>> = (0..40)
+            .map(|i| {
+                let (s, f) = combos[i as usize % combos.len()];
+                peer(i + 1, s, f, "user")
+            })
+            .collect();
+        for p in &peers {
+            b.subscribe(p, "t", MatchPolicy::Exact);
+        }
+        let d = b.publish(
+            "t",
+            7,
+            &vec![],
+            &Arc::new(Payload::args(vec!["x".into()])),
+            &Audience::default(),
+        );
+        assert_eq!(
+            d,
+            Delivery {
+                delivered: 40,
+                dropped: 0,
+                encodings: 4
+            }
+        );
+        // Same serializer and framing ⇒ the very same buffer.
+        let a = frames(&peers[0]);
+        let c = frames(&peers[4]);
+        assert_eq!(a[0].as_ptr(), c[0].as_ptr());
+        let sub = b.subscriptions.keys().next().copied().unwrap_or(0);
+        let text = format!("[36,{sub},7,{{}},[\"x\"]]");
+        assert_eq!(&a[0][2..], text.as_bytes());
+        assert_eq!(a[0][0], 0x81, "a final text frame");
+    }
+
+    #[test]
+    fn audience_filters_and_full_outboxes_count_as_dropped() {
+        let mut b = Broker::default();
+        let p1 = peer(1, Serializer::Json, Framing::WebSocket, "admin");
+        let p2 = peer(2, Serializer::Json, Framing::WebSocket, "user");
+        b.subscribe(&p1, "t", MatchPolicy::Exact);
+        b.subscribe(&p2, "t", MatchPolicy::Exact);
+        let aud = Audience {
+            eligible_authrole: Some(vec!["user".into()]),
+            ..Audience::default()
+        };
+        let d = b.publish("t", 1, &vec![], &Arc::new(Payload::default()), &aud);
+        assert_eq!((d.delivered, d.dropped), (1, 0));
+        assert!(frames(&p1).is_empty());
+        p2.outbox.close(crate::outbox::CloseRequest {
+            code: 1000,
+            reason: String::new(),
+            flush_first: false,
+        });
+        let d = b.publish(
+            "t",
+            2,
+            &vec![],
+            &Arc::new(Payload::default()),
+            &Audience::default(),
+        );
+        assert_eq!((d.delivered, d.dropped), (1, 1));
+    }
+
+    #[test]
+    fn leaving_sessions_drop_empty_subscriptions() {
+        let mut b = Broker::default();
+        let p1 = peer(1, Serializer::Json, Framing::WebSocket, "user");
+        let p2 = peer(2, Serializer::Json, Framing::WebSocket, "user");
+        let id = b.subscribe(&p1, "a.", MatchPolicy::Prefix);
+        assert_eq!(b.subscribe(&p2, "a.", MatchPolicy::Prefix), id);
+        b.remove_session(1);
+        assert_eq!(b.subscription_count(), 1);
+        assert!(b.unsubscribe(2, id));
+        assert_eq!(b.subscription_count(), 0);
+        assert!(!b.unsubscribe(2, id));
+    }
+}

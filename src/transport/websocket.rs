@@ -137,6 +137,9 @@ pub async fn serve(
     );
     let mut reader = WsReader::new(max_message);
     let mut rbuf = BytesMut::from(&leftover[..]);
+    // `leftover` is a view into hyper's whole handshake read buffer: release it now, or every
+    // idle connection keeps that buffer for its lifetime.
+    drop(leftover);
     let mut need = READ_CHUNK;
     let mut writer = Writer {
         pending: VecDeque::new(),

@@ -201,4 +201,36 @@ mod tests {
             .0
             .contains("ArgumentsKw must be a dict"));
     }
+
+    /// Random and mutated input never panics a decoder; it decodes or returns an error.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5b);
+        let seeds: Vec<Vec<u8>> = samples()
+            .iter()
+            .flat_map(|m| Serializer::ALL.map(|s| s.encode(m).unwrap()))
+            .collect();
+        for round in 0..20_000 {
+            let mut input = if round % 2 == 0 {
+                seeds[rng.random_range(0..seeds.len())].clone()
+            } else {
+                (0..rng.random_range(0..64)).map(|_| rng.random()).collect()
+            };
+            for _ in 0..rng.random_range(0..4) {
+                if input.is_empty() {
+                    break;
+                }
+                let i = rng.random_range(0..input.len());
+                input[i] = rng.random();
+            }
+            if rng.random_bool(0.2) && !input.is_empty() {
+                let cut = rng.random_range(0..input.len());
+                input.truncate(cut);
+            }
+            for s in Serializer::ALL {
+                let _ = s.decode(&input);
+            }
+        }
+    }
 }

@@ -1,0 +1,198 @@
+//! Criterion benchmarks for the router's hot paths: encode/decode per serializer, broker fan-out
+//! to 10k subscribers, dealer call routing, pattern matching with 10k patterns.
+//! Figures are in the README ("Measured figures"); run with `cargo bench`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard::auth::Principal;
+use switchboard::framing::Framing;
+use switchboard::outbox::Outbox;
+use switchboard::router::broker::{Audience, Broker};
+use switchboard::router::dealer::{CallOptions, Dealer, InvokePolicy};
+use switchboard::router::peer::{ClientFeatures, Peer};
+use switchboard::wamp::pattern::PatternIndex;
+use switchboard::wamp::uri::MatchPolicy;
+use switchboard::wamp::value::dict;
+use switchboard::wamp::{Message, Payload, Serializer, Value};
+
+fn peer(id: u64, ser: Serializer) -> Arc<Peer> {
+    Arc::new(Peer::new(
+        id,
+        Principal {
+            authid: format!("user{id}"),
+            authrole: "anonymous".into(),
+            authmethod: "anonymous".into(),
+            authprovider: "static".into(),
+        },
+        ser,
+        Framing::WebSocket,
+        ClientFeatures {
+            callee_progressive_results: true,
+            callee_call_canceling: true,
+            callee_timeout: false,
+        },
+        Arc::new(Outbox::new(usize::MAX)),
+    ))
+}
+
+fn sample_payload() -> Payload {
+    Payload {
+        args: Some(vec![
+            Value::Str("hello world".into()),
+            Value::UInt(42),
+            Value::Bytes(Bytes::from_static(&[7; 32])),
+        ]),
+        kwargs: Some(dict([
+            ("price", Value::Float(9.99)),
+            ("tags", Value::List(vec!["a".into(), "b".into()])),
+        ])),
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let msg = Message::Publish {
+        request: 12345,
+        options: dict([("acknowledge", Value::Bool(true))]),
+        topic: "com.example.shop.order.created".into(),
+        payload: sample_payload(),
+    };
+    let mut g = c.benchmark_group("codec");
+    for ser in Serializer::ALL {
+        let bytes = ser.encode(&msg).unwrap();
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_with_input(BenchmarkId::new("encode", ser.name()), &ser, |b, ser| {
+            b.iter(|| ser.encode(&msg).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("decode", ser.name()), &ser, |b, ser| {
+            b.iter(|| ser.decode(&bytes).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn drain(peers: &[Arc<Peer>]) {
+    let mut q = VecDeque::new();
+    for p in peers {
+        p.outbox.take(&mut q);
+        let n: usize = q.iter().map(Bytes::len).sum();
+        p.outbox.written(n);
+        q.clear();
+    }
+}
+
+fn fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout");
+    g.sample_size(20);
+    for (label, sers) in [
+        ("json", vec![Serializer::Json]),
+        ("mixed3", Serializer::ALL.to_vec()),
+    ] {
+        let mut broker = Broker::default();
+        let peers: Vec<Arc<Peer>> = (0..10_000u64)
+            .map(|i| peer(i + 1, sers[i as usize % sers.len()]))
+            .collect();
+        for p in &peers {
+            broker.subscribe(p, "com.example.topic", MatchPolicy::Exact);
+        }
+        let payload = Arc::new(Payload::args(vec![Value::Str("x".repeat(100))]));
+        let audience = Audience {
+            publisher: 999_999,
+            exclude_me: true,
+            ..Audience::default()
+        };
+        g.throughput(Throughput::Elements(peers.len() as u64));
+        g.bench_function(BenchmarkId::new("publish_to_10k", label), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let d = broker.publish("com.example.topic", 1, &vec![], &payload, &audience);
+                    total += t.elapsed();
+                    assert_eq!(d.delivered, 10_000);
+                    assert_eq!(d.encodings, sers.len());
+                    drain(&peers);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn dealer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dealer");
+    let caller = peer(1, Serializer::Json);
+    let callee = peer(2, Serializer::Json);
+    let mut dealer = Dealer::default();
+    for i in 0..1000 {
+        dealer
+            .register(
+                &callee,
+                &format!("com.example.proc{i}"),
+                MatchPolicy::Exact,
+                InvokePolicy::Single,
+                false,
+            )
+            .unwrap();
+    }
+    let mut request = 0u64;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("call_yield_round_trip", |b| {
+        b.iter_batched(
+            || {
+                request += 1;
+                request
+            },
+            |req| {
+                let key = dealer
+                    .call(
+                        &caller,
+                        req,
+                        CallOptions::default(),
+                        "com.example.proc500",
+                        sample_payload(),
+                        false,
+                    )
+                    .unwrap();
+                dealer.yield_(key.0, key.1, &vec![], sample_payload());
+                drain(&[caller.clone(), callee.clone()]);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn patterns(c: &mut Criterion) {
+    let mut idx: PatternIndex<u32> = PatternIndex::new();
+    for i in 0..10_000u32 {
+        match i % 3 {
+            0 => idx.insert(&format!("com.app.e{i}.created"), MatchPolicy::Exact, i),
+            1 => idx.insert(&format!("com.app.p{i}"), MatchPolicy::Prefix, i),
+            _ => idx.insert(&format!("com..w{i}.created"), MatchPolicy::Wildcard, i),
+        };
+    }
+    let mut g = c.benchmark_group("pattern_10k");
+    g.bench_function("all_matches", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            idx.for_each_match("com.app.w5.created", |_, _| n += 1);
+            n
+        })
+    });
+    g.bench_function("best_match_wildcard", |b| {
+        b.iter(|| idx.best_match("com.x.w9998.created").map(|(v, _)| *v))
+    });
+    g.bench_function("best_match_exact", |b| {
+        b.iter(|| idx.best_match("com.app.e9999.created").map(|(v, _)| *v))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, codec, fanout, dealer, patterns);
+criterion_main!(benches);
