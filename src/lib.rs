@@ -7,6 +7,7 @@ pub mod config;
 pub mod framing;
 pub mod http;
 pub mod outbox;
+pub mod procfs;
 pub mod router;
 pub mod session;
 pub mod store;

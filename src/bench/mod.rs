@@ -1,21 +1,35 @@
-//! `switchboard bench`: the load tool (a WAMP client, not the server).
+//! `switchboard bench`: the load tool — a WAMP client of the router under test (Switchboard or
+//! any other router), never the server's code path.
 //!
-//! Scenarios so far: `connections` — open N sessions (HELLO + one SUBSCRIBE each) at a given
-//! rate, hold them, report connect-to-WELCOME latency and the server's memory per session,
-//! optionally after every session sent one message of a given size. Every run is bounded in
-//! time and refuses targets outside loopback unless `--allow-remote`.
+//! Scenarios: `connections` (idle sessions and their memory), `fanout` (events to many
+//! subscribers: throughput, latency, loss), `rpc` (calls with outstanding windows), `churn`
+//! (connect/subscribe/publish/disconnect loops and memory growth). Every run is bounded in time
+//! (`--max-secs`) and refuses targets outside loopback unless `--allow-remote`. Server memory
+//! and CPU come from /proc (`--pid`) or from Switchboard's `/api/status`.
 
-mod client;
-mod report;
+pub mod churn;
+pub mod connections;
+pub mod fanout;
+mod probe;
+pub mod report;
+pub mod rpc;
+pub mod wampc;
 
 use clap::{Args, Subcommand};
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::time::Duration;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Open N sessions (HELLO + SUBSCRIBE), hold them, report latency and server memory.
-    Connections(ConnectionsArgs),
+    Connections(connections::ConnectionsArgs),
+    /// S subscribers, P publishers at a rate: events/s delivered, loss, latency.
+    Fanout(fanout::FanoutArgs),
+    /// Callers with outstanding calls against callees: calls/s and latency.
+    Rpc(rpc::RpcArgs),
+    /// Connect/subscribe/publish/disconnect loops: cycles/s and server memory growth.
+    Churn(churn::ChurnArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -29,7 +43,7 @@ pub struct Common {
     /// Serializer: json, msgpack or cbor.
     #[arg(long, default_value = "json")]
     pub serializer: String,
-    /// Pid of the server, to read its memory (RSS) from /proc.
+    /// Pid of the server, to read its memory and CPU time from /proc (default: its /api/status).
     #[arg(long)]
     pub pid: Option<u32>,
     /// Write the result as JSON to this file.
@@ -43,26 +57,63 @@ pub struct Common {
     pub max_secs: u64,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct ConnectionsArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Number of sessions.
-    #[arg(short = 'n', long, default_value_t = 1000)]
-    pub sessions: usize,
-    /// New connections per second.
-    #[arg(long, default_value_t = 2000)]
-    pub rate: u32,
-    /// Seconds to hold the sessions once all are up.
-    #[arg(long, default_value_t = 5)]
-    pub hold: u64,
-    /// After the first measurement, every session publishes one message of this many bytes,
-    /// then memory is measured again (shows whether per-connection buffers shrink).
-    #[arg(long, value_name = "BYTES")]
-    pub message_bytes: Option<usize>,
+impl BenchCommand {
+    fn common(&self) -> &Common {
+        match self {
+            BenchCommand::Connections(a) => &a.common,
+            BenchCommand::Fanout(a) => &a.common,
+            BenchCommand::Rpc(a) => &a.common,
+            BenchCommand::Churn(a) => &a.common,
+        }
+    }
 }
 
+/// Runs a scenario and returns its result as JSON (after printing the human summary).
+pub async fn execute(cmd: BenchCommand) -> Result<serde_json::Value, String> {
+    let common = cmd.common().clone();
+    check_target(&common)?;
+    let max = Duration::from_secs(common.max_secs);
+    let run = async {
+        let v = match cmd {
+            BenchCommand::Connections(a) => {
+                let r = connections::run(a).await?;
+                r.print();
+                serde_json::to_value(&r)
+            }
+            BenchCommand::Fanout(a) => {
+                let r = fanout::run(a).await?;
+                r.print();
+                serde_json::to_value(&r)
+            }
+            BenchCommand::Rpc(a) => {
+                let r = rpc::run(a).await?;
+                r.print();
+                serde_json::to_value(&r)
+            }
+            BenchCommand::Churn(a) => {
+                let r = churn::run(a).await?;
+                r.print();
+                serde_json::to_value(&r)
+            }
+        };
+        v.map_err(|e| e.to_string())
+    };
+    let value = tokio::time::timeout(max, run).await.map_err(|_| {
+        format!(
+            "the run did not finish within --max-secs {}",
+            common.max_secs
+        )
+    })??;
+    if let Some(path) = &common.json {
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(value)
+}
+
+/// Entry point of `switchboard bench`.
 pub fn run(cmd: BenchCommand) -> std::process::ExitCode {
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,27 +124,23 @@ pub fn run(cmd: BenchCommand) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cmd {
-            BenchCommand::Connections(a) => {
-                check_target(&a.common)?;
-                let max = Duration::from_secs(a.common.max_secs);
-                match tokio::time::timeout(max, client::connections(a.clone())).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "the run did not finish within --max-secs {}",
-                        a.common.max_secs
-                    )),
-                }
-            }
-        }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match runtime.block_on(execute(cmd)) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard bench: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit, and says what the limit allows.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => eprintln!(
+            "switchboard bench: open-file limit {n} (about {} connections per process)",
+            n.saturating_sub(100)
+        ),
+        Err(e) => eprintln!("switchboard bench: could not raise the open-file limit: {e}"),
     }
 }
 
@@ -117,10 +164,104 @@ fn check_target(c: &Common) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a process's resident memory in bytes from /proc.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+/// A live progress bar on a terminal, a plain line per second otherwise.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    what: &'static str,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Progress {
+    pub fn new(what: &'static str, total: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} {msg}",
+            ) {
+                b.set_style(style);
+            }
+            b
+        });
+        Progress {
+            bar,
+            what,
+            last: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    pub fn set(&self, pos: u64, msg: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(pos);
+                b.set_message(msg.to_owned());
+            }
+            None => {
+                if let Ok(mut last) = self.last.lock() {
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        eprintln!("  {}: {msg}", self.what);
+                        *last = std::time::Instant::now();
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(subcommand)]
+        cmd: BenchCommand,
+    }
+
+    #[test]
+    fn remote_targets_are_refused_unless_allowed() {
+        let parse = |args: &[&str]| T::try_parse_from(args).map(|t| t.cmd.common().clone());
+        let c = parse(&["t", "fanout", "--url", "ws://10.0.0.5:8080/ws"]).unwrap();
+        assert!(check_target(&c).unwrap_err().contains("not loopback"));
+        let c = parse(&[
+            "t",
+            "fanout",
+            "--url",
+            "ws://10.0.0.5:8080/ws",
+            "--allow-remote",
+        ])
+        .unwrap();
+        assert!(check_target(&c).is_ok());
+        for ok in [
+            "ws://127.0.0.1:1/ws",
+            "ws://localhost:1/ws",
+            "ws://127.9.9.9:1/ws",
+            "ws://[::1]:1/ws",
+        ] {
+            let c = parse(&["t", "rpc", "--url", ok]).unwrap();
+            assert!(check_target(&c).is_ok(), "{ok}");
+        }
+        let c = parse(&["t", "churn", "--url", "http://127.0.0.1/"]).unwrap();
+        assert!(check_target(&c).is_err());
+    }
+
+    #[test]
+    fn source_addresses_spread_over_loopback() {
+        assert_eq!(wampc::source_for(0, 100), None);
+        assert_eq!(wampc::source_for(99, 100), None);
+        assert_eq!(
+            wampc::source_for(100, 100),
+            Some(IpAddr::from([127, 0, 0, 2]))
+        );
+        assert_eq!(
+            wampc::source_for(300, 100),
+            Some(IpAddr::from([127, 0, 0, 4]))
+        );
+    }
 }

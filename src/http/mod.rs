@@ -224,6 +224,10 @@ struct Status {
     realms: Vec<crate::router::realm::RealmStats>,
     messages_in: u64,
     messages_out: u64,
+    /// This process, its resident memory and CPU time (for the load tool and operators).
+    pid: u32,
+    rss_bytes: Option<u64>,
+    cpu_seconds: Option<f64>,
 }
 
 fn status(state: &HttpState) -> Response<Body> {
@@ -239,6 +243,9 @@ fn status(state: &HttpState) -> Response<Body> {
         realms: state.router.realm_stats(),
         messages_in: state.router.counters.messages_in.load(Ordering::Relaxed),
         messages_out: state.router.counters.messages_out.load(Ordering::Relaxed),
+        pid: std::process::id(),
+        rss_bytes: crate::procfs::rss_bytes(std::process::id()),
+        cpu_seconds: crate::procfs::cpu_seconds(std::process::id()),
     };
     let body = serde_json::to_vec(&s).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));

@@ -4,6 +4,8 @@
 
 mod support;
 
+/// `switchboard bench` scenarios at small scale.
+mod bench;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod http_api;
 /// Message size, slow consumers, HELLO deadline, keep-alive.

@@ -1,0 +1,205 @@
+//! A small WAMP client over WebSocket for the load tool: connect (optionally from a chosen
+//! loopback source address), join, send and receive typed messages. Frames are decoded with
+//! the crate's own codec; the server side never runs through here.
+
+use crate::wamp::value::dict;
+use crate::wamp::{Message, Serializer, Value};
+use futures_util::{SinkExt, StreamExt};
+use std::net::{IpAddr, SocketAddr};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+pub fn parse_serializer(name: &str) -> Result<Serializer, String> {
+    match name {
+        "json" => Ok(Serializer::Json),
+        "msgpack" => Ok(Serializer::MsgPack),
+        "cbor" => Ok(Serializer::Cbor),
+        other => Err(format!(
+            "unknown serializer '{other}' (json, msgpack, cbor)"
+        )),
+    }
+}
+
+/// Host and port of a ws:// URL.
+pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("only ws:// URLs are supported, got '{url}'"))?;
+    let hostport = rest.split('/').next().unwrap_or("");
+    let hostport = hostport.replace("localhost", "127.0.0.1");
+    hostport
+        .parse()
+        .map_err(|_| format!("'{hostport}' is not an IP:port"))
+}
+
+pub struct Client {
+    pub ws: Ws,
+    pub ser: Serializer,
+    pub session: u64,
+}
+
+impl Client {
+    /// Connects from `source` (any port) if given, and negotiates the serializer.
+    pub async fn connect(
+        url: &str,
+        ser: Serializer,
+        source: Option<IpAddr>,
+    ) -> Result<Client, String> {
+        let addr = url_addr(url)?;
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| format!("socket: {e}"))?;
+        if let Some(ip) = source {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| format!("bind {ip}: {e}"))?;
+        }
+        let stream = socket
+            .connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(ser.subprotocol()),
+        );
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8192)
+            .write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        Ok(Client {
+            ws,
+            ser,
+            session: 0,
+        })
+    }
+
+    pub async fn send(&mut self, m: &Message) -> Result<(), String> {
+        let bytes = self.ser.encode(m).map_err(|e| e.to_string())?;
+        let frame = if self.ser.is_text() {
+            WsMessage::Text(String::from_utf8(bytes).map_err(|e| e.to_string())?.into())
+        } else {
+            WsMessage::Binary(bytes.into())
+        };
+        self.ws.send(frame).await.map_err(|e| e.to_string())
+    }
+
+    /// Queues a message without flushing (for pipelining); `flush` sends.
+    pub async fn feed(&mut self, m: &Message) -> Result<(), String> {
+        let bytes = self.ser.encode(m).map_err(|e| e.to_string())?;
+        let frame = if self.ser.is_text() {
+            WsMessage::Text(String::from_utf8(bytes).map_err(|e| e.to_string())?.into())
+        } else {
+            WsMessage::Binary(bytes.into())
+        };
+        self.ws.feed(frame).await.map_err(|e| e.to_string())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), String> {
+        self.ws.flush().await.map_err(|e| e.to_string())
+    }
+
+    /// The next WAMP message (pings are answered by the WebSocket library while reading).
+    pub async fn recv(&mut self) -> Result<Message, String> {
+        loop {
+            match self.ws.next().await {
+                None => return Err("connection closed".into()),
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(WsMessage::Text(t))) => {
+                    return self.ser.decode(t.as_bytes()).map_err(|e| e.to_string())
+                }
+                Some(Ok(WsMessage::Binary(b))) => {
+                    return self.ser.decode(&b).map_err(|e| e.to_string())
+                }
+                Some(Ok(WsMessage::Close(c))) => {
+                    return Err(format!("closed by the router: {c:?}"))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn join(&mut self, realm: &str) -> Result<(), String> {
+        let roles =
+            ["publisher", "subscriber", "caller", "callee"].map(|r| (r, Value::Dict(vec![])));
+        self.send(&Message::Hello {
+            realm: realm.to_owned(),
+            details: dict([(
+                "roles",
+                Value::Dict(roles.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+            )]),
+        })
+        .await?;
+        match self.recv().await? {
+            Message::Welcome { session, .. } => {
+                self.session = session;
+                Ok(())
+            }
+            Message::Abort { reason, details } => Err(format!("ABORT {reason}: {details:?}")),
+            other => Err(format!("expected WELCOME, got {}", other.name())),
+        }
+    }
+
+    pub async fn subscribe(&mut self, request: u64, topic: &str) -> Result<u64, String> {
+        self.send(&Message::Subscribe {
+            request,
+            options: vec![],
+            topic: topic.to_owned(),
+        })
+        .await?;
+        match self.recv().await? {
+            Message::Subscribed { subscription, .. } => Ok(subscription),
+            other => Err(format!("expected SUBSCRIBED, got {other:?}")),
+        }
+    }
+
+    pub async fn register(
+        &mut self,
+        request: u64,
+        procedure: &str,
+        invoke: &str,
+    ) -> Result<u64, String> {
+        self.send(&Message::Register {
+            request,
+            options: dict([("invoke", invoke.into())]),
+            procedure: procedure.to_owned(),
+        })
+        .await?;
+        match self.recv().await? {
+            Message::Registered { registration, .. } => Ok(registration),
+            other => Err(format!("expected REGISTERED, got {other:?}")),
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Source addresses for `n` connections: 127.0.0.1, .2, ... so more than the ~28k ephemeral
+/// ports of one address can reach one server port.
+pub fn source_for(i: usize, per_address: usize) -> Option<IpAddr> {
+    let k = i / per_address.max(1);
+    if k == 0 {
+        return None;
+    }
+    let k = k as u32 + 1;
+    Some(IpAddr::from([
+        127,
+        ((k >> 16) & 0xff) as u8,
+        ((k >> 8) & 0xff) as u8,
+        (k & 0xff) as u8,
+    ]))
+}

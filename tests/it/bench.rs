@@ -1,0 +1,127 @@
+//! The load tool's scenarios at a small scale against the real server: correctness only
+//! (everything established, nothing lost, JSON well-formed) — never timing.
+
+use crate::support::*;
+use clap::Parser;
+use switchboard::bench::{execute, BenchCommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: BenchCommand,
+}
+
+async fn bench(srv: &TestServer, args: &[&str]) -> serde_json::Value {
+    let url = srv.ws_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("result.json");
+    let mut argv = vec!["switchboard-bench"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&[
+        "--url",
+        &url,
+        "--max-secs",
+        "60",
+        "--json",
+        json.to_str().expect("utf8 path"),
+    ]);
+    let cmd = Cli::try_parse_from(argv).expect("arguments parse").cmd;
+    let value = execute(cmd).await.expect("scenario runs");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    // The file holds the same result (floats compared after the same text round trip).
+    let reparsed: serde_json::Value = serde_json::from_str(&value.to_string()).expect("valid JSON");
+    assert_eq!(
+        written.to_string(),
+        reparsed.to_string(),
+        "the JSON file holds the result"
+    );
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_scenario_establishes_every_session() {
+    let srv = TestServer::start().await;
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "-n",
+            "200",
+            "--hold",
+            "0",
+            "--message-bytes",
+            "2000",
+            "--per-source",
+            "120",
+        ],
+    )
+    .await;
+    assert_eq!(r["established"], 200, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["messages_acknowledged"], 200, "{r}");
+    assert_eq!(r["latency"]["count"], 200);
+    assert!(
+        r["server_held"]["rss_bytes"].as_u64().is_some(),
+        "server memory read from /api/status: {r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_scenario_loses_nothing_below_saturation() {
+    let srv = TestServer::start().await;
+    for ser in ["json", "msgpack", "cbor"] {
+        let r = bench(
+            &srv,
+            &[
+                "fanout",
+                "-s",
+                "40",
+                "-p",
+                "2",
+                "-r",
+                "200",
+                "-t",
+                "1",
+                "--serializer",
+                ser,
+            ],
+        )
+        .await;
+        assert_eq!(r["subscribers_established"], 40, "{r}");
+        assert!(r["published"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert_eq!(r["lost"], 0, "{ser}: {r}");
+        assert_eq!(r["delivered"], r["expected_deliveries"], "{r}");
+        assert_eq!(
+            r["latency"]["count"], r["delivered"],
+            "every event carried its timestamp"
+        );
+    }
+    let r = bench(&srv, &["fanout", "-s", "20", "-r", "0", "-t", "1"]).await;
+    assert_eq!(r["lost"], 0, "closed-loop publishing: {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_scenario_answers_every_call() {
+    let srv = TestServer::start().await;
+    let r = bench(&srv, &["rpc", "-k", "2", "-c", "4", "-w", "5", "-t", "1"]).await;
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["calls"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(r["first_error"].is_null(), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_scenario_completes_cycles_and_leaves_nothing_behind() {
+    let srv = TestServer::start().await;
+    let r = bench(&srv, &["churn", "-c", "4", "-t", "2"]).await;
+    assert_eq!(r["failed"], 0, "{r}");
+    assert!(r["cycles"].as_u64().unwrap_or(0) > 0, "{r}");
+    for _ in 0..200 {
+        if srv.status().await["sessions"] == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("sessions left behind after churn: {}", srv.status().await);
+}
