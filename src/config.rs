@@ -73,6 +73,9 @@ pub struct Limits {
     pub ping_timeout: Duration,
     /// How long a new connection may take to send HELLO.
     pub hello_timeout: Duration,
+    /// How long outbound frames may wait to be written together (0: write at once). Trades a
+    /// little latency for far fewer syscalls when many small events go to many subscribers.
+    pub write_delay: Duration,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             ping_interval: Some(Duration::from_secs(30)),
             ping_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
+            write_delay: Duration::ZERO,
         }
     }
 }

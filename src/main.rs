@@ -43,6 +43,9 @@ struct Cli {
     /// Seconds a new connection has to send HELLO.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     hello_timeout: u64,
+    /// Milliseconds outbound frames may wait to be written together (0: at once).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    write_delay_ms: u64,
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
@@ -87,6 +90,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         ping_interval: (cli.ping_interval > 0).then(|| Duration::from_secs(cli.ping_interval)),
         ping_timeout: Duration::from_secs(cli.ping_timeout.max(1)),
         hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
+        write_delay: Duration::from_millis(cli.write_delay_ms),
     };
     let mut opts = Options::development(cli.listen, cli.data_dir);
     opts.router = RouterConfig::development(limits);

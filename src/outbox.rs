@@ -134,6 +134,11 @@ impl Outbox {
         st.bytes = st.bytes.saturating_sub(n);
     }
 
+    /// Whether frames wait in the queue (not yet taken by the writer).
+    pub fn has_frames(&self) -> bool {
+        !self.state.lock().queue.is_empty()
+    }
+
     /// Bytes queued or being written.
     pub fn queued_bytes(&self) -> usize {
         self.state.lock().bytes

@@ -181,18 +181,27 @@ pub async fn run(a: FanoutArgs) -> Result<FanoutResult, String> {
         published += p.await.unwrap_or(0);
     }
     let seconds = started.elapsed().as_secs_f64();
-    // Let in-flight events arrive: stop when the count stops moving (or after 10 s).
+    // Let in-flight events arrive: stop when all are in, or nothing moved for 2 s (20 s at most).
     let expected = published * up as u64;
-    let mut last = u64::MAX;
-    let drain_deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < drain_deadline {
+    let mut last = delivered.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    let drain_deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < drain_deadline && last_change.elapsed() < Duration::from_secs(2) {
         let now = delivered.load(Ordering::Relaxed);
-        if now >= expected || now == last {
+        if now >= expected {
             break;
         }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Throughput counts until the last delivery, not just the publishing window.
+    let delivery_secs = last_change
+        .duration_since(started)
+        .as_secs_f64()
+        .max(seconds);
     let server_after = probe.sample().await;
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
@@ -216,7 +225,7 @@ pub async fn run(a: FanoutArgs) -> Result<FanoutResult, String> {
         lost: expected.saturating_sub(delivered),
         seconds,
         publications_per_sec: published as f64 / seconds,
-        events_per_sec: delivered as f64 / seconds,
+        events_per_sec: delivered as f64 / delivery_secs,
         latency: Latency::of(&mut lat),
         server_cpu_seconds: cpu,
         events_per_server_cpu_second: cpu.filter(|c| *c > 0.0).map(|c| delivered as f64 / c),

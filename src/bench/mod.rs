@@ -75,26 +75,15 @@ pub async fn execute(cmd: BenchCommand) -> Result<serde_json::Value, String> {
     let max = Duration::from_secs(common.max_secs);
     let run = async {
         let v = match cmd {
-            BenchCommand::Connections(a) => {
-                let r = connections::run(a).await?;
-                r.print();
-                serde_json::to_value(&r)
-            }
+            BenchCommand::Connections(a) => summarize(
+                connections::run(a).await?,
+                connections::ConnectionsResult::print,
+            ),
             BenchCommand::Fanout(a) => {
-                let r = fanout::run(a).await?;
-                r.print();
-                serde_json::to_value(&r)
+                summarize(fanout::run(a).await?, fanout::FanoutResult::print)
             }
-            BenchCommand::Rpc(a) => {
-                let r = rpc::run(a).await?;
-                r.print();
-                serde_json::to_value(&r)
-            }
-            BenchCommand::Churn(a) => {
-                let r = churn::run(a).await?;
-                r.print();
-                serde_json::to_value(&r)
-            }
+            BenchCommand::Rpc(a) => summarize(rpc::run(a).await?, rpc::RpcResult::print),
+            BenchCommand::Churn(a) => summarize(churn::run(a).await?, churn::ChurnResult::print),
         };
         v.map_err(|e| e.to_string())
     };
@@ -109,6 +98,15 @@ pub async fn execute(cmd: BenchCommand) -> Result<serde_json::Value, String> {
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(value)
+}
+
+/// Prints a result for people and turns it into JSON.
+fn summarize<R: serde::Serialize>(
+    r: R,
+    print: fn(&R),
+) -> Result<serde_json::Value, serde_json::Error> {
+    print(&r);
+    serde_json::to_value(&r)
 }
 
 /// Entry point of `switchboard bench`.

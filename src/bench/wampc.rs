@@ -86,24 +86,23 @@ impl Client {
         })
     }
 
-    pub async fn send(&mut self, m: &Message) -> Result<(), String> {
+    fn frame(&self, m: &Message) -> Result<WsMessage, String> {
         let bytes = self.ser.encode(m).map_err(|e| e.to_string())?;
-        let frame = if self.ser.is_text() {
+        Ok(if self.ser.is_text() {
             WsMessage::Text(String::from_utf8(bytes).map_err(|e| e.to_string())?.into())
         } else {
             WsMessage::Binary(bytes.into())
-        };
+        })
+    }
+
+    pub async fn send(&mut self, m: &Message) -> Result<(), String> {
+        let frame = self.frame(m)?;
         self.ws.send(frame).await.map_err(|e| e.to_string())
     }
 
     /// Queues a message without flushing (for pipelining); `flush` sends.
     pub async fn feed(&mut self, m: &Message) -> Result<(), String> {
-        let bytes = self.ser.encode(m).map_err(|e| e.to_string())?;
-        let frame = if self.ser.is_text() {
-            WsMessage::Text(String::from_utf8(bytes).map_err(|e| e.to_string())?.into())
-        } else {
-            WsMessage::Binary(bytes.into())
-        };
+        let frame = self.frame(m)?;
         self.ws.feed(frame).await.map_err(|e| e.to_string())
     }
 

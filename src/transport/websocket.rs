@@ -147,6 +147,9 @@ pub async fn serve(
     };
     let mut closing = Closing::Open;
     let mut close_timer: Option<Pin<Box<Sleep>>> = None;
+    let write_delay = conns.limits().write_delay;
+    let mut batch_timer: Option<Pin<Box<Sleep>>> = None;
+    let mut batch_fired = false;
 
     'conn: loop {
         // 1. Everything complete in the read buffer.
@@ -220,8 +223,21 @@ pub async fn serve(
             }
         }
 
-        // 2. Frames the router queued, and a close it asked for.
-        if closing == Closing::Open {
+        // 2. Frames the router queued, and a close it asked for. With a write delay, frames
+        //    arriving at an idle writer wait up to the delay so several go out in one write.
+        let mut hold = false;
+        if !write_delay.is_zero() && closing == Closing::Open && !outbox.is_closing() {
+            if batch_fired {
+                batch_timer = None;
+                batch_fired = false;
+            } else if batch_timer.is_some() {
+                hold = true;
+            } else if writer.pending.is_empty() && outbox.has_frames() {
+                batch_timer = Some(Box::pin(tokio::time::sleep(write_delay)));
+                hold = true;
+            }
+        }
+        if closing == Closing::Open && !hold {
             if let Some(req) = outbox.take(&mut writer.pending) {
                 if !req.flush_first {
                     writer.discard();
@@ -268,6 +284,7 @@ pub async fn serve(
             }
             _ = outbox.notified(), if closing == Closing::Open => {}
             _ = sleep_opt(&mut close_timer) => break,
+            _ = sleep_opt(&mut batch_timer) => batch_fired = true,
         }
     }
 
