@@ -30,6 +30,16 @@ pub struct ConnectionsArgs {
     /// Connections per source address (127.0.0.1, .2, ...): one address has ~28k ports.
     #[arg(long, default_value_t = 20_000)]
     pub per_source: usize,
+    /// Connections per process; more sessions are spread over worker processes
+    /// (default: what this process's open-file limit allows).
+    #[arg(long)]
+    pub per_process: Option<usize>,
+    /// Internal: run as a worker process for sessions starting at this index.
+    #[arg(long, hide = true)]
+    pub worker_slice: Option<usize>,
+    /// The program to start as worker processes (default: this one).
+    #[arg(long, hide = true)]
+    pub worker_exe: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +59,8 @@ enum Event {
 pub struct ConnectionsResult {
     pub scenario: &'static str,
     pub requested: usize,
+    /// Client processes that held the sessions (more than one past the open-file limit).
+    pub processes: usize,
     pub established: usize,
     pub failed: usize,
     pub first_error: Option<String>,
@@ -152,90 +164,327 @@ async fn one_session(
     Ok(())
 }
 
-pub async fn run(a: ConnectionsArgs) -> Result<ConnectionsResult, String> {
-    parse_serializer(&a.common.serializer)?;
-    let probe = Probe::new(a.common.pid, &a.common.url);
-    let server_before = probe.sample().await;
-    let (phase_tx, phase_rx) = watch::channel(Phase::Hold);
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let interval = Duration::from_secs_f64(1.0 / f64::from(a.rate.max(1)));
-    let started = Instant::now();
-    let spawner = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            let mut tasks = Vec::with_capacity(a.sessions);
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for i in 0..a.sessions {
-                tick.tick().await;
-                let a = a.clone();
-                let ev = ev_tx.clone();
-                let rx = phase_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = one_session(i, &a, &ev, rx).await {
-                        let _ = ev.send(Event::Failed(e));
-                    }
-                }));
+/// What a ramp of sessions produced.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Ramp {
+    latencies: Vec<u64>,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+/// Outcome of the publish phase.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Publishing {
+    acks: usize,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+/// Sessions held by this process.
+struct LocalFleet {
+    phase: watch::Sender<Phase>,
+    events: mpsc::UnboundedReceiver<Event>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalFleet {
+    /// Opens sessions `start .. start + count` at the configured rate.
+    async fn ramp(
+        a: &ConnectionsArgs,
+        start: usize,
+        count: usize,
+        show_progress: bool,
+    ) -> (LocalFleet, Ramp) {
+        let (phase_tx, phase_rx) = watch::channel(Phase::Hold);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(a.rate.max(1)));
+        let spawner = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut tasks = Vec::with_capacity(count);
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                for i in start..start + count {
+                    tick.tick().await;
+                    let a = a.clone();
+                    let ev = ev_tx.clone();
+                    let rx = phase_rx.clone();
+                    tasks.push(tokio::spawn(async move {
+                        if let Err(e) = one_session(i, &a, &ev, rx).await {
+                            let _ = ev.send(Event::Failed(e));
+                        }
+                    }));
+                }
+                tasks
+            })
+        };
+        let mut ramp = Ramp::default();
+        let progress = show_progress.then(|| super::Progress::new("sessions", count as u64));
+        while ramp.latencies.len() + ramp.failed < count {
+            match ev_rx.recv().await {
+                Some(Event::Joined(d)) => ramp.latencies.push(d.as_micros() as u64),
+                Some(Event::Failed(e)) => {
+                    ramp.failed += 1;
+                    ramp.first_error.get_or_insert(e);
+                }
+                Some(Event::Published) => {}
+                None => break,
             }
-            tasks
-        })
-    };
-    let mut latencies = Vec::with_capacity(a.sessions);
-    let mut failed = 0usize;
-    let mut first_error = None;
-    let progress = super::Progress::new("sessions", a.sessions as u64);
-    while latencies.len() + failed < a.sessions {
-        match ev_rx.recv().await {
-            Some(Event::Joined(d)) => latencies.push(d.as_micros() as u64),
-            Some(Event::Failed(e)) => {
-                failed += 1;
-                first_error.get_or_insert(e);
+            if let Some(p) = &progress {
+                p.set(
+                    (ramp.latencies.len() + ramp.failed) as u64,
+                    &format!("{} up, {} failed", ramp.latencies.len(), ramp.failed),
+                );
             }
-            Some(Event::Published) => {}
-            None => break,
         }
-        progress.set(
-            (latencies.len() + failed) as u64,
-            &format!("{} up, {failed} failed", latencies.len()),
-        );
+        if let Some(p) = &progress {
+            p.finish();
+        }
+        let tasks = spawner.await.unwrap_or_default();
+        (
+            LocalFleet {
+                phase: phase_tx,
+                events: ev_rx,
+                tasks,
+            },
+            ramp,
+        )
     }
-    progress.finish();
-    let ramp_secs = started.elapsed().as_secs_f64();
-    let tasks = spawner.await.map_err(|e| e.to_string())?;
-    tokio::time::sleep(Duration::from_secs(a.hold)).await;
-    let server_held = probe.sample().await;
-    let established = latencies.len();
-    let mut acks = 0;
-    let mut server_after_message = None;
-    if a.message_bytes.is_some() {
-        let _ = phase_tx.send(Phase::Publish);
+
+    /// Every session publishes its one message; waits for the acknowledgements.
+    async fn publish(&mut self, expected: usize) -> Publishing {
+        let _ = self.phase.send(Phase::Publish);
+        let mut out = Publishing::default();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while acks < established && Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_secs(10), ev_rx.recv()).await {
-                Ok(Some(Event::Published)) => acks += 1,
+        while out.acks + out.failed < expected && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await {
+                Ok(Some(Event::Published)) => out.acks += 1,
                 Ok(Some(Event::Failed(e))) => {
-                    failed += 1;
-                    first_error.get_or_insert(e);
+                    out.failed += 1;
+                    out.first_error.get_or_insert(e);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
+        out
+    }
+
+    async fn stop(self) {
+        let _ = self.phase.send(Phase::Stop);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Worker-process mode: ramp a slice, report, then obey `publish` / `stop` lines on stdin.
+pub async fn worker(a: ConnectionsArgs, start: usize) -> Result<(), String> {
+    use tokio::io::AsyncBufReadExt;
+    let (mut fleet, ramp) = LocalFleet::ramp(&a, start, a.sessions, false).await;
+    let established = ramp.latencies.len();
+    println!(
+        "READY {}",
+        serde_json::to_string(&ramp).map_err(|e| e.to_string())?
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match line.trim() {
+            "publish" => {
+                let p = fleet.publish(established).await;
+                println!(
+                    "PUBLISHED {}",
+                    serde_json::to_string(&p).map_err(|e| e.to_string())?
+                );
+            }
+            _ => break,
+        }
+    }
+    fleet.stop().await;
+    Ok(())
+}
+
+/// Sessions spread over worker processes (this binary, `--worker-slice`).
+struct ProcessFleet {
+    children: Vec<(
+        tokio::process::Child,
+        tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    )>,
+}
+
+impl ProcessFleet {
+    async fn ramp(a: &ConnectionsArgs, per_process: usize) -> Result<(ProcessFleet, Ramp), String> {
+        use tokio::io::AsyncBufReadExt;
+        let exe = match &a.worker_exe {
+            Some(p) => p.clone(),
+            None => {
+                std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?
+            }
+        };
+        let k = a.sessions.div_ceil(per_process);
+        eprintln!(
+            "switchboard bench: {} sessions over {k} worker processes ({per_process} each at most)",
+            a.sessions
+        );
+        let mut children = Vec::new();
+        let mut start = 0;
+        for w in 0..k {
+            let count = per_process.min(a.sessions - start);
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.args([
+                "bench",
+                "connections",
+                "--url",
+                &a.common.url,
+                "--realm",
+                &a.common.realm,
+                "--serializer",
+                &a.common.serializer,
+            ])
+            .args([
+                "-n",
+                &count.to_string(),
+                "--rate",
+                &(a.rate / k as u32).max(1).to_string(),
+            ])
+            .args([
+                "--per-source",
+                &a.per_source.to_string(),
+                "--worker-slice",
+                &start.to_string(),
+            ])
+            .args(["--max-secs", &a.common.max_secs.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+            if let Some(b) = a.message_bytes {
+                cmd.args(["--message-bytes", &b.to_string()]);
+            }
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start worker {w}: {e}"))?;
+            let stdout = child.stdout.take().ok_or("worker has no stdout")?;
+            children.push((child, tokio::io::BufReader::new(stdout).lines()));
+            start += count;
+        }
+        let mut ramp = Ramp::default();
+        for (_, lines) in children.iter_mut() {
+            let r: Ramp = read_report(lines, "READY").await?;
+            ramp.latencies.extend(r.latencies);
+            ramp.failed += r.failed;
+            if let Some(e) = r.first_error {
+                ramp.first_error.get_or_insert(e);
+            }
+        }
+        Ok((ProcessFleet { children }, ramp))
+    }
+
+    async fn publish(&mut self) -> Result<Publishing, String> {
+        use tokio::io::AsyncWriteExt;
+        for (child, _) in self.children.iter_mut() {
+            if let Some(stdin) = child.stdin.as_mut() {
+                stdin
+                    .write_all(b"publish\n")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let mut out = Publishing::default();
+        for (_, lines) in self.children.iter_mut() {
+            let p: Publishing = read_report(lines, "PUBLISHED").await?;
+            out.acks += p.acks;
+            out.failed += p.failed;
+            if let Some(e) = p.first_error {
+                out.first_error.get_or_insert(e);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stop(self) {
+        for (mut child, _) in self.children {
+            drop(child.stdin.take());
+            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+        }
+    }
+}
+
+async fn read_report<T: serde::de::DeserializeOwned>(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tag: &str,
+) -> Result<T, String> {
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                if let Some(json) = line.strip_prefix(tag).map(str::trim) {
+                    return serde_json::from_str(json)
+                        .map_err(|e| format!("bad worker report: {e}"));
+                }
+            }
+            Ok(None) => return Err(format!("a worker process ended before reporting {tag}")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+enum Fleet {
+    Local(LocalFleet),
+    Processes(ProcessFleet),
+}
+
+/// How many connections one process can hold: its open-file limit less some headroom.
+fn per_process_capacity() -> usize {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => (soft as usize).saturating_sub(200).max(100),
+        Err(_) => 1000,
+    }
+}
+
+pub async fn run(a: ConnectionsArgs) -> Result<ConnectionsResult, String> {
+    parse_serializer(&a.common.serializer)?;
+    let probe = Probe::new(a.common.pid, &a.common.url);
+    let server_before = probe.sample().await;
+    let started = Instant::now();
+    let per_process = a.per_process.unwrap_or_else(per_process_capacity).max(1);
+    let (mut fleet, mut ramp) = if a.sessions > per_process {
+        let (f, r) = ProcessFleet::ramp(&a, per_process).await?;
+        (Fleet::Processes(f), r)
+    } else {
+        let (f, r) = LocalFleet::ramp(&a, 0, a.sessions, true).await;
+        (Fleet::Local(f), r)
+    };
+    let ramp_secs = started.elapsed().as_secs_f64();
+    let processes = match &fleet {
+        Fleet::Local(_) => 1,
+        Fleet::Processes(f) => f.children.len(),
+    };
+    tokio::time::sleep(Duration::from_secs(a.hold)).await;
+    let server_held = probe.sample().await;
+    let established = ramp.latencies.len();
+    let mut publishing = Publishing::default();
+    let mut server_after_message = None;
+    if a.message_bytes.is_some() {
+        publishing = match &mut fleet {
+            Fleet::Local(f) => f.publish(established).await,
+            Fleet::Processes(f) => f.publish().await?,
+        };
         tokio::time::sleep(Duration::from_secs(a.hold)).await;
         server_after_message = Some(probe.sample().await);
     }
-    let _ = phase_tx.send(Phase::Stop);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    match fleet {
+        Fleet::Local(f) => f.stop().await,
+        Fleet::Processes(f) => f.stop().await,
     }
+    let first_error = ramp.first_error.take().or(publishing.first_error.take());
     Ok(ConnectionsResult {
         scenario: "connections",
         requested: a.sessions,
+        processes,
         established,
-        failed,
+        failed: ramp.failed + publishing.failed,
         first_error,
         ramp_secs,
-        latency: Latency::of(&mut latencies),
+        latency: Latency::of(&mut ramp.latencies),
         rss_per_session: per_session(&server_before, &server_held, established),
         rss_per_session_after_message: server_after_message
             .as_ref()
@@ -243,7 +492,7 @@ pub async fn run(a: ConnectionsArgs) -> Result<ConnectionsResult, String> {
         server_before,
         server_held,
         message_bytes: a.message_bytes,
-        messages_acknowledged: acks,
+        messages_acknowledged: publishing.acks,
         server_after_message,
     })
 }

@@ -72,6 +72,12 @@ impl BenchCommand {
 pub async fn execute(cmd: BenchCommand) -> Result<serde_json::Value, String> {
     let common = cmd.common().clone();
     check_target(&common)?;
+    if let BenchCommand::Connections(a) = &cmd {
+        if let Some(start) = a.worker_slice {
+            connections::worker(a.clone(), start).await?;
+            return Ok(serde_json::Value::Null);
+        }
+    }
     let max = Duration::from_secs(common.max_secs);
     let run = async {
         let v = match cmd {

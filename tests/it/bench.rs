@@ -59,6 +59,7 @@ async fn connections_scenario_establishes_every_session() {
     )
     .await;
     assert_eq!(r["established"], 200, "{r}");
+    assert_eq!(r["processes"], 1, "{r}");
     assert_eq!(r["failed"], 0, "{r}");
     assert_eq!(r["messages_acknowledged"], 200, "{r}");
     assert_eq!(r["latency"]["count"], 200);
@@ -66,6 +67,34 @@ async fn connections_scenario_establishes_every_session() {
         r["server_held"]["rss_bytes"].as_u64().is_some(),
         "server memory read from /api/status: {r}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_one_process_are_spread_over_worker_processes() {
+    let srv = TestServer::start().await;
+    let exe = env!("CARGO_BIN_EXE_switchboard");
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "-n",
+            "250",
+            "--per-process",
+            "100",
+            "--hold",
+            "0",
+            "--message-bytes",
+            "100",
+            "--worker-exe",
+            exe,
+        ],
+    )
+    .await;
+    assert_eq!(r["processes"], 3, "{r}");
+    assert_eq!(r["established"], 250, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["messages_acknowledged"], 250, "{r}");
+    assert_eq!(r["latency"]["count"], 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
