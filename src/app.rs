@@ -7,6 +7,7 @@ use crate::outbox::close_code;
 use crate::router::Router;
 use crate::store::{Store, StoreError};
 use crate::transport::connections::Connections;
+use crate::transport::rawsocket;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,10 @@ pub struct Options {
     pub cache_bytes: u64,
     /// How long shutdown waits for connections to close before giving up on them.
     pub shutdown_grace: Duration,
+    /// WAMP RawSocket over TCP on this address.
+    pub rawsocket_tcp: Option<SocketAddr>,
+    /// WAMP RawSocket over a Unix-domain socket at this path.
+    pub rawsocket_unix: Option<PathBuf>,
 }
 
 impl Options {
@@ -40,6 +45,8 @@ impl Options {
             echo_max_message: 32 << 20,
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             shutdown_grace: Duration::from_secs(5),
+            rawsocket_tcp: None,
+            rawsocket_unix: None,
         }
     }
 }
@@ -53,11 +60,20 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on the Unix socket {path}: {source}")]
+    BindUnix {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A started server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where RawSocket over TCP listens, if enabled.
+    pub rawsocket_addr: Option<SocketAddr>,
+    rawsocket_tasks: Vec<tokio::task::JoinHandle<()>>,
+    rawsocket_unix: Option<PathBuf>,
     pub router: Arc<Router>,
     pub conns: Arc<Connections>,
     stop: watch::Sender<bool>,
@@ -105,6 +121,39 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         echo_path: opts.echo_path.clone(),
         echo_max_message: opts.echo_max_message,
     });
+    let mut rawsocket_tasks = Vec::new();
+    let mut rawsocket_addr = None;
+    if let Some(a) = opts.rawsocket_tcp {
+        let l = TcpListener::bind(a)
+            .await
+            .map_err(|source| StartError::Bind { addr: a, source })?;
+        rawsocket_addr = Some(
+            l.local_addr()
+                .map_err(|source| StartError::Bind { addr: a, source })?,
+        );
+        rawsocket_tasks.push(tokio::spawn(rawsocket::accept_tcp(
+            l,
+            router.clone(),
+            conns.clone(),
+        )));
+    }
+    if let Some(path) = &opts.rawsocket_unix {
+        // A socket file left by an earlier run would make bind fail.
+        if std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        let l = tokio::net::UnixListener::bind(path).map_err(|source| StartError::BindUnix {
+            path: path.display().to_string(),
+            source,
+        })?;
+        rawsocket_tasks.push(tokio::spawn(rawsocket::accept_unix(
+            l,
+            router.clone(),
+            conns.clone(),
+        )));
+    }
     let (stop, mut stopped) = watch::channel(false);
     let sweeper = conns.spawn_sweeper();
     let task = tokio::spawn(async move {
@@ -127,6 +176,9 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     });
     Ok(Running {
         addr,
+        rawsocket_addr,
+        rawsocket_tasks,
+        rawsocket_unix: opts.rawsocket_unix.clone(),
         router,
         conns,
         stop,
@@ -143,6 +195,12 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        for t in &self.rawsocket_tasks {
+            t.abort();
+        }
+        if let Some(p) = &self.rawsocket_unix {
+            let _ = std::fs::remove_file(p);
+        }
         self.conns
             .close_all(close_code::GOING_AWAY, "server shutting down");
         if !self.conns.wait_empty(self.grace).await {

@@ -25,6 +25,12 @@ struct Cli {
         env = "SWITCHBOARD_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// Also serve WAMP over RawSocket (TCP) on this address.
+    #[arg(long, value_name = "ADDR")]
+    rawsocket_listen: Option<SocketAddr>,
+    /// Also serve WAMP over RawSocket on this Unix-domain socket.
+    #[arg(long, value_name = "PATH")]
+    rawsocket_unix: Option<PathBuf>,
     /// Serve a plain WebSocket echo endpoint at this path (for the Autobahn Testsuite).
     #[arg(long, value_name = "PATH")]
     ws_echo_path: Option<String>,
@@ -95,6 +101,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let mut opts = Options::development(cli.listen, cli.data_dir);
     opts.router = RouterConfig::development(limits);
     opts.echo_path = cli.ws_echo_path;
+    opts.rawsocket_tcp = cli.rawsocket_listen;
+    opts.rawsocket_unix = cli.rawsocket_unix;
     opts.cache_bytes = cli.cache_mb.max(1) << 20;
     tracing::warn!(
         "no configuration given: serving the development default — realm 'realm1' where anonymous clients may do everything. Do not expose this to a network."
@@ -109,6 +117,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let addr = running.addr;
     tracing::info!(%addr, "listening: WAMP at ws://{addr}/ws, status page at http://{addr}/");
     println!("switchboard listening on http://{addr}");
+    if let Some(r) = running.rawsocket_addr {
+        tracing::info!("WAMP RawSocket on tcp://{r}");
+        println!("switchboard rawsocket on tcp://{r}");
+    }
     let _ = std::io::stdout().flush();
     wait_for_signal().await;
     tracing::info!("shutting down");

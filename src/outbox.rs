@@ -41,6 +41,9 @@ pub enum PushError {
     Closed,
     /// This frame overflowed the limit; the connection is now closing as a slow consumer.
     Overflow,
+    /// The frame is larger than the peer accepts (RawSocket's negotiated maximum); it was not
+    /// queued and the connection stays open.
+    TooLarge,
 }
 
 struct State {
@@ -53,11 +56,19 @@ pub struct Outbox {
     state: Mutex<State>,
     wake: Notify,
     limit: usize,
+    /// Largest frame the peer accepts.
+    max_frame: usize,
 }
 
 impl Outbox {
     pub fn new(limit: usize) -> Outbox {
+        Self::with_max_frame(limit, usize::MAX)
+    }
+
+    /// An outbox whose peer accepts frames of at most `max_frame` bytes.
+    pub fn with_max_frame(limit: usize, max_frame: usize) -> Outbox {
         Outbox {
+            max_frame,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 bytes: 0,
@@ -74,6 +85,9 @@ impl Outbox {
 
     /// Queues a frame for the writer.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        if frame.len() > self.max_frame {
+            return Err(PushError::TooLarge);
+        }
         let mut st = self.state.lock();
         if st.close.is_some() {
             return Err(PushError::Closed);

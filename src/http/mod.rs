@@ -8,8 +8,8 @@ use crate::framing::Framing;
 use crate::outbox::Outbox;
 use crate::router::Router;
 use crate::session::Session;
+use crate::transport::connection::{self, Handler};
 use crate::transport::connections::Connections;
-use crate::transport::websocket::{self, Handler};
 use crate::wamp::Serializer;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -191,14 +191,15 @@ fn upgrade(
             None => (Handler::Echo, state.echo_max_message),
         };
         let counters = state.router.counters.clone();
-        websocket::serve(
+        let reader = crate::transport::frames::WsReader::new(max);
+        connection::serve(
             stream,
             parts.read_buf,
+            reader,
             handler,
             outbox,
             state.conns.clone(),
             counters,
-            max,
         )
         .await;
     });

@@ -7,6 +7,7 @@
 
 use super::peer::Peer;
 use super::RouteError;
+use crate::outbox::PushError;
 use crate::wamp::ids::random_id;
 use crate::wamp::message::code;
 use crate::wamp::pattern::PatternIndex;
@@ -369,11 +370,19 @@ impl Dealer {
             return;
         }
         if let Some(inv) = self.finish(key) {
-            let _ = inv.caller.send(&Message::Result {
+            let result = Message::Result {
                 request: inv.call_request,
                 details: Dict::new(),
                 payload,
-            });
+            };
+            if inv.caller.send(&result) == Err(PushError::TooLarge) {
+                let _ = inv.caller.send(&error_msg(
+                    code::CALL,
+                    inv.call_request,
+                    uris::PAYLOAD_SIZE_EXCEEDED,
+                    Payload::message("the result is larger than the caller's transport accepts"),
+                ));
+            }
         }
     }
 

@@ -112,7 +112,12 @@ impl Session {
     fn send(&self, msg: &Message) {
         match frame_message(self.serializer, self.framing, msg) {
             Ok(frame) => {
-                let _ = self.outbox.push(frame);
+                if self.outbox.push(frame) == Err(crate::outbox::PushError::TooLarge) {
+                    tracing::warn!(
+                        message = msg.name(),
+                        "reply larger than the peer accepts was not sent"
+                    );
+                }
             }
             Err(e) => tracing::error!(error = %e, "cannot encode reply"),
         }

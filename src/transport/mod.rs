@@ -1,6 +1,8 @@
 //! Bytes ⇄ messages: WebSocket (after hyper's upgrade) framing, the per-connection task, and
 //! the registry that runs keep-alive for all connections.
 
+pub mod connection;
 pub mod connections;
-pub mod websocket;
-pub mod ws_codec;
+pub mod frames;
+pub mod rawsocket;
+pub mod socket;

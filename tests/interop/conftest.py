@@ -1,7 +1,7 @@
 """Shared fixtures for the third-party interop tests.
 
 Every test here drives the real `switchboard` binary. The binary is taken from
-$SWITCHBOARD_BIN, else target/release/switchboard, else target/debug/switchboard
+$SWITCHBOARD_BIN, else target/debug/switchboard, else target/release/switchboard
 (the test script builds it before pytest runs). The server is started on an
 ephemeral port with a fresh data directory; it prints one line
 `switchboard listening on http://HOST:PORT` on stdout once it accepts connections.
@@ -18,13 +18,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"switchboard listening on http://(\S+)")
+RAW_READY = re.compile(r"switchboard rawsocket on tcp://(\S+)")
 
 
 def binary_path() -> Path:
     env = os.environ.get("SWITCHBOARD_BIN")
     if env:
         return Path(env)
-    for profile in ("release", "debug"):
+    for profile in ("debug", "release"):
         p = REPO / "target" / profile / "switchboard"
         if p.exists():
             return p
@@ -51,6 +52,14 @@ class Server:
             raise RuntimeError("switchboard did not report readiness")
         self.http_url = f"http://{self.addr}"
         self.ws_url = f"ws://{self.addr}/ws"
+        self.rawsocket_addr = None
+        if "--rawsocket-listen" in extra_args:
+            line = self.proc.stdout.readline()
+            m = RAW_READY.search(line)
+            if not m:
+                self.proc.kill()
+                raise RuntimeError(f"switchboard did not report its RawSocket address: {line!r}")
+            self.rawsocket_addr = m.group(1)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -65,6 +74,15 @@ class Server:
 @pytest.fixture(scope="module")
 def server():
     s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def raw_server(tmp_path_factory):
+    sock = tmp_path_factory.mktemp("raw") / "wamp.sock"
+    s = Server("--rawsocket-listen", "127.0.0.1:0", "--rawsocket-unix", str(sock))
+    s.unix_path = str(sock)
     yield s
     s.stop()
 

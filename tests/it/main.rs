@@ -14,6 +14,8 @@ mod limits;
 mod process;
 /// SUBSCRIBE/PUBLISH/EVENT and the Advanced Profile pub/sub features.
 mod pubsub;
+/// WAMP RawSocket over TCP and Unix sockets.
+mod rawsocket;
 /// REGISTER/CALL/YIELD and the Advanced Profile RPC features.
 mod rpc;
 /// HELLO/WELCOME/ABORT/GOODBYE, phases and protocol violations.

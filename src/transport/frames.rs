@@ -1,22 +1,60 @@
-//! WebSocket frame reader (RFC 6455, server side) with the limits fastwebsockets 0.10 lacks:
-//! a cap on the total size of a message, fragments included, checked from the frame header
-//! before the payload is buffered.
+//! Frame codecs: the `FrameCodec` contract the connection loop drives, and the WebSocket frame
+//! reader (RFC 6455, server side) with the limits fastwebsockets 0.10 lacks: a cap on the total
+//! size of a message, fragments included, checked from the frame header before the payload is
+//! buffered; UTF-8 checked fail-fast across fragments; close codes checked.
 //!
-//! Pure: it parses frames out of a buffer the connection owns, so the connection can release
+//! Pure: codecs parse frames out of a buffer the connection owns, so the connection can release
 //! that buffer whenever it is empty (idle connections hold no read buffer at all).
 
+use crate::framing::{ws_frame, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use bytes::{Buf, Bytes, BytesMut};
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum WsEvent {
+pub enum FrameEvent {
     Message { text: bool, data: Bytes },
     Ping(Bytes),
     Pong,
     Close { code: Option<u16>, reason: String },
 }
 
+/// What a connection needs from a transport's framing.
+pub trait FrameCodec {
+    /// Parses the next event out of `buf`, consuming what it used.
+    fn parse(&mut self, buf: &mut BytesMut) -> Result<Parsed, FrameError>;
+    /// The keep-alive ping frame.
+    fn ping(&self) -> Bytes;
+    /// The frame answering a peer's ping.
+    fn pong(&self, payload: &[u8]) -> Bytes;
+    /// The frame that closes the connection, with a code or empty (`None`: the transport has no
+    /// close frame and just closes the socket).
+    fn close(&self, code: Option<u16>, reason: &str) -> Option<Bytes>;
+    /// A data frame carrying `data` back (the echo endpoint).
+    fn echo(&self, text: bool, data: &[u8]) -> Bytes;
+}
+
+impl FrameCodec for WsReader {
+    fn parse(&mut self, buf: &mut BytesMut) -> Result<Parsed, FrameError> {
+        WsReader::parse(self, buf)
+    }
+    fn ping(&self) -> Bytes {
+        ws_frame(OP_PING, b"")
+    }
+    fn pong(&self, payload: &[u8]) -> Bytes {
+        ws_frame(OP_PONG, payload)
+    }
+    fn close(&self, code: Option<u16>, reason: &str) -> Option<Bytes> {
+        Some(match code {
+            Some(code) => ws_frame(OP_CLOSE, &close_payload(code, reason)),
+            None => ws_frame(OP_CLOSE, b""),
+        })
+    }
+    fn echo(&self, text: bool, data: &[u8]) -> Bytes {
+        ws_frame(if text { OP_TEXT } else { OP_BINARY }, data)
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WsError {
+pub enum FrameError {
     #[error("protocol error: {0}")]
     Protocol(&'static str),
     #[error("message larger than {0} bytes")]
@@ -34,7 +72,7 @@ pub struct WsReader {
 }
 
 pub enum Parsed {
-    Event(WsEvent),
+    Event(FrameEvent),
     /// Not a whole frame yet; at least this many more bytes are needed.
     NeedMore(usize),
 }
@@ -70,7 +108,7 @@ impl WsReader {
     }
 
     /// Parses the next event out of `buf`, consuming what it used.
-    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Parsed, WsError> {
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Parsed, FrameError> {
         loop {
             if buf.len() < 2 {
                 return Ok(Parsed::NeedMore(2 - buf.len()));
@@ -79,13 +117,13 @@ impl WsReader {
             let b1 = buf[1];
             let fin = b0 & 0x80 != 0;
             if b0 & 0x70 != 0 {
-                return Err(WsError::Protocol(
+                return Err(FrameError::Protocol(
                     "reserved bits set without a negotiated extension",
                 ));
             }
             let opcode = b0 & 0x0f;
             if b1 & 0x80 == 0 {
-                return Err(WsError::Protocol("client frames must be masked"));
+                return Err(FrameError::Protocol("client frames must be masked"));
             }
             let (len, header) = match b1 & 0x7f {
                 126 => {
@@ -102,7 +140,7 @@ impl WsReader {
                     l.copy_from_slice(&buf[2..10]);
                     let l = u64::from_be_bytes(l);
                     if l >> 63 != 0 {
-                        return Err(WsError::Protocol(
+                        return Err(FrameError::Protocol(
                             "frame length has the most significant bit set",
                         ));
                     }
@@ -113,32 +151,34 @@ impl WsReader {
             let is_control = opcode & 0x8 != 0;
             if is_control {
                 if !fin {
-                    return Err(WsError::Protocol("control frames must not be fragmented"));
+                    return Err(FrameError::Protocol(
+                        "control frames must not be fragmented",
+                    ));
                 }
                 if len > 125 {
-                    return Err(WsError::Protocol(
+                    return Err(FrameError::Protocol(
                         "control frame payload longer than 125 bytes",
                     ));
                 }
             } else {
                 let so_far = self.fragments.as_ref().map_or(0, |(_, d)| d.len()) as u64;
                 if so_far + len > self.max_message as u64 {
-                    return Err(WsError::TooBig(self.max_message));
+                    return Err(FrameError::TooBig(self.max_message));
                 }
             }
             match opcode {
                 0x0 if self.fragments.is_none() => {
-                    return Err(WsError::Protocol(
+                    return Err(FrameError::Protocol(
                         "continuation frame without a message in progress",
                     ))
                 }
                 0x1 | 0x2 if self.fragments.is_some() => {
-                    return Err(WsError::Protocol(
+                    return Err(FrameError::Protocol(
                         "new data frame while a fragmented message is in progress",
                     ))
                 }
                 0x0..=0x2 | 0x8..=0xA => {}
-                _ => return Err(WsError::Protocol("reserved opcode")),
+                _ => return Err(FrameError::Protocol("reserved opcode")),
             }
             let total = header + 4 + len as usize;
             if buf.len() < total {
@@ -155,8 +195,8 @@ impl WsReader {
             unmask(&mut payload, mask);
             match opcode {
                 0x8 => return parse_close(&payload).map(Parsed::Event),
-                0x9 => return Ok(Parsed::Event(WsEvent::Ping(payload.freeze()))),
-                0xA => return Ok(Parsed::Event(WsEvent::Pong)),
+                0x9 => return Ok(Parsed::Event(FrameEvent::Ping(payload.freeze()))),
+                0xA => return Ok(Parsed::Event(FrameEvent::Pong)),
                 0x1 | 0x2 if fin => return finish(opcode, payload).map(Parsed::Event),
                 0x1 | 0x2 => {
                     self.fragments = Some((opcode, payload));
@@ -183,44 +223,44 @@ impl WsReader {
 impl WsReader {
     /// Validates the new part of a fragmented text message; an incomplete character at the
     /// end is fine until the next fragment, anything else fails at once.
-    fn check_partial_utf8(&mut self) -> Result<(), WsError> {
+    fn check_partial_utf8(&mut self) -> Result<(), FrameError> {
         let Some((0x1, data)) = self.fragments.as_ref() else {
             return Ok(());
         };
         match simdutf8::compat::from_utf8(&data[self.utf8_checked..]) {
             Ok(_) => self.utf8_checked = data.len(),
             Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
-            Err(_) => return Err(WsError::InvalidUtf8),
+            Err(_) => return Err(FrameError::InvalidUtf8),
         }
         Ok(())
     }
 }
 
-fn finish(opcode: u8, data: BytesMut) -> Result<WsEvent, WsError> {
+fn finish(opcode: u8, data: BytesMut) -> Result<FrameEvent, FrameError> {
     let text = opcode == 0x1;
     if text && simdutf8::basic::from_utf8(&data).is_err() {
-        return Err(WsError::InvalidUtf8);
+        return Err(FrameError::InvalidUtf8);
     }
-    Ok(WsEvent::Message {
+    Ok(FrameEvent::Message {
         text,
         data: data.freeze(),
     })
 }
 
-fn parse_close(payload: &[u8]) -> Result<WsEvent, WsError> {
+fn parse_close(payload: &[u8]) -> Result<FrameEvent, FrameError> {
     match payload.len() {
-        0 => Ok(WsEvent::Close {
+        0 => Ok(FrameEvent::Close {
             code: None,
             reason: String::new(),
         }),
-        1 => Err(WsError::Protocol("close frame with a one-byte payload")),
+        1 => Err(FrameError::Protocol("close frame with a one-byte payload")),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
             if !valid_close_code(code) {
-                return Err(WsError::Protocol("invalid close code"));
+                return Err(FrameError::Protocol("invalid close code"));
             }
-            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| WsError::InvalidUtf8)?;
-            Ok(WsEvent::Close {
+            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| FrameError::InvalidUtf8)?;
+            Ok(FrameEvent::Close {
                 code: Some(code),
                 reason: reason.to_owned(),
             })
@@ -257,7 +297,7 @@ mod tests {
         out
     }
 
-    fn event(r: &mut WsReader, buf: &mut BytesMut) -> Result<WsEvent, WsError> {
+    fn event(r: &mut WsReader, buf: &mut BytesMut) -> Result<FrameEvent, FrameError> {
         match r.parse(buf)? {
             Parsed::Event(e) => Ok(e),
             Parsed::NeedMore(n) => panic!("need {n} more"),
@@ -273,11 +313,11 @@ mod tests {
         buf.extend_from_slice(&masked(0x80, "lo wörld, a longer text".as_bytes()));
         assert_eq!(
             event(&mut r, &mut buf).unwrap(),
-            WsEvent::Ping(Bytes::from_static(b"p"))
+            FrameEvent::Ping(Bytes::from_static(b"p"))
         );
         assert_eq!(
             event(&mut r, &mut buf).unwrap(),
-            WsEvent::Message {
+            FrameEvent::Message {
                 text: true,
                 data: Bytes::from("hello wörld, a longer text")
             }
@@ -301,14 +341,14 @@ mod tests {
         buf.extend_from_slice(&masked(0x02, b"abcd"));
         buf.extend_from_slice(&masked(0x00, b"abcd"));
         buf.extend_from_slice(&masked(0x00, b"abcd"));
-        assert_eq!(r.parse(&mut buf).err(), Some(WsError::TooBig(10)));
+        assert_eq!(r.parse(&mut buf).err(), Some(FrameError::TooBig(10)));
     }
 
     #[test]
     fn oversize_is_refused_from_the_header_alone() {
         let mut r = WsReader::new(10);
         let mut buf = BytesMut::from(&[0x82u8, 0x80 | 126, 0x10, 0x00][..]);
-        assert_eq!(r.parse(&mut buf).err(), Some(WsError::TooBig(10)));
+        assert_eq!(r.parse(&mut buf).err(), Some(FrameError::TooBig(10)));
     }
 
     #[test]
@@ -319,30 +359,33 @@ mod tests {
                 .err()
         };
         assert!(
-            matches!(bad(vec![0x81, 0x01, b'x']), Some(WsError::Protocol(_))),
+            matches!(bad(vec![0x81, 0x01, b'x']), Some(FrameError::Protocol(_))),
             "unmasked"
         );
         assert!(
-            matches!(bad(masked(0xC1, b"x")), Some(WsError::Protocol(_))),
+            matches!(bad(masked(0xC1, b"x")), Some(FrameError::Protocol(_))),
             "rsv1"
         );
         assert!(
-            matches!(bad(masked(0x83, b"x")), Some(WsError::Protocol(_))),
+            matches!(bad(masked(0x83, b"x")), Some(FrameError::Protocol(_))),
             "opcode 3"
         );
         assert!(
-            matches!(bad(masked(0x09, b"x")), Some(WsError::Protocol(_))),
+            matches!(bad(masked(0x09, b"x")), Some(FrameError::Protocol(_))),
             "fragmented ping"
         );
         assert!(
-            matches!(bad(masked(0x80, b"x")), Some(WsError::Protocol(_))),
+            matches!(bad(masked(0x80, b"x")), Some(FrameError::Protocol(_))),
             "lone continuation"
         );
         assert!(
-            matches!(bad(masked(0x88, &[0x03, 0xEC])), Some(WsError::Protocol(_))),
+            matches!(
+                bad(masked(0x88, &[0x03, 0xEC])),
+                Some(FrameError::Protocol(_))
+            ),
             "close 1004"
         );
-        assert_eq!(bad(masked(0x81, &[0xff])), Some(WsError::InvalidUtf8));
+        assert_eq!(bad(masked(0x81, &[0xff])), Some(FrameError::InvalidUtf8));
     }
 
     #[test]
@@ -354,7 +397,7 @@ mod tests {
         buf.extend_from_slice(&full[5..]);
         assert!(matches!(
             r.parse(&mut buf),
-            Ok(Parsed::Event(WsEvent::Message { text: false, .. }))
+            Ok(Parsed::Event(FrameEvent::Message { text: false, .. }))
         ));
     }
 }

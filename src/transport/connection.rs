@@ -1,5 +1,6 @@
-//! A WebSocket connection after the HTTP upgrade: one task that reads frames, hands complete
-//! messages to the WAMP session (or echoes them), and drains the connection's outbox.
+//! One connection — WebSocket after the HTTP upgrade, or RawSocket after its handshake: one task
+//! that reads frames (through the transport's `FrameCodec`), hands complete messages to the WAMP
+//! session (or echoes them), and drains the connection's outbox.
 //!
 //! The task waits only on cancel-safe readiness (`readable`, `writable`, the outbox's notify),
 //! and reads and writes without blocking, so a peer that stops reading never stalls the read
@@ -7,8 +8,8 @@
 //! while a frame is incomplete: an idle connection holds none.
 
 use super::connections::Connections;
-use super::ws_codec::{close_payload, Parsed, WsError, WsEvent, WsReader};
-use crate::framing::{ws_frame, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use super::frames::{FrameCodec, FrameError, FrameEvent, Parsed};
+use super::socket::Socket;
 use crate::outbox::{close_code, Outbox};
 use crate::router::Counters;
 use crate::session::{Flow, Session};
@@ -19,8 +20,6 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 /// What the connection does with complete messages.
@@ -53,7 +52,7 @@ impl Writer {
     /// Writes as much as the socket takes now. Ok(true) when everything pending is written.
     fn flush(
         &mut self,
-        stream: &TcpStream,
+        stream: &impl Socket,
         outbox: &Outbox,
         counters: &Counters,
     ) -> io::Result<bool> {
@@ -120,22 +119,21 @@ async fn sleep_opt(s: &mut Option<Pin<Box<Sleep>>>) {
     }
 }
 
-/// Runs a WebSocket connection to the end.
-pub async fn serve(
-    stream: TcpStream,
+/// Runs a connection to the end.
+pub async fn serve<S: Socket, C: FrameCodec>(
+    stream: S,
     leftover: Bytes,
+    mut reader: C,
     mut handler: Handler,
     outbox: Arc<Outbox>,
     conns: Arc<Connections>,
     counters: Arc<Counters>,
-    max_message: usize,
 ) {
     let reg = conns.register(
         outbox.clone(),
-        ws_frame(OP_PING, b""),
+        reader.ping(),
         matches!(handler, Handler::Wamp(_)),
     );
-    let mut reader = WsReader::new(max_message);
     let mut rbuf = BytesMut::from(&leftover[..]);
     // `leftover` is a view into hyper's whole handshake read buffer: release it now, or every
     // idle connection keeps that buffer for its lifetime.
@@ -163,17 +161,17 @@ pub async fn serve(
                 Err(e) => {
                     if closing == Closing::Open {
                         let code = match e {
-                            WsError::Protocol(_) => close_code::PROTOCOL_ERROR,
-                            WsError::TooBig(_) => close_code::TOO_BIG,
-                            WsError::InvalidUtf8 => close_code::INVALID_DATA,
+                            FrameError::Protocol(_) => close_code::PROTOCOL_ERROR,
+                            FrameError::TooBig(_) => close_code::TOO_BIG,
+                            FrameError::InvalidUtf8 => close_code::INVALID_DATA,
                         };
                         // Failing the connection (RFC 6455 §7.1.7): what was already answered
                         // goes out, then our close frame, then we drop TCP without waiting.
-                        tracing::debug!(error = %e, "failing WebSocket connection");
+                        tracing::debug!(error = %e, "failing the connection");
                         outbox.take(&mut writer.pending);
                         writer
                             .pending
-                            .push_back(ws_frame(OP_CLOSE, &close_payload(code, &e.to_string())));
+                            .extend(reader.close(Some(code), &e.to_string()));
                         closing = Closing::Replied;
                         close_timer = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                         end_session(&mut handler);
@@ -185,13 +183,13 @@ pub async fn serve(
             if closing != Closing::Open {
                 // After our close frame, the peer's close ends the connection; after we replied to
                 // the peer's close, anything more (even a second close) is ignored.
-                if closing == Closing::Sent && matches!(event, WsEvent::Close { .. }) {
+                if closing == Closing::Sent && matches!(event, FrameEvent::Close { .. }) {
                     break 'conn;
                 }
                 continue;
             }
             match event {
-                WsEvent::Message { text, data } => match &mut handler {
+                FrameEvent::Message { text, data } => match &mut handler {
                     Handler::Wamp(session) => {
                         let flow = session.handle(&data);
                         reg.set_waiting_for_hello(session.is_waiting_for_hello());
@@ -200,22 +198,17 @@ pub async fn serve(
                         }
                     }
                     Handler::Echo => {
-                        let _ =
-                            outbox.push(ws_frame(if text { OP_TEXT } else { OP_BINARY }, &data));
+                        let _ = outbox.push(reader.echo(text, &data));
                     }
                 },
-                WsEvent::Ping(payload) => {
-                    let _ = outbox.push(ws_frame(OP_PONG, &payload));
+                FrameEvent::Ping(payload) => {
+                    let _ = outbox.push(reader.pong(&payload));
                 }
-                WsEvent::Pong => {}
-                WsEvent::Close { code, .. } => {
+                FrameEvent::Pong => {}
+                FrameEvent::Close { code, .. } => {
                     // Queued replies go first, then our close frame echoing the peer's code.
                     outbox.take(&mut writer.pending);
-                    let reply = match code {
-                        Some(c) => close_payload(c, ""),
-                        None => Vec::new(),
-                    };
-                    writer.pending.push_back(ws_frame(OP_CLOSE, &reply));
+                    writer.pending.extend(reader.close(code, ""));
                     closing = Closing::Replied;
                     close_timer = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                     end_session(&mut handler);
@@ -243,10 +236,15 @@ pub async fn serve(
                     writer.discard();
                 }
                 tracing::debug!(code = req.code, reason = %req.reason, "closing connection");
-                writer
-                    .pending
-                    .push_back(ws_frame(OP_CLOSE, &close_payload(req.code, &req.reason)));
-                closing = Closing::Sent;
+                // With a close frame we wait for the peer's; without one (RawSocket) we are
+                // done once what is queued is written.
+                match reader.close(Some(req.code), &req.reason) {
+                    Some(frame) => {
+                        writer.pending.push_back(frame);
+                        closing = Closing::Sent;
+                    }
+                    None => closing = Closing::Replied,
+                }
                 close_timer = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                 end_session(&mut handler);
             }

@@ -1,0 +1,41 @@
+//! `Socket`: the readiness-based, non-blocking operations the connection loop needs, for TCP
+//! and Unix-domain streams alike.
+
+use bytes::BytesMut;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+
+pub trait Socket: Send + 'static {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+macro_rules! socket_impl {
+    ($t:ty) => {
+        impl Socket for $t {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::readable(self)
+            }
+            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::writable(self)
+            }
+            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+                <$t>::try_read_buf(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                <$t>::try_write_vectored(self, bufs)
+            }
+            fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+                AsyncWriteExt::shutdown(self)
+            }
+        }
+    };
+}
+
+socket_impl!(TcpStream);
+socket_impl!(UnixStream);
