@@ -6,7 +6,6 @@ use super::wampc::{parse_serializer, source_for, Client};
 use super::Common;
 use crate::wamp::value::dict;
 use crate::wamp::{Message, Payload, Value};
-use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -152,10 +151,8 @@ async fn one_session(
             _ => {}
         }
         tokio::select! {
-            m = c.ws.next() => match m {
-                None | Some(Err(_)) => return Err("connection lost while holding".into()),
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => return Err(format!("closed by the router while holding: {f:?}")),
-                Some(Ok(_)) => {}
+            m = c.recv() => if let Err(e) = m {
+                return Err(format!("connection lost while holding: {e}"));
             },
             r = phase.changed() => if r.is_err() { break },
         }

@@ -34,7 +34,7 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// WAMP WebSocket URL of the router under test.
+    /// The router under test: ws://HOST:PORT/PATH (WebSocket) or rs://HOST:PORT (RawSocket).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
     /// Realm to join.
@@ -152,8 +152,13 @@ fn check_target(c: &Common) -> Result<(), String> {
     let rest = c
         .url
         .strip_prefix("ws://")
-        .or_else(|| c.url.strip_prefix("wss://"))
-        .ok_or_else(|| format!("--url must start with ws:// or wss://, got '{}'", c.url))?;
+        .or_else(|| c.url.strip_prefix("rs://"))
+        .ok_or_else(|| {
+            format!(
+                "--url must start with ws:// (WebSocket) or rs:// (RawSocket over TCP), got '{}'",
+                c.url
+            )
+        })?;
     let host = rest.split('/').next().unwrap_or("");
     let host = host
         .rsplit_once(':')

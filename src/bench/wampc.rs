@@ -26,11 +26,12 @@ pub fn parse_serializer(name: &str) -> Result<Serializer, String> {
     }
 }
 
-/// Host and port of a ws:// URL.
+/// Host and port of a `ws://` (WebSocket) or `rs://` (RawSocket over TCP) URL.
 pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
     let rest = url
         .strip_prefix("ws://")
-        .ok_or_else(|| format!("only ws:// URLs are supported, got '{url}'"))?;
+        .or_else(|| url.strip_prefix("rs://"))
+        .ok_or_else(|| format!("only ws:// and rs:// URLs are supported, got '{url}'"))?;
     let hostport = rest.split('/').next().unwrap_or("");
     let hostport = hostport.replace("localhost", "127.0.0.1");
     hostport
@@ -38,14 +39,26 @@ pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{hostport}' is not an IP:port"))
 }
 
+/// The transport under a client session.
+enum Conn {
+    Ws(Ws),
+    /// RawSocket: the stream, bytes read but not yet parsed, frames not yet flushed.
+    Raw {
+        stream: TcpStream,
+        rbuf: bytes::BytesMut,
+        wbuf: Vec<u8>,
+    },
+}
+
 pub struct Client {
-    pub ws: Ws,
+    conn: Conn,
     pub ser: Serializer,
     pub session: u64,
 }
 
 impl Client {
-    /// Connects from `source` (any port) if given, and negotiates the serializer.
+    /// Connects from `source` (any port) if given, and negotiates the serializer: the WebSocket
+    /// subprotocol for `ws://`, the RawSocket handshake for `rs://`.
     pub async fn connect(
         url: &str,
         ser: Serializer,
@@ -63,11 +76,40 @@ impl Client {
                 .bind(SocketAddr::new(ip, 0))
                 .map_err(|e| format!("bind {ip}: {e}"))?;
         }
-        let stream = socket
+        let mut stream = socket
             .connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
+        if url.starts_with("rs://") {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let code = match ser {
+                Serializer::Json => 1,
+                Serializer::MsgPack => 2,
+                Serializer::Cbor => 3,
+            };
+            stream
+                .write_all(&[0x7F, 0xF0 | code, 0, 0])
+                .await
+                .map_err(|e| format!("rawsocket handshake: {e}"))?;
+            let mut reply = [0u8; 4];
+            stream
+                .read_exact(&mut reply)
+                .await
+                .map_err(|e| format!("rawsocket handshake: {e}"))?;
+            if reply[0] != 0x7F || reply[1] & 0x0F != code {
+                return Err(format!("rawsocket handshake refused: {reply:02x?}"));
+            }
+            return Ok(Client {
+                conn: Conn::Raw {
+                    stream,
+                    rbuf: bytes::BytesMut::new(),
+                    wbuf: Vec::new(),
+                },
+                ser,
+                session: 0,
+            });
+        }
         let mut req = url.into_client_request().map_err(|e| e.to_string())?;
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
@@ -80,7 +122,7 @@ impl Client {
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         Ok(Client {
-            ws,
+            conn: Conn::Ws(ws),
             ser,
             session: 0,
         })
@@ -96,37 +138,86 @@ impl Client {
     }
 
     pub async fn send(&mut self, m: &Message) -> Result<(), String> {
-        let frame = self.frame(m)?;
-        self.ws.send(frame).await.map_err(|e| e.to_string())
+        self.feed(m).await?;
+        self.flush().await
     }
 
     /// Queues a message without flushing (for pipelining); `flush` sends.
     pub async fn feed(&mut self, m: &Message) -> Result<(), String> {
+        if let Conn::Raw { wbuf, .. } = &mut self.conn {
+            let start = wbuf.len();
+            wbuf.extend_from_slice(&[0, 0, 0, 0]);
+            self.ser.encode_into(m, wbuf).map_err(|e| e.to_string())?;
+            let len = ((wbuf.len() - start - 4) as u32).to_be_bytes();
+            wbuf[start + 1..start + 4].copy_from_slice(&len[1..]);
+            return Ok(());
+        }
         let frame = self.frame(m)?;
-        self.ws.feed(frame).await.map_err(|e| e.to_string())
+        match &mut self.conn {
+            Conn::Ws(ws) => ws.feed(frame).await.map_err(|e| e.to_string()),
+            Conn::Raw { .. } => Ok(()),
+        }
     }
 
     pub async fn flush(&mut self) -> Result<(), String> {
-        self.ws.flush().await.map_err(|e| e.to_string())
+        match &mut self.conn {
+            Conn::Ws(ws) => ws.flush().await.map_err(|e| e.to_string()),
+            Conn::Raw { stream, wbuf, .. } => {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(wbuf).await.map_err(|e| e.to_string())?;
+                wbuf.clear();
+                Ok(())
+            }
+        }
     }
 
-    /// The next WAMP message (pings are answered by the WebSocket library while reading).
+    /// The next WAMP message (pings are answered on the way). Cancel-safe: a partly read
+    /// frame stays buffered.
     pub async fn recv(&mut self) -> Result<Message, String> {
-        loop {
-            match self.ws.next().await {
-                None => return Err("connection closed".into()),
-                Some(Err(e)) => return Err(e.to_string()),
-                Some(Ok(WsMessage::Text(t))) => {
-                    return self.ser.decode(t.as_bytes()).map_err(|e| e.to_string())
+        let ser = self.ser;
+        match &mut self.conn {
+            Conn::Ws(ws) => loop {
+                match ws.next().await {
+                    None => return Err("connection closed".into()),
+                    Some(Err(e)) => return Err(e.to_string()),
+                    Some(Ok(WsMessage::Text(t))) => {
+                        return ser.decode(t.as_bytes()).map_err(|e| e.to_string())
+                    }
+                    Some(Ok(WsMessage::Binary(b))) => {
+                        return ser.decode(&b).map_err(|e| e.to_string())
+                    }
+                    Some(Ok(WsMessage::Close(c))) => {
+                        return Err(format!("closed by the router: {c:?}"))
+                    }
+                    Some(Ok(_)) => continue,
                 }
-                Some(Ok(WsMessage::Binary(b))) => {
-                    return self.ser.decode(&b).map_err(|e| e.to_string())
+            },
+            Conn::Raw { stream, rbuf, .. } => loop {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                if rbuf.len() >= 4 {
+                    let len = u32::from_be_bytes([0, rbuf[1], rbuf[2], rbuf[3]]) as usize;
+                    if rbuf.len() >= 4 + len {
+                        let kind = rbuf[0] & 0x07;
+                        let frame = rbuf.split_to(4 + len);
+                        match kind {
+                            0 => return ser.decode(&frame[4..]).map_err(|e| e.to_string()),
+                            1 => {
+                                let mut pong = frame.to_vec();
+                                pong[0] = 2;
+                                stream.write_all(&pong).await.map_err(|e| e.to_string())?;
+                            }
+                            _ => {}
+                        }
+                        continue;
+                    }
                 }
-                Some(Ok(WsMessage::Close(c))) => {
-                    return Err(format!("closed by the router: {c:?}"))
+                rbuf.reserve(8192);
+                match stream.read_buf(rbuf).await {
+                    Ok(0) => return Err("connection closed".into()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
                 }
-                Some(Ok(_)) => continue,
-            }
+            },
         }
     }
 
@@ -182,8 +273,16 @@ impl Client {
         }
     }
 
-    pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+    pub async fn close(self) {
+        match self.conn {
+            Conn::Ws(mut ws) => {
+                let _ = ws.close(None).await;
+            }
+            Conn::Raw { mut stream, .. } => {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.shutdown().await;
+            }
+        }
     }
 }
 

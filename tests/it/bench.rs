@@ -17,9 +17,10 @@ async fn bench(srv: &TestServer, args: &[&str]) -> serde_json::Value {
     let json = dir.path().join("result.json");
     let mut argv = vec!["switchboard-bench"];
     argv.extend_from_slice(args);
+    if !args.contains(&"--url") {
+        argv.extend_from_slice(&["--url", &url]);
+    }
     argv.extend_from_slice(&[
-        "--url",
-        &url,
         "--max-secs",
         "60",
         "--json",
@@ -153,4 +154,79 @@ async fn churn_scenario_completes_cycles_and_leaves_nothing_behind() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("sessions left behind after churn: {}", srv.status().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_run_over_rawsocket_too() {
+    let srv =
+        TestServer::with(|o| o.rawsocket_tcp = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let raw = format!(
+        "rs://{}",
+        srv.running
+            .as_ref()
+            .and_then(|r| r.rawsocket_addr)
+            .expect("rawsocket")
+    );
+    let pid = std::process::id().to_string();
+    for ser in ["json", "msgpack", "cbor"] {
+        let r = bench(
+            &srv,
+            &[
+                "fanout",
+                "--url",
+                &raw,
+                "--pid",
+                &pid,
+                "-s",
+                "20",
+                "-r",
+                "100",
+                "-t",
+                "1",
+                "--serializer",
+                ser,
+            ],
+        )
+        .await;
+        assert_eq!(r["subscribers_established"], 20, "{r}");
+        assert_eq!(r["lost"], 0, "{ser}: {r}");
+        assert!(r["delivered"].as_u64().unwrap_or(0) > 0, "{r}");
+    }
+    let r = bench(
+        &srv,
+        &[
+            "rpc",
+            "--url",
+            &raw,
+            "--pid",
+            &pid,
+            "-c",
+            "3",
+            "-w",
+            "4",
+            "-t",
+            "1",
+            "--serializer",
+            "msgpack",
+        ],
+    )
+    .await;
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["calls"].as_u64().unwrap_or(0) > 0, "{r}");
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "--url",
+            &raw,
+            "--pid",
+            &pid,
+            "-n",
+            "50",
+            "--hold",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(r["established"], 50, "{r}");
 }
