@@ -41,7 +41,7 @@ pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
 
 /// The transport under a client session.
 enum Conn {
-    Ws(Ws),
+    Ws(Box<Ws>),
     /// RawSocket: the stream, bytes read but not yet parsed, frames not yet flushed.
     Raw {
         stream: TcpStream,
@@ -122,7 +122,7 @@ impl Client {
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         Ok(Client {
-            conn: Conn::Ws(ws),
+            conn: Conn::Ws(Box::new(ws)),
             ser,
             session: 0,
         })
