@@ -1,7 +1,7 @@
-//! The composition root: opens the store, builds the router from its configuration, binds the
+//! The composition root: opens the store, builds the router from its configuration, binds every
 //! listener, and runs the documented shutdown order. The only module that knows all others.
 
-use crate::config::RouterConfig;
+use crate::config::{Endpoint, ListenerConfig, NodeConfig, WampEndpoint};
 use crate::http::{serve_connection, HttpState};
 use crate::outbox::close_code;
 use crate::router::Router;
@@ -12,24 +12,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 
-/// How the server is started (from the command line or a test).
+/// How the server is started (from the command line, a config file, or a test).
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub router: RouterConfig,
-    pub ws_path: String,
+    pub node: NodeConfig,
     pub echo_path: Option<String>,
     pub echo_max_message: usize,
     pub cache_bytes: u64,
     /// How long shutdown waits for connections to close before giving up on them.
     pub shutdown_grace: Duration,
-    /// WAMP RawSocket over TCP on this address.
+    /// An extra WAMP RawSocket listener over TCP (command line `--rawsocket-listen`).
     pub rawsocket_tcp: Option<SocketAddr>,
-    /// WAMP RawSocket over a Unix-domain socket at this path.
+    /// An extra WAMP RawSocket listener on a Unix socket (`--rawsocket-unix`).
     pub rawsocket_unix: Option<PathBuf>,
 }
 
@@ -37,10 +34,8 @@ impl Options {
     /// Development defaults on `listen` with data in `data_dir`.
     pub fn development(listen: SocketAddr, data_dir: PathBuf) -> Options {
         Options {
-            listen,
             data_dir,
-            router: RouterConfig::development(Default::default()),
-            ws_path: "/ws".into(),
+            node: NodeConfig::development(listen, Default::default()),
             echo_path: None,
             echo_max_message: 32 << 20,
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
@@ -49,140 +44,215 @@ impl Options {
             rawsocket_unix: None,
         }
     }
+
+    /// All listeners: the configured ones plus the command-line RawSocket ones.
+    fn listeners(&self) -> Vec<ListenerConfig> {
+        let mut out = self.node.listeners.clone();
+        let raw = |endpoint, origin: &str| ListenerConfig {
+            endpoint,
+            websocket: Vec::new(),
+            rawsocket: Some(WampEndpoint::development()),
+            web: false,
+            origin: origin.to_owned(),
+        };
+        if let Some(a) = self.rawsocket_tcp {
+            out.push(raw(Endpoint::Tcp(a), "--rawsocket-listen"));
+        }
+        if let Some(p) = &self.rawsocket_unix {
+            out.push(raw(Endpoint::Unix(p.clone()), "--rawsocket-unix"));
+        }
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot open the data store in {dir}: {source}")]
     Store { dir: String, source: StoreError },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("{origin}: cannot listen on {endpoint}: {source}")]
     Bind {
-        addr: SocketAddr,
+        origin: String,
+        endpoint: Endpoint,
         source: std::io::Error,
     },
-    #[error("cannot listen on the Unix socket {path}: {source}")]
-    BindUnix {
-        path: String,
-        source: std::io::Error,
-    },
+}
+
+/// A listener after binding: its configuration and actual address.
+#[derive(Clone, Debug)]
+pub struct Bound {
+    pub config: ListenerConfig,
+    /// The actual address (port 0 resolved) for TCP listeners.
+    pub addr: Option<SocketAddr>,
 }
 
 /// A started server.
 pub struct Running {
+    /// The first listener serving HTTP/WebSocket (the one `switchboard` prints).
     pub addr: SocketAddr,
-    /// Where RawSocket over TCP listens, if enabled.
+    /// The first listener serving RawSocket over TCP, if any.
     pub rawsocket_addr: Option<SocketAddr>,
-    rawsocket_tasks: Vec<tokio::task::JoinHandle<()>>,
-    rawsocket_unix: Option<PathBuf>,
+    pub listeners: Vec<Bound>,
     pub router: Arc<Router>,
     pub conns: Arc<Connections>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
     store: Arc<Store>,
     grace: Duration,
 }
 
-pub async fn start(opts: Options) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| StartError::Store {
-        dir: opts.data_dir.display().to_string(),
-        source: StoreError::Sled(sled::Error::Io(e)),
-    })?;
-    let store =
-        Store::open(&opts.data_dir, opts.cache_bytes).map_err(|source| StartError::Store {
-            dir: opts.data_dir.display().to_string(),
-            source,
-        })?;
-    let node = store
-        .record_start()
-        .await
-        .map_err(|source| StartError::Store {
-            dir: opts.data_dir.display().to_string(),
-            source,
-        })?;
-    tracing::info!(starts = node.starts, dir = %opts.data_dir.display(), "data store opened");
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: opts.listen,
+enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+async fn bind(l: &ListenerConfig) -> Result<(Socket, Option<SocketAddr>), StartError> {
+    let fail = |source| StartError::Bind {
+        origin: l.origin.clone(),
+        endpoint: l.endpoint.clone(),
         source,
-    })?;
-    let conns = Connections::new(opts.router.limits.clone());
-    let router = Router::new(opts.router.clone());
-    let state = Arc::new(HttpState {
-        router: router.clone(),
-        conns: conns.clone(),
-        started: Instant::now(),
-        started_at: SystemTime::now(),
-        ws_path: opts.ws_path.clone(),
-        echo_path: opts.echo_path.clone(),
-        echo_max_message: opts.echo_max_message,
-    });
-    let mut rawsocket_tasks = Vec::new();
-    let mut rawsocket_addr = None;
-    if let Some(a) = opts.rawsocket_tcp {
-        let l = TcpListener::bind(a)
-            .await
-            .map_err(|source| StartError::Bind { addr: a, source })?;
-        rawsocket_addr = Some(
-            l.local_addr()
-                .map_err(|source| StartError::Bind { addr: a, source })?,
-        );
-        rawsocket_tasks.push(tokio::spawn(rawsocket::accept_tcp(
-            l,
-            router.clone(),
-            conns.clone(),
-        )));
-    }
-    if let Some(path) = &opts.rawsocket_unix {
-        // A socket file left by an earlier run would make bind fail.
-        if std::fs::symlink_metadata(path)
-            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-        {
-            let _ = std::fs::remove_file(path);
+    };
+    match &l.endpoint {
+        Endpoint::Tcp(a) => {
+            let t = TcpListener::bind(a).await.map_err(fail)?;
+            let addr = t.local_addr().map_err(fail)?;
+            Ok((Socket::Tcp(t), Some(addr)))
         }
-        let l = tokio::net::UnixListener::bind(path).map_err(|source| StartError::BindUnix {
-            path: path.display().to_string(),
-            source,
-        })?;
-        rawsocket_tasks.push(tokio::spawn(rawsocket::accept_unix(
-            l,
-            router.clone(),
-            conns.clone(),
-        )));
+        Endpoint::Unix(path) => {
+            // A socket file left by an earlier run would make bind fail.
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok((Socket::Unix(UnixListener::bind(path).map_err(fail)?), None))
+        }
     }
-    let (stop, mut stopped) = watch::channel(false);
-    let sweeper = conns.spawn_sweeper();
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        tokio::spawn(serve_connection(stream, state.clone()));
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = stopped.changed() => break,
+}
+
+/// Serves one accepted TCP connection: RawSocket if the listener has it and the first byte is
+/// RawSocket's magic 0x7F, HTTP/WebSocket otherwise (Crossbar's "universal" transport).
+async fn dispatch_tcp(
+    stream: TcpStream,
+    http: Option<Arc<HttpState>>,
+    raw: Option<WampEndpoint>,
+    router: Arc<Router>,
+    conns: Arc<Connections>,
+) {
+    let _ = stream.set_nodelay(true);
+    let is_raw = match (&http, &raw) {
+        (None, Some(_)) => true,
+        (Some(_), None) => false,
+        (Some(_), Some(_)) => {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(conns.limits().hello_timeout, stream.peek(&mut first)).await
+            {
+                Ok(Ok(1)) => first[0] == 0x7F,
+                _ => return,
             }
         }
-        sweeper.abort();
-    });
+        (None, None) => return,
+    };
+    match (is_raw, raw, http) {
+        (true, Some(endpoint), _) => rawsocket::serve(stream, router, conns, endpoint).await,
+        (false, _, Some(state)) => serve_connection(stream, state).await,
+        _ => {}
+    }
+}
+
+pub async fn start(opts: Options) -> Result<Running, StartError> {
+    let store_err = |source| StartError::Store {
+        dir: opts.data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&opts.data_dir)
+        .map_err(|e| store_err(StoreError::Sled(sled::Error::Io(e))))?;
+    let store = Store::open(&opts.data_dir, opts.cache_bytes).map_err(store_err)?;
+    let node = store.record_start().await.map_err(store_err)?;
+    tracing::info!(starts = node.starts, dir = %opts.data_dir.display(), "data store opened");
+    let conns = Connections::new(opts.node.router.limits.clone());
+    let router = Router::new(opts.node.router.clone());
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let mut listeners = Vec::new();
+    let mut accept_tasks = Vec::new();
+    for l in opts.listeners() {
+        let (socket, addr) = bind(&l).await?;
+        let http = (l.web || !l.websocket.is_empty()).then(|| {
+            Arc::new(HttpState {
+                router: router.clone(),
+                conns: conns.clone(),
+                started,
+                started_at,
+                websocket: l.websocket.clone(),
+                web: l.web,
+                echo_path: opts.echo_path.clone(),
+                echo_max_message: opts.echo_max_message,
+            })
+        });
+        let raw = l.rawsocket.clone();
+        let (router, conns) = (router.clone(), conns.clone());
+        accept_tasks.push(match socket {
+            Socket::Tcp(t) => tokio::spawn(async move {
+                loop {
+                    match t.accept().await {
+                        Ok((stream, _)) => {
+                            tokio::spawn(dispatch_tcp(
+                                stream,
+                                http.clone(),
+                                raw.clone(),
+                                router.clone(),
+                                conns.clone(),
+                            ));
+                        }
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }),
+            Socket::Unix(u) => tokio::spawn(async move {
+                let Some(endpoint) = raw else { return };
+                loop {
+                    match u.accept().await {
+                        Ok((stream, _)) => {
+                            tokio::spawn(rawsocket::serve(
+                                stream,
+                                router.clone(),
+                                conns.clone(),
+                                endpoint.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }),
+        });
+        listeners.push(Bound { config: l, addr });
+    }
+    let addr = listeners
+        .iter()
+        .find(|b| b.config.web || !b.config.websocket.is_empty())
+        .or(listeners.first())
+        .and_then(|b| b.addr)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let rawsocket_addr = listeners
+        .iter()
+        .find(|b| b.config.rawsocket.is_some() && b.addr.is_some())
+        .and_then(|b| b.addr);
+    let sweeper = conns.spawn_sweeper();
     Ok(Running {
         addr,
         rawsocket_addr,
-        rawsocket_tasks,
-        rawsocket_unix: opts.rawsocket_unix.clone(),
+        listeners,
         router,
         conns,
-        stop,
-        task,
+        accept_tasks,
+        sweeper,
         store: Arc::new(store),
         grace: opts.shutdown_grace,
     })
@@ -193,13 +263,13 @@ impl Running {
     /// 1001 "going away", not a WAMP GOODBYE, so Autobahn clients reconnect) → wait for them
     /// within the grace period → flush and close the store.
     pub async fn shutdown(self) -> Result<(), StoreError> {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-        for t in &self.rawsocket_tasks {
+        for t in &self.accept_tasks {
             t.abort();
         }
-        if let Some(p) = &self.rawsocket_unix {
-            let _ = std::fs::remove_file(p);
+        for b in &self.listeners {
+            if let Endpoint::Unix(p) = &b.config.endpoint {
+                let _ = std::fs::remove_file(p);
+            }
         }
         self.conns
             .close_all(close_code::GOING_AWAY, "server shutting down");
@@ -209,6 +279,7 @@ impl Running {
                 "connections did not close in time; dropping them"
             );
         }
+        self.sweeper.abort();
         self.store.close().await
     }
 }

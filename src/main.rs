@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use switchboard::app::{self, Options};
-use switchboard::config::{Limits, RouterConfig};
+use switchboard::config::{crossbar, Limits, NodeConfig};
 
 /// A WAMP v2 router, live chat and WebRTC signalling relay in one binary.
 #[derive(Parser, Debug)]
@@ -15,7 +15,11 @@ use switchboard::config::{Limits, RouterConfig};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Address for HTTP and WebSocket (WAMP at /ws).
+    /// Crossbar-style node config (JSON, or TOML by extension); without it the development
+    /// default runs on --listen.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address for HTTP and WebSocket (WAMP at /ws) of the zero-config default.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SWITCHBOARD_LISTEN")]
     listen: SocketAddr,
     /// Directory of the embedded data store.
@@ -62,12 +66,19 @@ enum Command {
     /// Load tool: measure a router's connection capacity and speed.
     #[command(subcommand)]
     Bench(switchboard::bench::BenchCommand),
+    /// Validate a config file without starting: prints its warnings, exits 1 if it is wrong.
+    CheckConfig {
+        /// Crossbar-style config, JSON or TOML (by extension).
+        file: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Bench(cmd)) = cli.command {
-        return switchboard::bench::run(cmd);
+    match cli.command {
+        Some(Command::Bench(cmd)) => return switchboard::bench::run(cmd),
+        Some(Command::CheckConfig { file }) => return check_config(&file),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -99,14 +110,30 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         write_delay: Duration::from_millis(cli.write_delay_ms),
     };
     let mut opts = Options::development(cli.listen, cli.data_dir);
-    opts.router = RouterConfig::development(limits);
+    match &cli.config {
+        Some(file) => match crossbar::load(file, limits) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                opts.node = loaded.node;
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        None => {
+            opts.node = NodeConfig::development(cli.listen, limits);
+            tracing::warn!(
+                "no configuration given: serving the development default — realm 'realm1' where anonymous clients may do everything. Do not expose this to a network."
+            );
+        }
+    }
     opts.echo_path = cli.ws_echo_path;
     opts.rawsocket_tcp = cli.rawsocket_listen;
     opts.rawsocket_unix = cli.rawsocket_unix;
     opts.cache_bytes = cli.cache_mb.max(1) << 20;
-    tracing::warn!(
-        "no configuration given: serving the development default — realm 'realm1' where anonymous clients may do everything. Do not expose this to a network."
-    );
     let running = match app::start(opts).await {
         Ok(r) => r,
         Err(e) => {
@@ -115,7 +142,14 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         }
     };
     let addr = running.addr;
-    tracing::info!(%addr, "listening: WAMP at ws://{addr}/ws, status page at http://{addr}/");
+    for b in &running.listeners {
+        let at = b
+            .addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| b.config.endpoint.to_string());
+        let ws: Vec<&str> = b.config.websocket.iter().map(|(p, _)| p.as_str()).collect();
+        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, RawSocket {}, web UI {}", b.config.rawsocket.is_some(), b.config.web);
+    }
     println!("switchboard listening on http://{addr}");
     if let Some(r) = running.rawsocket_addr {
         tracing::info!("WAMP RawSocket on tcp://{r}");
@@ -131,6 +165,41 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         }
         Err(e) => {
             eprintln!("switchboard: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> std::process::ExitCode {
+    match crossbar::load(file, Limits::default()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("warning: {w}");
+            }
+            let realms: Vec<&str> = loaded
+                .node
+                .router
+                .realms
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
+            let listeners: Vec<String> = loaded
+                .node
+                .listeners
+                .iter()
+                .map(|l| l.endpoint.to_string())
+                .collect();
+            println!(
+                "{}: OK — realms [{}], listeners [{}], {} warning(s)",
+                file.display(),
+                realms.join(", "),
+                listeners.join(", "),
+                loaded.warnings.len()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
     }

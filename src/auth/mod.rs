@@ -2,7 +2,7 @@
 
 pub mod permissions;
 
-use crate::config::RealmConfig;
+use crate::config::{RealmConfig, TransportAuth};
 use crate::wamp::value::{dict_get, Dict, Value};
 use rand::Rng;
 
@@ -22,8 +22,13 @@ pub struct AuthError {
     pub message: String,
 }
 
-/// Authenticates a HELLO against a realm. Only anonymous authentication exists so far.
-pub fn authenticate(realm: &RealmConfig, details: &Dict) -> Result<Principal, AuthError> {
+/// Authenticates a HELLO for a realm with the methods its transport accepts. Only anonymous
+/// authentication exists so far.
+pub fn authenticate(
+    realm: &RealmConfig,
+    auth: &TransportAuth,
+    details: &Dict,
+) -> Result<Principal, AuthError> {
     let offered: Vec<&str> = match dict_get(details, "authmethods") {
         None => vec!["anonymous"],
         Some(Value::List(l)) => l.iter().filter_map(Value::as_str).collect(),
@@ -38,7 +43,7 @@ pub fn authenticate(realm: &RealmConfig, details: &Dict) -> Result<Principal, Au
         }
     };
     let anonymous_ok = offered.is_empty() || offered.contains(&"anonymous");
-    match (&realm.anonymous_role, anonymous_ok) {
+    match (&auth.anonymous, anonymous_ok) {
         (Some(role), true) => Ok(Principal {
             authid: random_authid(),
             authrole: role.clone(),
@@ -48,7 +53,7 @@ pub fn authenticate(realm: &RealmConfig, details: &Dict) -> Result<Principal, Au
         _ => Err(AuthError {
             uri: crate::wamp::uris::NO_AUTH_METHOD,
             message: format!(
-                "none of the offered authentication methods [{}] is enabled on realm '{}'",
+                "none of the offered authentication methods [{}] is enabled for realm '{}' on this transport",
                 offered.join(", "),
                 realm.name
             ),

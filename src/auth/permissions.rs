@@ -106,7 +106,6 @@ mod tests {
         };
         Permissions::from_config(&RealmConfig {
             name: "r".into(),
-            anonymous_role: None,
             roles: vec![RoleConfig {
                 name: "user".into(),
                 permissions: vec![

@@ -4,6 +4,7 @@
 
 mod assets;
 
+use crate::config::WampEndpoint;
 use crate::framing::Framing;
 use crate::outbox::Outbox;
 use crate::router::Router;
@@ -31,7 +32,10 @@ pub struct HttpState {
     pub conns: Arc<Connections>,
     pub started: Instant,
     pub started_at: SystemTime,
-    pub ws_path: String,
+    /// WAMP-over-WebSocket paths on this listener (`*`: any path) and what each accepts.
+    pub websocket: Vec<(String, WampEndpoint)>,
+    /// Serve the web UI and `/api/status`.
+    pub web: bool,
     pub echo_path: Option<String>,
     /// Largest message on the echo endpoint (it is used with the Autobahn Testsuite).
     pub echo_max_message: usize,
@@ -81,10 +85,18 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
 
 fn route(mut req: Request<hyper::body::Incoming>, state: &Arc<HttpState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let mut resp = if path == state.ws_path {
-        upgrade(&mut req, state, false)
-    } else if state.echo_path.as_deref() == Some(path.as_str()) {
-        upgrade(&mut req, state, true)
+    let is_upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
+    let wamp = state
+        .websocket
+        .iter()
+        .find(|(p, _)| *p == path || (p == "*" && is_upgrade))
+        .map(|(_, e)| e.clone());
+    let mut resp = if state.echo_path.as_deref() == Some(path.as_str()) {
+        upgrade(&mut req, state, None)
+    } else if let Some(endpoint) = wamp {
+        upgrade(&mut req, state, Some(endpoint))
+    } else if !state.web {
+        empty_with(StatusCode::NOT_FOUND, "not found")
     } else if path == "/api/status" {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             status(state)
@@ -104,19 +116,21 @@ fn route(mut req: Request<hyper::body::Incoming>, state: &Arc<HttpState>) -> Res
 }
 
 /// The first WAMP subprotocol the client offers that we speak (client's order of preference).
-fn pick_serializer<B>(req: &Request<B>) -> Option<Serializer> {
+fn pick_serializer<B>(req: &Request<B>, allowed: &[Serializer]) -> Option<Serializer> {
     req.headers()
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|p| Serializer::from_subprotocol(p.trim()))
+        .filter_map(|p| Serializer::from_subprotocol(p.trim()))
+        .find(|s| allowed.contains(s))
 }
 
+/// Upgrades to WebSocket: WAMP with `endpoint`'s serializers and auth, or the echo endpoint.
 fn upgrade(
     req: &mut Request<hyper::body::Incoming>,
     state: &Arc<HttpState>,
-    echo: bool,
+    endpoint: Option<WampEndpoint>,
 ) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(req) {
         return empty_with(
@@ -130,19 +144,23 @@ fn upgrade(
             "the server is shutting down",
         );
     }
-    let serializer = if echo {
-        None
-    } else {
-        match pick_serializer(req) {
+    let serializer = match &endpoint {
+        None => None,
+        Some(e) => match pick_serializer(req, &e.serializers) {
             Some(s) => Some(s),
             None => {
+                let names: Vec<&str> = e.serializers.iter().map(|s| s.subprotocol()).collect();
                 return empty_with(
                     StatusCode::BAD_REQUEST,
-                    "no supported WAMP subprotocol offered: use one of wamp.2.json, wamp.2.msgpack, wamp.2.cbor",
-                )
+                    &format!(
+                        "no supported WAMP subprotocol offered: use one of {}",
+                        names.join(", ")
+                    ),
+                );
             }
-        }
+        },
     };
+    let auth = endpoint.map(|e| e.auth);
     let (resp, fut) = match fastwebsockets::upgrade::upgrade(req) {
         Ok(x) => x,
         Err(e) => {
@@ -178,17 +196,18 @@ fn upgrade(
             limits.max_queue_bytes.max(2 * state.echo_max_message)
         };
         let outbox = Arc::new(Outbox::new(queue));
-        let (handler, max) = match serializer {
-            Some(s) => (
+        let (handler, max) = match (serializer, auth) {
+            (Some(s), Some(auth)) => (
                 Handler::Wamp(Session::new(
                     state.router.clone(),
                     outbox.clone(),
                     s,
                     Framing::WebSocket,
+                    auth,
                 )),
                 limits.max_message_size,
             ),
-            None => (Handler::Echo, state.echo_max_message),
+            _ => (Handler::Echo, state.echo_max_message),
         };
         let counters = state.router.counters.clone();
         let reader = crate::transport::frames::WsReader::new(max);

@@ -6,6 +6,7 @@
 //! and answers through the connection's outbox.
 
 use crate::auth;
+use crate::config::TransportAuth;
 use crate::framing::{frame_message, Framing};
 use crate::outbox::{close_code, CloseRequest, Outbox};
 use crate::router::peer::{ClientFeatures, Peer};
@@ -41,6 +42,8 @@ pub struct Session {
     outbox: Arc<Outbox>,
     serializer: Serializer,
     framing: Framing,
+    /// What the transport this session came in on accepts.
+    auth: Arc<TransportAuth>,
     phase: Phase,
 }
 
@@ -87,12 +90,14 @@ impl Session {
         outbox: Arc<Outbox>,
         serializer: Serializer,
         framing: Framing,
+        auth: Arc<TransportAuth>,
     ) -> Session {
         Session {
             router,
             outbox,
             serializer,
             framing,
+            auth,
             phase: Phase::Idle,
         }
     }
@@ -207,7 +212,7 @@ impl Session {
                 format!("no realm named '{realm_name}' exists on this router"),
             );
         };
-        let principal = match auth::authenticate(&realm.config, details) {
+        let principal = match auth::authenticate(&realm.config, &self.auth, details) {
             Ok(p) => p,
             Err(e) => return self.abort(e.uri, e.message),
         };

@@ -9,6 +9,7 @@ use super::connection::{self, Handler};
 use super::connections::Connections;
 use super::frames::{FrameCodec, FrameError, FrameEvent, Parsed};
 use super::socket::Socket;
+use crate::config::WampEndpoint;
 use crate::framing::Framing;
 use crate::outbox::Outbox;
 use crate::router::Router;
@@ -147,6 +148,7 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
     mut stream: S,
     router: Arc<Router>,
     conns: Arc<Connections>,
+    endpoint: WampEndpoint,
 ) {
     let limits = conns.limits().clone();
     let mut h = [0u8; 4];
@@ -155,6 +157,11 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
         _ => return,
     }
     let (serializer, client_max) = match read_handshake(h) {
+        Handshake::Accept { serializer, .. } if !endpoint.serializers.contains(&serializer) => {
+            let _ = stream.write_all(&[MAGIC, ERR_SERIALIZER << 4, 0, 0]).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
         Handshake::Accept {
             serializer,
             client_max,
@@ -186,6 +193,7 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
         outbox.clone(),
         serializer,
         Framing::RawSocket,
+        endpoint.auth.clone(),
     );
     // Our advertised maximum is a power of two at or above the configured limit; enforce the limit.
     let reader = RawReader::new(limits.max_message_size);
@@ -199,45 +207,6 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
         router.counters.clone(),
     )
     .await;
-}
-
-/// Accepts RawSocket connections on a TCP listener until the task is aborted.
-pub async fn accept_tcp(
-    listener: tokio::net::TcpListener,
-    router: Arc<Router>,
-    conns: Arc<Connections>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(stream, router.clone(), conns.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rawsocket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Accepts RawSocket connections on a Unix-domain socket until the task is aborted.
-pub async fn accept_unix(
-    listener: tokio::net::UnixListener,
-    router: Arc<Router>,
-    conns: Arc<Connections>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve(stream, router.clone(), conns.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rawsocket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ mod support;
 
 /// `switchboard bench` scenarios at small scale.
 mod bench;
+/// Crossbar-style configuration: permissions, universal transport, check-config.
+mod config;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod http_api;
 /// Message size, slow consumers, HELLO deadline, keep-alive.

@@ -32,7 +32,7 @@ impl TestServer {
     }
 
     pub async fn with_limits(limits: Limits) -> TestServer {
-        Self::with(|o| o.router = RouterConfig::development(limits)).await
+        Self::with(|o| o.node.router = RouterConfig::development(limits)).await
     }
 
     pub async fn with(f: impl FnOnce(&mut Options)) -> TestServer {
@@ -61,8 +61,12 @@ impl TestServer {
 
     /// A client that has joined realm1.
     pub async fn joined(&self, ser: Ser) -> Client {
+        self.joined_realm(ser, "realm1").await
+    }
+
+    pub async fn joined_realm(&self, ser: Ser, realm: &str) -> Client {
         let mut c = self.client(ser).await;
-        c.join("realm1").await;
+        c.join(realm).await;
         c
     }
 

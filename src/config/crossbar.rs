@@ -1,0 +1,988 @@
+//! Loads a Crossbar.io-style node configuration (version 2, JSON or TOML) into `NodeConfig`.
+//!
+//! The realm / role / permission / transport / auth sections use Crossbar's field names and
+//! shapes, so an existing `.crossbar/config.json` of a single router worker loads unchanged.
+//! Keys we do not support produce one warning each, naming the key path; a wrong config stops
+//! with an error naming the file, the path inside it and what is wrong.
+
+use super::{
+    Allow, Disclose, Endpoint, Limits, ListenerConfig, NodeConfig, PermissionConfig, RealmConfig,
+    RoleConfig, RouterConfig, TransportAuth, WampEndpoint,
+};
+use crate::wamp::uri::{self, MatchPolicy};
+use crate::wamp::Serializer;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A config that cannot be used: file, path inside it, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {path}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub path: String,
+    pub message: String,
+}
+
+/// A loaded config and the warnings about what it asks for that is not supported.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub node: NodeConfig,
+    pub warnings: Vec<String>,
+}
+
+struct Ctx {
+    file: String,
+    warnings: Vec<String>,
+}
+
+type Obj = Map<String, Value>;
+
+impl Ctx {
+    fn err<T>(&self, path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.clone(),
+            path: path.to_owned(),
+            message: message.into(),
+        })
+    }
+
+    fn warn(&mut self, path: &str, message: impl std::fmt::Display) {
+        self.warnings
+            .push(format!("{}: {path}: {message}", self.file));
+    }
+
+    fn obj<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Obj, ConfigError> {
+        match v.as_object() {
+            Some(o) => Ok(o),
+            None => self.err(path, format!("expected an object, got {}", kind(v))),
+        }
+    }
+
+    fn list<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Vec<Value>, ConfigError> {
+        match v.as_array() {
+            Some(a) => Ok(a),
+            None => self.err(path, format!("expected a list, got {}", kind(v))),
+        }
+    }
+
+    fn string<'v>(
+        &self,
+        o: &'v Obj,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<&'v str>, ConfigError> {
+        match o.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => self.err(
+                &format!("{path}.{key}"),
+                format!("expected a string, got {}", kind(v)),
+            ),
+        }
+    }
+
+    fn required_string<'v>(
+        &self,
+        o: &'v Obj,
+        key: &str,
+        path: &str,
+    ) -> Result<&'v str, ConfigError> {
+        match self.string(o, key, path)? {
+            Some(s) => Ok(s),
+            None => self.err(&format!("{path}.{key}"), "missing (required)"),
+        }
+    }
+
+    fn bool(&self, o: &Obj, key: &str, path: &str) -> Result<bool, ConfigError> {
+        match o.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => self.err(
+                &format!("{path}.{key}"),
+                format!("expected true or false, got {}", kind(v)),
+            ),
+        }
+    }
+
+    /// Warns once for each key not in `known`.
+    fn unknown(&mut self, o: &Obj, path: &str, known: &[&str]) {
+        for k in o.keys() {
+            if !known.contains(&k.as_str()) {
+                self.warn(&format!("{path}.{k}"), "not supported, ignored");
+            }
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads and loads a config file (`.toml` as TOML, anything else as JSON).
+pub fn load(path: &Path, limits: Limits) -> Result<Loaded, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        path: "(file)".into(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let toml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    parse(&text, toml, &file, limits)
+}
+
+/// Parses config text; `toml` selects TOML, else JSON.
+pub fn parse(text: &str, toml: bool, file: &str, limits: Limits) -> Result<Loaded, ConfigError> {
+    let value: Value = if toml {
+        ::toml::from_str::<Value>(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            path: "(syntax)".into(),
+            message: e.to_string().trim().to_owned(),
+        })?
+    } else {
+        serde_json::from_str(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            path: "(syntax)".into(),
+            message: e.to_string(),
+        })?
+    };
+    let mut ctx = Ctx {
+        file: file.to_owned(),
+        warnings: Vec::new(),
+    };
+    let node = node(&mut ctx, &value, limits)?;
+    Ok(Loaded {
+        node,
+        warnings: ctx.warnings,
+    })
+}
+
+fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigError> {
+    let top = ctx.obj(v, "(top)")?;
+    match top.get("version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(2) => {}
+        None => ctx.warn("version", "missing; reading as version 2"),
+        Some(other) => {
+            return ctx.err(
+                "version",
+                format!("only version 2 configs are supported, got {other}"),
+            )
+        }
+    }
+    ctx.unknown(
+        top,
+        "(top)",
+        &["version", "controller", "workers", "$schema"],
+    );
+    let workers = match top.get("workers") {
+        Some(w) => ctx.list(w, "workers")?,
+        None => return ctx.err("workers", "missing (a config needs one router worker)"),
+    };
+    let mut router_worker = None;
+    for (i, w) in workers.iter().enumerate() {
+        let path = format!("workers[{i}]");
+        let o = ctx.obj(w, &path)?;
+        match ctx.string(o, "type", &path)? {
+            Some("router") => {
+                if router_worker.is_some() {
+                    return ctx.err(
+                        &path,
+                        "more than one router worker: Switchboard runs one router per process",
+                    );
+                }
+                router_worker = Some((path, o));
+            }
+            Some(other) => ctx.warn(
+                &format!("{path}.type"),
+                format!("worker type '{other}' is not supported, ignored"),
+            ),
+            None => return ctx.err(&format!("{path}.type"), "missing (required)"),
+        }
+    }
+    let Some((wpath, w)) = router_worker else {
+        return ctx.err("workers", "no worker of type 'router'");
+    };
+    ctx.unknown(
+        w,
+        &wpath,
+        &["type", "id", "realms", "transports", "options"],
+    );
+    if let Some(opts) = w.get("options") {
+        let o = ctx.obj(opts, &format!("{wpath}.options"))?;
+        ctx.unknown(
+            o,
+            &format!("{wpath}.options"),
+            &["title", "env", "pythonpath", "cpu_affinity"],
+        );
+    }
+    let mut realms = Vec::new();
+    let realm_list = match w.get("realms") {
+        Some(r) => ctx.list(r, &format!("{wpath}.realms"))?.clone(),
+        None => Vec::new(),
+    };
+    let mut names = HashSet::new();
+    for (i, r) in realm_list.iter().enumerate() {
+        let realm = realm(ctx, r, &format!("{wpath}.realms[{i}]"))?;
+        if !names.insert(realm.name.clone()) {
+            return ctx.err(
+                &format!("{wpath}.realms[{i}].name"),
+                format!("realm '{}' is defined twice", realm.name),
+            );
+        }
+        realms.push(realm);
+    }
+    if realms.is_empty() {
+        return ctx.err(
+            &format!("{wpath}.realms"),
+            "no realm defined: clients would have nowhere to join",
+        );
+    }
+    let roles: HashSet<String> = realms
+        .iter()
+        .flat_map(|r| r.roles.iter().map(|x| x.name.clone()))
+        .collect();
+    let transports = match w.get("transports") {
+        Some(t) => ctx.list(t, &format!("{wpath}.transports"))?.clone(),
+        None => Vec::new(),
+    };
+    let mut listeners = Vec::new();
+    for (i, t) in transports.iter().enumerate() {
+        if let Some(l) = transport(ctx, t, &format!("{wpath}.transports[{i}]"), &roles)? {
+            listeners.push(l);
+        }
+    }
+    if listeners.is_empty() {
+        return ctx.err(
+            &format!("{wpath}.transports"),
+            "no usable transport: clients could not connect",
+        );
+    }
+    Ok(NodeConfig {
+        router: RouterConfig {
+            realms,
+            limits,
+            dev_mode: false,
+        },
+        listeners,
+    })
+}
+
+fn realm(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RealmConfig, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(o, path, &["name", "roles", "store", "options"]);
+    if o.contains_key("store") {
+        ctx.warn(
+            &format!("{path}.store"),
+            "event history is not supported yet, ignored",
+        );
+    }
+    let name = ctx.required_string(o, "name", path)?;
+    if !uri::is_valid(name, MatchPolicy::Exact) {
+        return ctx.err(
+            &format!("{path}.name"),
+            format!("'{name}' is not a valid realm URI"),
+        );
+    }
+    let mut roles = Vec::new();
+    if let Some(list) = o.get("roles") {
+        for (i, r) in ctx.list(list, &format!("{path}.roles"))?.iter().enumerate() {
+            roles.push(role(ctx, r, &format!("{path}.roles[{i}]"))?);
+        }
+    }
+    Ok(RealmConfig {
+        name: name.to_owned(),
+        roles,
+    })
+}
+
+fn role(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RoleConfig, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(o, path, &["name", "permissions", "authorizer"]);
+    let name = ctx.required_string(o, "name", path)?;
+    if o.contains_key("authorizer") {
+        ctx.warn(
+            &format!("{path}.authorizer"),
+            "dynamic authorizers are not supported yet: this role is granted nothing beyond its static permissions",
+        );
+    }
+    let mut permissions = Vec::new();
+    if let Some(list) = o.get("permissions") {
+        for (i, p) in ctx
+            .list(list, &format!("{path}.permissions"))?
+            .iter()
+            .enumerate()
+        {
+            permissions.push(permission(ctx, p, &format!("{path}.permissions[{i}]"))?);
+        }
+    }
+    Ok(RoleConfig {
+        name: name.to_owned(),
+        permissions,
+    })
+}
+
+fn permission(ctx: &mut Ctx, v: &Value, path: &str) -> Result<PermissionConfig, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(o, path, &["uri", "match", "allow", "disclose", "cache"]);
+    let raw = ctx.required_string(o, "uri", path)?;
+    let (uri, policy) = match ctx.string(o, "match", path)? {
+        Some(m) => match MatchPolicy::parse(m) {
+            Some(p) => (raw.to_owned(), p),
+            None => {
+                return ctx.err(
+                    &format!("{path}.match"),
+                    format!("expected one of exact, prefix, wildcard, got '{m}'"),
+                )
+            }
+        },
+        // Crossbar infers the policy: a trailing `*` means prefix, empty components wildcard.
+        None => match raw.strip_suffix('*') {
+            Some(prefix) => (prefix.to_owned(), MatchPolicy::Prefix),
+            None if raw.split('.').any(str::is_empty) => (raw.to_owned(), MatchPolicy::Wildcard),
+            None => (raw.to_owned(), MatchPolicy::Exact),
+        },
+    };
+    let uri = if policy == MatchPolicy::Prefix {
+        uri.trim_end_matches('*').to_owned()
+    } else {
+        uri
+    };
+    if !uri::is_valid(&uri, policy) {
+        return ctx.err(
+            &format!("{path}.uri"),
+            format!(
+                "'{raw}' is not a valid URI pattern for match '{}'",
+                policy.as_str()
+            ),
+        );
+    }
+    if o.contains_key("cache") {
+        ctx.bool(o, "cache", path)?;
+    }
+    let mut allow = Allow::default();
+    if let Some(a) = o.get("allow") {
+        let a = ctx.obj(a, &format!("{path}.allow"))?;
+        ctx.unknown(
+            a,
+            &format!("{path}.allow"),
+            &["call", "register", "publish", "subscribe"],
+        );
+        let p = format!("{path}.allow");
+        allow = Allow {
+            call: ctx.bool(a, "call", &p)?,
+            register: ctx.bool(a, "register", &p)?,
+            publish: ctx.bool(a, "publish", &p)?,
+            subscribe: ctx.bool(a, "subscribe", &p)?,
+        };
+    }
+    let mut disclose = Disclose::default();
+    if let Some(d) = o.get("disclose") {
+        let d = ctx.obj(d, &format!("{path}.disclose"))?;
+        ctx.unknown(d, &format!("{path}.disclose"), &["caller", "publisher"]);
+        let p = format!("{path}.disclose");
+        disclose = Disclose {
+            caller: ctx.bool(d, "caller", &p)?,
+            publisher: ctx.bool(d, "publisher", &p)?,
+        };
+    }
+    Ok(PermissionConfig {
+        uri,
+        policy,
+        allow,
+        disclose,
+    })
+}
+
+fn endpoint(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Endpoint, ConfigError> {
+    let Some(e) = o.get("endpoint") else {
+        return ctx.err(&format!("{path}.endpoint"), "missing (required)");
+    };
+    let path = format!("{path}.endpoint");
+    let e = ctx.obj(e, &path)?;
+    match ctx.string(e, "type", &path)?.unwrap_or("tcp") {
+        "tcp" => {
+            ctx.unknown(
+                e,
+                &path,
+                &[
+                    "type",
+                    "port",
+                    "interface",
+                    "version",
+                    "backlog",
+                    "shared",
+                    "tls",
+                ],
+            );
+            if e.contains_key("tls") {
+                return ctx.err(&format!("{path}.tls"), "TLS on listeners is not supported yet (terminate TLS in front of Switchboard for now)");
+            }
+            let port = match e.get("port") {
+                Some(Value::Number(n)) => match n.as_u64().and_then(|p| u16::try_from(p).ok()) {
+                    Some(p) => p,
+                    None => {
+                        return ctx.err(
+                            &format!("{path}.port"),
+                            format!("expected a port number 0-65535, got {n}"),
+                        )
+                    }
+                },
+                Some(v) => {
+                    return ctx.err(
+                        &format!("{path}.port"),
+                        format!("expected a port number, got {}", kind(v)),
+                    )
+                }
+                None => return ctx.err(&format!("{path}.port"), "missing (required)"),
+            };
+            let v6 = matches!(e.get("version"), Some(Value::Number(n)) if n.as_u64() == Some(6));
+            let interface = match ctx.string(e, "interface", &path)? {
+                Some(i) => match i.parse::<IpAddr>() {
+                    Ok(ip) => ip,
+                    Err(_) => {
+                        return ctx.err(
+                            &format!("{path}.interface"),
+                            format!("'{i}' is not an IP address"),
+                        )
+                    }
+                },
+                None if v6 => IpAddr::from([0u16; 8]),
+                None => IpAddr::from([0u8; 4]),
+            };
+            Ok(Endpoint::Tcp(SocketAddr::new(interface, port)))
+        }
+        "unix" => {
+            ctx.unknown(e, &path, &["type", "path", "backlog"]);
+            let p = ctx.required_string(e, "path", &path)?;
+            Ok(Endpoint::Unix(p.into()))
+        }
+        other => ctx.err(
+            &format!("{path}.type"),
+            format!("endpoint type '{other}' is not supported (tcp, unix)"),
+        ),
+    }
+}
+
+fn serializers(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Vec<Serializer>, ConfigError> {
+    let Some(list) = o.get("serializers") else {
+        return Ok(Serializer::ALL.to_vec());
+    };
+    let path = format!("{path}.serializers");
+    let mut out = Vec::new();
+    for (i, s) in ctx.list(list, &path)?.iter().enumerate() {
+        match s.as_str() {
+            Some("json") => out.push(Serializer::Json),
+            Some("msgpack") => out.push(Serializer::MsgPack),
+            Some("cbor") => out.push(Serializer::Cbor),
+            Some(other) => ctx.warn(
+                &format!("{path}[{i}]"),
+                format!("serializer '{other}' is not supported, ignored"),
+            ),
+            None => {
+                return ctx.err(
+                    &format!("{path}[{i}]"),
+                    format!("expected a serializer name, got {}", kind(s)),
+                )
+            }
+        }
+    }
+    if out.is_empty() {
+        return ctx.err(
+            &path,
+            "none of the listed serializers is supported (json, msgpack, cbor)",
+        );
+    }
+    Ok(out)
+}
+
+fn auth(
+    ctx: &mut Ctx,
+    o: &Obj,
+    path: &str,
+    roles: &HashSet<String>,
+) -> Result<Arc<TransportAuth>, ConfigError> {
+    // Crossbar: a transport without an auth section admits anonymous clients as "anonymous".
+    let Some(a) = o.get("auth") else {
+        return Ok(Arc::new(TransportAuth::anonymous("anonymous")));
+    };
+    let path = format!("{path}.auth");
+    let a = ctx.obj(a, &path)?;
+    let mut out = TransportAuth::default();
+    for (method, cfg) in a {
+        let mp = format!("{path}.{method}");
+        match method.as_str() {
+            "anonymous" => {
+                let c = ctx.obj(cfg, &mp)?;
+                ctx.unknown(c, &mp, &["type", "role"]);
+                match ctx.string(c, "type", &mp)?.unwrap_or("static") {
+                    "static" => {
+                        let role = ctx.string(c, "role", &mp)?.unwrap_or("anonymous");
+                        if !roles.contains(role) {
+                            return ctx.err(&format!("{mp}.role"), format!("role '{role}' is not defined in any realm"));
+                        }
+                        out.anonymous = Some(role.to_owned());
+                    }
+                    other => ctx.warn(&format!("{mp}.type"), format!("anonymous authentication of type '{other}' is not supported yet; anonymous clients are refused")),
+                }
+            }
+            "ticket" | "wampcra" | "cryptosign" | "scram" | "cookie" | "tls" => {
+                ctx.warn(&mp, format!("authentication method '{method}' is not supported yet; clients that offer only it are refused"));
+            }
+            _ => ctx.warn(
+                &mp,
+                format!("unknown authentication method '{method}', ignored"),
+            ),
+        }
+    }
+    Ok(Arc::new(out))
+}
+
+/// A WAMP endpoint from a websocket/rawsocket section (or a web path of type websocket).
+fn wamp_endpoint(
+    ctx: &mut Ctx,
+    o: &Obj,
+    path: &str,
+    roles: &HashSet<String>,
+    known: &[&str],
+) -> Result<WampEndpoint, ConfigError> {
+    ctx.unknown(o, path, known);
+    for per_transport in ["options", "max_message_size", "debug"] {
+        if let Some(v) = o.get(per_transport) {
+            if per_transport == "options" {
+                if let Some(opts) = v.as_object() {
+                    for k in opts.keys() {
+                        ctx.warn(&format!("{path}.options.{k}"), "per-transport options are not supported yet; the command-line limits apply");
+                    }
+                }
+            } else if per_transport == "max_message_size" {
+                ctx.warn(
+                    &format!("{path}.max_message_size"),
+                    "per-transport limit not supported yet; --max-message-size applies",
+                );
+            }
+        }
+    }
+    Ok(WampEndpoint {
+        serializers: serializers(ctx, o, path)?,
+        auth: auth(ctx, o, path, roles)?,
+    })
+}
+
+const WAMP_KEYS: &[&str] = &[
+    "type",
+    "serializers",
+    "auth",
+    "options",
+    "max_message_size",
+    "debug",
+    "url",
+    "endpoint",
+    "id",
+];
+
+/// Web `paths`: `{"ws": {"type": "websocket", ...}, "/": {"type": "static", ...}, ...}`.
+fn web_paths(
+    ctx: &mut Ctx,
+    v: &Value,
+    path: &str,
+    roles: &HashSet<String>,
+) -> Result<Vec<(String, WampEndpoint)>, ConfigError> {
+    let paths = ctx.obj(v, path)?;
+    let mut out = Vec::new();
+    for (name, spec) in paths {
+        let p = format!("{path}.{name}");
+        let s = ctx.obj(spec, &p)?;
+        match ctx.string(s, "type", &p)? {
+            Some("websocket") => {
+                let url_path = if name.starts_with('/') {
+                    name.clone()
+                } else {
+                    format!("/{name}")
+                };
+                out.push((url_path, wamp_endpoint(ctx, s, &p, roles, WAMP_KEYS)?));
+            }
+            Some("static") | Some("info") | Some("nodeinfo") => {
+                if name == "/" {
+                    ctx.warn(&p, "the embedded web UI is served at '/' instead");
+                } else {
+                    ctx.warn(&p, "web path type not supported, ignored");
+                }
+            }
+            Some(other) => ctx.warn(
+                &format!("{p}.type"),
+                format!("web path type '{other}' is not supported yet, ignored"),
+            ),
+            None => return ctx.err(&format!("{p}.type"), "missing (required)"),
+        }
+    }
+    Ok(out)
+}
+
+fn transport(
+    ctx: &mut Ctx,
+    v: &Value,
+    path: &str,
+    roles: &HashSet<String>,
+) -> Result<Option<ListenerConfig>, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    let kind = ctx.required_string(o, "type", path)?;
+    let listener = match kind {
+        "websocket" => {
+            let ep = wamp_endpoint(ctx, o, path, roles, WAMP_KEYS)?;
+            ListenerConfig {
+                endpoint: endpoint(ctx, o, path)?,
+                websocket: vec![("*".into(), ep)],
+                rawsocket: None,
+                web: true,
+                origin: path.to_owned(),
+            }
+        }
+        "rawsocket" => {
+            let ep = wamp_endpoint(ctx, o, path, roles, WAMP_KEYS)?;
+            ListenerConfig {
+                endpoint: endpoint(ctx, o, path)?,
+                websocket: Vec::new(),
+                rawsocket: Some(ep),
+                web: false,
+                origin: path.to_owned(),
+            }
+        }
+        "web" => {
+            ctx.unknown(o, path, &["type", "endpoint", "paths", "options", "id"]);
+            let websocket = match o.get("paths") {
+                Some(p) => web_paths(ctx, p, &format!("{path}.paths"), roles)?,
+                None => Vec::new(),
+            };
+            ListenerConfig {
+                endpoint: endpoint(ctx, o, path)?,
+                websocket,
+                rawsocket: None,
+                web: true,
+                origin: path.to_owned(),
+            }
+        }
+        "universal" => {
+            ctx.unknown(
+                o,
+                path,
+                &["type", "endpoint", "rawsocket", "websocket", "web", "id"],
+            );
+            let rawsocket = match o.get("rawsocket") {
+                Some(r) => {
+                    let p = format!("{path}.rawsocket");
+                    let r = ctx.obj(r, &p)?;
+                    Some(wamp_endpoint(ctx, r, &p, roles, WAMP_KEYS)?)
+                }
+                None => None,
+            };
+            let mut websocket = match o.get("websocket") {
+                Some(w) => {
+                    let p = format!("{path}.websocket");
+                    let w = ctx.obj(w, &p)?;
+                    let mut out = Vec::new();
+                    for (name, spec) in w {
+                        let sp = format!("{p}.{name}");
+                        let s = ctx.obj(spec, &sp)?;
+                        let url_path = if name.starts_with('/') {
+                            name.clone()
+                        } else {
+                            format!("/{name}")
+                        };
+                        out.push((url_path, wamp_endpoint(ctx, s, &sp, roles, WAMP_KEYS)?));
+                    }
+                    out
+                }
+                None => Vec::new(),
+            };
+            if let Some(web) = o.get("web") {
+                let p = format!("{path}.web");
+                let w = ctx.obj(web, &p)?;
+                ctx.unknown(w, &p, &["paths", "options"]);
+                if let Some(paths) = w.get("paths") {
+                    websocket.extend(web_paths(ctx, paths, &format!("{p}.paths"), roles)?);
+                }
+            }
+            ListenerConfig {
+                endpoint: endpoint(ctx, o, path)?,
+                websocket,
+                rawsocket,
+                web: true,
+                origin: path.to_owned(),
+            }
+        }
+        other => {
+            ctx.warn(
+                &format!("{path}.type"),
+                format!("transport type '{other}' is not supported, ignored"),
+            );
+            return Ok(None);
+        }
+    };
+    if let Endpoint::Tcp(a) = &listener.endpoint {
+        let anonymous = listener
+            .websocket
+            .iter()
+            .map(|(_, e)| e)
+            .chain(listener.rawsocket.iter())
+            .any(|e| e.auth.anonymous.is_some());
+        if !a.ip().is_loopback() && anonymous {
+            ctx.warn(
+                &format!("{path}.endpoint"),
+                format!("listens on {a} beyond loopback and admits anonymous clients"),
+            );
+        }
+    }
+    if let Endpoint::Unix(_) = &listener.endpoint {
+        if !listener.websocket.is_empty() {
+            return ctx.err(
+                &format!("{path}.endpoint"),
+                "WebSocket over a Unix socket is not supported (use rawsocket)",
+            );
+        }
+    }
+    Ok(Some(listener))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_json(text: &str) -> Result<Loaded, ConfigError> {
+        parse(text, false, "test.json", Limits::default())
+    }
+
+    /// The shape `crossbar init` writes: a router worker with realm1, an anonymous role and a
+    /// web transport with a static "/" and a websocket "ws".
+    const CROSSBAR_INIT: &str = r#"{
+        "$schema": "https://raw.githubusercontent.com/crossbario/crossbar/master/crossbar.json",
+        "version": 2,
+        "controller": {},
+        "workers": [{
+            "type": "router",
+            "realms": [{
+                "name": "realm1",
+                "roles": [{
+                    "name": "anonymous",
+                    "permissions": [{
+                        "uri": "", "match": "prefix",
+                        "allow": {"call": true, "register": true, "publish": true, "subscribe": true},
+                        "disclose": {"caller": false, "publisher": false},
+                        "cache": true
+                    }]
+                }]
+            }],
+            "transports": [{
+                "type": "universal",
+                "endpoint": {"type": "tcp", "port": 8080, "backlog": 1024},
+                "rawsocket": {"serializers": ["cbor", "msgpack", "json"]},
+                "websocket": {"ws": {"type": "websocket", "serializers": ["cbor", "msgpack", "json"]}},
+                "web": {"paths": {"/": {"type": "static", "directory": "../web", "options": {"enable_directory_listing": false}}, "info": {"type": "nodeinfo"}}}
+            }]
+        }]
+    }"#;
+
+    #[test]
+    fn a_crossbar_init_config_loads_unchanged() {
+        let l = load_json(CROSSBAR_INIT).unwrap();
+        let r = &l.node.router.realms[0];
+        assert_eq!(r.name, "realm1");
+        let p = &r.roles[0].permissions[0];
+        assert_eq!((p.uri.as_str(), p.policy), ("", MatchPolicy::Prefix));
+        assert_eq!(
+            p.allow,
+            Allow {
+                call: true,
+                register: true,
+                publish: true,
+                subscribe: true
+            }
+        );
+        let lst = &l.node.listeners[0];
+        assert_eq!(lst.endpoint, Endpoint::Tcp("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(lst.websocket.len(), 1);
+        assert_eq!(lst.websocket[0].0, "/ws");
+        assert_eq!(
+            lst.websocket[0].1.auth.anonymous.as_deref(),
+            Some("anonymous"),
+            "no auth section: anonymous"
+        );
+        assert_eq!(lst.rawsocket.as_ref().map(|r| r.serializers.len()), Some(3));
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("paths./") && w.contains("embedded web UI")),
+            "{:?}",
+            l.warnings
+        );
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("listens on 0.0.0.0:8080")),
+            "{:?}",
+            l.warnings
+        );
+        assert!(!l.node.router.dev_mode);
+    }
+
+    #[test]
+    fn permission_match_is_inferred_like_crossbar() {
+        let cfg = |uri: &str| {
+            format!(
+                r#"{{"version":2,"workers":[{{"type":"router","realms":[{{"name":"r","roles":[{{"name":"x","permissions":[{{"uri":"{uri}","allow":{{"call":true}}}}]}}]}}],
+            "transports":[{{"type":"rawsocket","endpoint":{{"type":"unix","path":"/tmp/x.sock"}},"auth":{{"anonymous":{{"type":"static","role":"x"}}}}}}]}}]}}"#
+            )
+        };
+        let get = |uri: &str| {
+            let l = load_json(&cfg(uri)).unwrap();
+            let p = l.node.router.realms[0].roles[0].permissions[0].clone();
+            (p.uri, p.policy)
+        };
+        assert_eq!(
+            get("com.example.*"),
+            ("com.example.".into(), MatchPolicy::Prefix)
+        );
+        assert_eq!(get("*"), ("".into(), MatchPolicy::Prefix));
+        assert_eq!(
+            get("com..create"),
+            ("com..create".into(), MatchPolicy::Wildcard)
+        );
+        assert_eq!(
+            get("com.example.add"),
+            ("com.example.add".into(), MatchPolicy::Exact)
+        );
+    }
+
+    fn error_of(text: &str) -> ConfigError {
+        load_json(text).unwrap_err()
+    }
+
+    #[test]
+    fn wrong_configs_name_the_path_and_the_problem() {
+        let base = |perm: &str, auth: &str, endpoint: &str| {
+            format!(
+                r#"{{"version":2,"workers":[{{"type":"router","realms":[{{"name":"realm1","roles":[{{"name":"user","permissions":[{perm}]}}]}}],
+            "transports":[{{"type":"websocket","endpoint":{endpoint}{auth}}}]}}]}}"#
+            )
+        };
+        let ok_perm = r#"{"uri":"a.b","allow":{"call":true}}"#;
+        let ok_ep = r#"{"type":"tcp","port":0,"interface":"127.0.0.1"}"#;
+        let e = error_of(&base(r#"{"uri":"a.b","match":"regex"}"#, "", ok_ep));
+        assert_eq!(e.path, "workers[0].realms[0].roles[0].permissions[0].match");
+        assert!(e.message.contains("exact, prefix, wildcard"), "{e}");
+        let e = error_of(&base(r#"{"uri":"a b.c"}"#, "", ok_ep));
+        assert_eq!(e.path, "workers[0].realms[0].roles[0].permissions[0].uri");
+        let e = error_of(&base(
+            ok_perm,
+            r#","auth":{"anonymous":{"type":"static","role":"ghost"}}"#,
+            ok_ep,
+        ));
+        assert_eq!(e.path, "workers[0].transports[0].auth.anonymous.role");
+        assert!(e.message.contains("'ghost' is not defined"), "{e}");
+        let e = error_of(&base(ok_perm, "", r#"{"type":"tcp","port":70000}"#));
+        assert_eq!(e.path, "workers[0].transports[0].endpoint.port");
+        let e = error_of(&base(
+            ok_perm,
+            "",
+            r#"{"type":"tcp","port":443,"tls":{"key":"k"}}"#,
+        ));
+        assert_eq!(e.path, "workers[0].transports[0].endpoint.tls");
+        let e = error_of(&base(ok_perm, "", r#"{"type":"tcp","port":"80"}"#));
+        assert!(e.message.contains("expected a port number"), "{e}");
+        let e = error_of(r#"{"version":1,"workers":[]}"#);
+        assert_eq!(e.path, "version");
+        let e = error_of(r#"{"version":2}"#);
+        assert_eq!(e.path, "workers");
+        let e = error_of(
+            r#"{"version":2,"workers":[{"type":"router","realms":[{"name":"bad realm"}],"transports":[]}]}"#,
+        );
+        assert_eq!(e.path, "workers[0].realms[0].name");
+        let e = error_of("{ not json");
+        assert_eq!(e.path, "(syntax)");
+        assert_eq!(
+            e.to_string().split(": ").next(),
+            Some("test.json"),
+            "the file is named first"
+        );
+    }
+
+    #[test]
+    fn unsupported_keys_warn_once_with_their_path() {
+        let text = r#"{"version":2,"workers":[
+            {"type":"container"},
+            {"type":"router","realms":[{"name":"realm1","store":{"type":"memory"},"roles":[{"name":"anonymous","authorizer":"com.auth","permissions":[{"uri":"","match":"prefix","allow":{"call":true,"fly":true}}]}]}],
+             "transports":[{"type":"websocket","endpoint":{"type":"tcp","port":0,"interface":"127.0.0.1"},"serializers":["json","ubjson"],
+                            "auth":{"ticket":{"type":"static","principals":{}},"anonymous":{"type":"static","role":"anonymous"}},
+                            "options":{"auto_ping_interval":10000}},
+                           {"type":"mqtt","endpoint":{"type":"tcp","port":1883}}]}]}"#;
+        let l = load_json(text).unwrap();
+        let has = |needle: &str| l.warnings.iter().filter(|w| w.contains(needle)).count();
+        assert_eq!(has("workers[0].type"), 1);
+        assert_eq!(has("roles[0].permissions[0].allow.fly"), 1);
+        assert_eq!(has("roles[0].authorizer"), 1);
+        assert_eq!(has("realms[0].store"), 1);
+        assert_eq!(has("serializers[1]"), 1);
+        assert_eq!(has("auth.ticket"), 1);
+        assert_eq!(has("options.auto_ping_interval"), 1);
+        assert_eq!(has("transports[1].type"), 1);
+        assert!(
+            l.warnings.iter().all(|w| w.starts_with("test.json: ")),
+            "{:?}",
+            l.warnings
+        );
+        assert_eq!(l.node.listeners.len(), 1);
+        assert_eq!(
+            l.node.listeners[0].websocket[0].1.serializers,
+            vec![Serializer::Json]
+        );
+    }
+
+    #[test]
+    fn toml_reads_the_same_shape() {
+        let toml_text = r#"
+            version = 2
+            [[workers]]
+            type = "router"
+            [[workers.realms]]
+            name = "realm1"
+            [[workers.realms.roles]]
+            name = "anonymous"
+            [[workers.realms.roles.permissions]]
+            uri = "com.app.*"
+            allow = { call = true, subscribe = true }
+            [[workers.transports]]
+            type = "rawsocket"
+            endpoint = { type = "tcp", port = 0, interface = "127.0.0.1" }
+            serializers = ["msgpack"]
+        "#;
+        let l = parse(toml_text, true, "node.toml", Limits::default()).unwrap();
+        let p = &l.node.router.realms[0].roles[0].permissions[0];
+        assert_eq!(
+            (p.uri.as_str(), p.policy),
+            ("com.app.", MatchPolicy::Prefix)
+        );
+        assert!(p.allow.call && p.allow.subscribe && !p.allow.publish);
+        assert_eq!(
+            l.node.listeners[0]
+                .rawsocket
+                .as_ref()
+                .map(|r| r.serializers.clone()),
+            Some(vec![Serializer::MsgPack])
+        );
+        let e = parse("version = ", true, "node.toml", Limits::default()).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.path.as_str()),
+            ("node.toml", "(syntax)")
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Plain configuration data: realms, roles, permissions, limits, and the listeners with their
+//! transports and authentication.
+//!
+//! Nothing here is hard-wired into routing: the router only ever sees a `RouterConfig`, the
+//! transports a `ListenerConfig`. The zero-config development default is one such value
+//! (`NodeConfig::development`); `crossbar::load` builds others from a Crossbar-style file.
+
+pub mod crossbar;
+
+use crate::wamp::uri::MatchPolicy;
+use crate::wamp::Serializer;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a node runs: the router and where it listens.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub router: RouterConfig,
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// Where a listener accepts connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// How a listener accepts WAMP: which serializers, which authentication.
+#[derive(Clone, Debug)]
+pub struct WampEndpoint {
+    pub serializers: Vec<Serializer>,
+    pub auth: Arc<TransportAuth>,
+}
+
+impl WampEndpoint {
+    pub fn development() -> WampEndpoint {
+        WampEndpoint {
+            serializers: Serializer::ALL.to_vec(),
+            auth: Arc::new(TransportAuth::anonymous("anonymous")),
+        }
+    }
+}
+
+/// One listening socket. A plain WebSocket transport has `websocket` paths; a RawSocket one
+/// has `rawsocket`; a universal one has both (told apart by the first byte).
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    pub endpoint: Endpoint,
+    /// WebSocket paths served on this listener; `*` accepts an upgrade on any path.
+    pub websocket: Vec<(String, WampEndpoint)>,
+    pub rawsocket: Option<WampEndpoint>,
+    /// Serve the web UI and `/api/status` on this listener.
+    pub web: bool,
+    /// Where this listener was configured (a config path, or "command line"), for errors.
+    pub origin: String,
+}
+
+/// Authentication accepted on a transport (Crossbar's `auth` section).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransportAuth {
+    /// Anonymous clients are admitted with this role.
+    pub anonymous: Option<String>,
+}
+
+impl TransportAuth {
+    pub fn anonymous(role: &str) -> TransportAuth {
+        TransportAuth {
+            anonymous: Some(role.to_owned()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    pub realms: Vec<RealmConfig>,
+    pub limits: Limits,
+    /// True for the zero-config development default (shown in status and warned about).
+    pub dev_mode: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct RealmConfig {
+    pub name: String,
+    pub roles: Vec<RoleConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RoleConfig {
+    pub name: String,
+    pub permissions: Vec<PermissionConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PermissionConfig {
+    pub uri: String,
+    pub policy: MatchPolicy,
+    pub allow: Allow,
+    pub disclose: Disclose,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Allow {
+    pub call: bool,
+    pub register: bool,
+    pub publish: bool,
+    pub subscribe: bool,
+}
+
+impl Allow {
+    pub const ALL: Allow = Allow {
+        call: true,
+        register: true,
+        publish: true,
+        subscribe: true,
+    };
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disclose {
+    pub caller: bool,
+    pub publisher: bool,
+}
+
+/// Limits, each with a documented default (see README "Limits").
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest WAMP message accepted, after reassembling fragments.
+    pub max_message_size: usize,
+    /// Bytes that may wait in one connection's outbound queue before it is cut off as slow.
+    pub max_queue_bytes: usize,
+    /// How often an idle peer is pinged; `None` turns keep-alive off.
+    pub ping_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the peer is dropped.
+    pub ping_timeout: Duration,
+    /// How long a new connection may take to send HELLO.
+    pub hello_timeout: Duration,
+    /// How long outbound frames may wait to be written together (0: write at once). Trades a
+    /// little latency for far fewer syscalls when many small events go to many subscribers.
+    pub write_delay: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 1 << 20,
+            max_queue_bytes: 1 << 20,
+            ping_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
+            write_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The zero-config default on `listen`: WAMP at `/ws`, the web UI, development realm.
+    pub fn development(listen: SocketAddr, limits: Limits) -> NodeConfig {
+        NodeConfig {
+            router: RouterConfig::development(limits),
+            listeners: vec![ListenerConfig {
+                endpoint: Endpoint::Tcp(listen),
+                websocket: vec![("/ws".into(), WampEndpoint::development())],
+                rawsocket: None,
+                web: true,
+                origin: "--listen".into(),
+            }],
+        }
+    }
+}
+
+impl RouterConfig {
+    /// The zero-config default: one realm `realm1`, anonymous clients may do everything.
+    pub fn development(limits: Limits) -> RouterConfig {
+        RouterConfig {
+            realms: vec![RealmConfig {
+                name: "realm1".into(),
+                roles: vec![RoleConfig {
+                    name: "anonymous".into(),
+                    permissions: vec![PermissionConfig {
+                        uri: String::new(),
+                        policy: MatchPolicy::Prefix,
+                        allow: Allow::ALL,
+                        disclose: Disclose::default(),
+                    }],
+                }],
+            }],
+            limits,
+            dev_mode: true,
+        }
+    }
+}
