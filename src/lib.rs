@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod framing;
 pub mod http;

@@ -1,6 +1,7 @@
 //! Who a session is and what it may do. Never imports the router.
 
 pub mod permissions;
+pub mod wampcra;
 
 use crate::config::{RealmConfig, TransportAuth};
 use crate::wamp::value::{dict_get, Dict, Value};
@@ -22,42 +23,185 @@ pub struct AuthError {
     pub message: String,
 }
 
-/// Authenticates a HELLO for a realm with the methods its transport accepts. Only anonymous
-/// authentication exists so far.
-pub fn authenticate(
+/// What a HELLO leads to: a session at once, or a CHALLENGE to answer.
+pub enum Outcome {
+    Welcome(Principal),
+    Challenge {
+        authmethod: &'static str,
+        extra: Dict,
+        pending: Pending,
+    },
+}
+
+/// A challenge sent, waiting for AUTHENTICATE.
+pub struct Pending {
+    principal: Principal,
+    expect: Expect,
+}
+
+enum Expect {
+    Ticket(crate::config::Secret),
+    Cra {
+        challenge: String,
+        keys: Vec<Vec<u8>>,
+    },
+}
+
+fn denied(uri: &'static str, message: impl Into<String>) -> AuthError {
+    AuthError {
+        uri,
+        message: message.into(),
+    }
+}
+
+/// Starts authenticating a HELLO for a realm with the methods its transport accepts, taking
+/// the client's `authmethods` in its order of preference.
+pub fn hello(
     realm: &RealmConfig,
     auth: &TransportAuth,
     details: &Dict,
-) -> Result<Principal, AuthError> {
+) -> Result<Outcome, AuthError> {
     let offered: Vec<&str> = match dict_get(details, "authmethods") {
         None => vec!["anonymous"],
         Some(Value::List(l)) => l.iter().filter_map(Value::as_str).collect(),
         Some(other) => {
-            return Err(AuthError {
-                uri: crate::wamp::uris::INVALID_ARGUMENT,
-                message: format!(
+            return Err(denied(
+                crate::wamp::uris::INVALID_ARGUMENT,
+                format!(
                     "HELLO.Details.authmethods must be a list of strings, got {}",
                     other.kind()
                 ),
-            })
+            ))
         }
     };
-    let anonymous_ok = offered.is_empty() || offered.contains(&"anonymous");
-    match (&auth.anonymous, anonymous_ok) {
-        (Some(role), true) => Ok(Principal {
-            authid: random_authid(),
-            authrole: role.clone(),
-            authmethod: "anonymous".into(),
-            authprovider: "static".into(),
-        }),
-        _ => Err(AuthError {
-            uri: crate::wamp::uris::NO_AUTH_METHOD,
-            message: format!(
-                "none of the offered authentication methods [{}] is enabled for realm '{}' on this transport",
-                offered.join(", "),
-                realm.name
+    let authid = match dict_get(details, "authid") {
+        None | Some(Value::Null) => None,
+        Some(Value::Str(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(denied(
+                crate::wamp::uris::INVALID_ARGUMENT,
+                format!(
+                    "HELLO.Details.authid must be a string, got {}",
+                    other.kind()
+                ),
+            ))
+        }
+    };
+    let offered = if offered.is_empty() {
+        vec!["anonymous"]
+    } else {
+        offered
+    };
+    for method in &offered {
+        match *method {
+            "anonymous" => {
+                if let Some(role) = &auth.anonymous {
+                    return Ok(Outcome::Welcome(Principal {
+                        authid: random_authid(),
+                        authrole: role.clone(),
+                        authmethod: "anonymous".into(),
+                        authprovider: "static".into(),
+                    }));
+                }
+            }
+            "ticket" => {
+                if let Some(principals) = &auth.ticket {
+                    let id = authid.ok_or_else(|| {
+                        denied(
+                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+                            "ticket authentication needs HELLO.Details.authid",
+                        )
+                    })?;
+                    let p = principals.get(id).ok_or_else(|| {
+                        denied(
+                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+                            format!("no principal with authid '{id}'"),
+                        )
+                    })?;
+                    let principal = Principal {
+                        authid: id.to_owned(),
+                        authrole: p.role.clone(),
+                        authmethod: "ticket".into(),
+                        authprovider: "static".into(),
+                    };
+                    return Ok(Outcome::Challenge {
+                        authmethod: "ticket",
+                        extra: Dict::new(),
+                        pending: Pending {
+                            principal,
+                            expect: Expect::Ticket(p.ticket.clone()),
+                        },
+                    });
+                }
+            }
+            "wampcra" => {
+                if let Some(users) = &auth.wampcra {
+                    let id = authid.ok_or_else(|| {
+                        denied(
+                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+                            "WAMP-CRA needs HELLO.Details.authid",
+                        )
+                    })?;
+                    let u = users.get(id).ok_or_else(|| {
+                        denied(
+                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+                            format!("no principal with authid '{id}'"),
+                        )
+                    })?;
+                    let principal = Principal {
+                        authid: id.to_owned(),
+                        authrole: u.role.clone(),
+                        authmethod: "wampcra".into(),
+                        authprovider: "static".into(),
+                    };
+                    let challenge = wampcra::challenge(&principal);
+                    let mut extra = vec![("challenge".to_owned(), Value::Str(challenge.clone()))];
+                    if let Some(s) = &u.salt {
+                        extra.push(("salt".into(), Value::Str(s.salt.clone())));
+                        extra.push(("iterations".into(), Value::UInt(u64::from(s.iterations))));
+                        extra.push(("keylen".into(), Value::UInt(u64::from(s.keylen))));
+                    }
+                    let keys = wampcra::candidate_keys(u);
+                    return Ok(Outcome::Challenge {
+                        authmethod: "wampcra",
+                        extra,
+                        pending: Pending {
+                            principal,
+                            expect: Expect::Cra { challenge, keys },
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(denied(
+        crate::wamp::uris::NO_AUTH_METHOD,
+        format!(
+            "none of the offered authentication methods [{}] is enabled for realm '{}' on this transport",
+            offered.join(", "),
+            realm.name
+        ),
+    ))
+}
+
+/// Checks the AUTHENTICATE signature against the pending challenge.
+pub fn verify(pending: Pending, signature: &str) -> Result<Principal, AuthError> {
+    use subtle::ConstantTimeEq;
+    let ok = match &pending.expect {
+        Expect::Ticket(t) => t.0.as_bytes().ct_eq(signature.as_bytes()).into(),
+        Expect::Cra { challenge, keys } => wampcra::verify(keys, challenge, signature),
+    };
+    if ok {
+        Ok(pending.principal)
+    } else {
+        Err(denied(
+            crate::wamp::uris::NOT_AUTHORIZED,
+            format!(
+                "{} authentication failed for authid '{}'",
+                pending.principal.authmethod, pending.principal.authid
             ),
-        }),
+        ))
     }
 }
 

@@ -6,13 +6,14 @@
 //! with an error naming the file, the path inside it and what is wrong.
 
 use super::{
-    Allow, Disclose, Endpoint, Limits, ListenerConfig, NodeConfig, PermissionConfig, RealmConfig,
-    RoleConfig, RouterConfig, TransportAuth, WampEndpoint,
+    Allow, CraSalt, CraUser, Disclose, Endpoint, Limits, ListenerConfig, NodeConfig,
+    PermissionConfig, RealmConfig, RoleConfig, RouterConfig, Secret, TicketPrincipal,
+    TransportAuth, WampEndpoint,
 };
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::Serializer;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -474,6 +475,28 @@ fn endpoint(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Endpoint, ConfigError>
     }
 }
 
+/// A positive integer option with a default.
+fn number(ctx: &Ctx, o: &Obj, key: &str, path: &str, default: u32) -> Result<u32, ConfigError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => match n
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0)
+        {
+            Some(v) => Ok(v),
+            None => ctx.err(
+                &format!("{path}.{key}"),
+                format!("expected a positive integer, got {n}"),
+            ),
+        },
+        Some(v) => ctx.err(
+            &format!("{path}.{key}"),
+            format!("expected a positive integer, got {}", kind(v)),
+        ),
+    }
+}
+
 fn serializers(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Vec<Serializer>, ConfigError> {
     let Some(list) = o.get("serializers") else {
         return Ok(Serializer::ALL.to_vec());
@@ -536,7 +559,54 @@ fn auth(
                     other => ctx.warn(&format!("{mp}.type"), format!("anonymous authentication of type '{other}' is not supported yet; anonymous clients are refused")),
                 }
             }
-            "ticket" | "wampcra" | "cryptosign" | "scram" | "cookie" | "tls" => {
+            "ticket" | "wampcra" => {
+                let c = ctx.obj(cfg, &mp)?;
+                match ctx.string(c, "type", &mp)?.unwrap_or("static") {
+                    "static" => {
+                        let key = if method == "ticket" { "principals" } else { "users" };
+                        ctx.unknown(c, &mp, &["type", key]);
+                        let pp = format!("{mp}.{key}");
+                        let list = match c.get(key) {
+                            Some(v) => ctx.obj(v, &pp)?,
+                            None => return ctx.err(&pp, "missing (required for static authentication)"),
+                        };
+                        let mut tickets = HashMap::new();
+                        let mut users = HashMap::new();
+                        for (authid, p) in list {
+                            let ap = format!("{pp}.{authid}");
+                            let p = ctx.obj(p, &ap)?;
+                            let role = ctx.required_string(p, "role", &ap)?.to_owned();
+                            if !roles.contains(&role) {
+                                return ctx.err(&format!("{ap}.role"), format!("role '{role}' is not defined in any realm"));
+                            }
+                            if method == "ticket" {
+                                ctx.unknown(p, &ap, &["ticket", "role"]);
+                                let ticket = Secret(ctx.required_string(p, "ticket", &ap)?.to_owned());
+                                tickets.insert(authid.clone(), TicketPrincipal { ticket, role });
+                            } else {
+                                ctx.unknown(p, &ap, &["secret", "role", "salt", "iterations", "keylen"]);
+                                let secret = Secret(ctx.required_string(p, "secret", &ap)?.to_owned());
+                                let salt = match ctx.string(p, "salt", &ap)? {
+                                    None => None,
+                                    Some(salt) => Some(CraSalt {
+                                        salt: salt.to_owned(),
+                                        iterations: number(ctx, p, "iterations", &ap, 1000)?,
+                                        keylen: number(ctx, p, "keylen", &ap, 32)?,
+                                    }),
+                                };
+                                users.insert(authid.clone(), CraUser { secret, role, salt });
+                            }
+                        }
+                        if method == "ticket" {
+                            out.ticket = Some(tickets);
+                        } else {
+                            out.wampcra = Some(users);
+                        }
+                    }
+                    other => ctx.warn(&format!("{mp}.type"), format!("'{other}' {method} authentication is not supported yet; clients that offer only {method} are refused")),
+                }
+            }
+            "cryptosign" | "scram" | "cookie" | "tls" => {
                 ctx.warn(&mp, format!("authentication method '{method}' is not supported yet; clients that offer only it are refused"));
             }
             _ => ctx.warn(
@@ -922,7 +992,7 @@ mod tests {
             {"type":"container"},
             {"type":"router","realms":[{"name":"realm1","store":{"type":"memory"},"roles":[{"name":"anonymous","authorizer":"com.auth","permissions":[{"uri":"","match":"prefix","allow":{"call":true,"fly":true}}]}]}],
              "transports":[{"type":"websocket","endpoint":{"type":"tcp","port":0,"interface":"127.0.0.1"},"serializers":["json","ubjson"],
-                            "auth":{"ticket":{"type":"static","principals":{}},"anonymous":{"type":"static","role":"anonymous"}},
+                            "auth":{"cryptosign":{"type":"static","principals":{}},"anonymous":{"type":"static","role":"anonymous"}},
                             "options":{"auto_ping_interval":10000}},
                            {"type":"mqtt","endpoint":{"type":"tcp","port":1883}}]}]}"#;
         let l = load_json(text).unwrap();
@@ -932,7 +1002,7 @@ mod tests {
         assert_eq!(has("roles[0].authorizer"), 1);
         assert_eq!(has("realms[0].store"), 1);
         assert_eq!(has("serializers[1]"), 1);
-        assert_eq!(has("auth.ticket"), 1);
+        assert_eq!(has("auth.cryptosign"), 1);
         assert_eq!(has("options.auto_ping_interval"), 1);
         assert_eq!(has("transports[1].type"), 1);
         assert!(
@@ -944,6 +1014,62 @@ mod tests {
         assert_eq!(
             l.node.listeners[0].websocket[0].1.serializers,
             vec![Serializer::Json]
+        );
+    }
+
+    #[test]
+    fn static_ticket_and_wampcra_sections() {
+        let cfg = |auth: &str| {
+            format!(
+                r#"{{"version":2,"workers":[{{"type":"router","realms":[{{"name":"r","roles":[{{"name":"user"}}]}}],
+            "transports":[{{"type":"websocket","endpoint":{{"type":"tcp","port":0,"interface":"127.0.0.1"}},"auth":{auth}}}]}}]}}"#
+            )
+        };
+        let l = load_json(&cfg(r#"{"ticket":{"type":"static","principals":{"joe":{"ticket":"t","role":"user"}}},
+            "wampcra":{"type":"static","users":{"a":{"secret":"s","role":"user"},"b":{"secret":"s","role":"user","salt":"x"}}}}"#)).unwrap();
+        let auth = &l.node.listeners[0].websocket[0].1.auth;
+        assert_eq!(
+            auth.anonymous, None,
+            "an auth section without anonymous admits nobody anonymously"
+        );
+        assert_eq!(
+            auth.ticket
+                .as_ref()
+                .and_then(|t| t.get("joe"))
+                .map(|p| p.role.as_str()),
+            Some("user")
+        );
+        let b = auth
+            .wampcra
+            .as_ref()
+            .and_then(|u| u.get("b"))
+            .and_then(|u| u.salt.clone())
+            .unwrap();
+        assert_eq!((b.iterations, b.keylen), (1000, 32), "Autobahn's defaults");
+        assert!(
+            !format!("{auth:?}").contains("\"t\""),
+            "secrets are not printed"
+        );
+        let e = load_json(&cfg(
+            r#"{"ticket":{"type":"static","principals":{"joe":{"ticket":"t","role":"root"}}}}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.path,
+            "workers[0].transports[0].auth.ticket.principals.joe.role"
+        );
+        let e = load_json(&cfg(r#"{"wampcra":{"type":"static","users":{"a":{"secret":"s","role":"user","salt":"x","iterations":0}}}}"#)).unwrap_err();
+        assert_eq!(
+            e.path,
+            "workers[0].transports[0].auth.wampcra.users.a.iterations"
+        );
+        let e = load_json(&cfg(r#"{"ticket":{"type":"static"}}"#)).unwrap_err();
+        assert_eq!(e.path, "workers[0].transports[0].auth.ticket.principals");
+        let l = load_json(&cfg(r#"{"ticket":{"type":"dynamic","authenticator":"com.auth"},"anonymous":{"type":"static","role":"user"}}"#)).unwrap();
+        assert!(
+            l.warnings.iter().any(|w| w.contains("auth.ticket.type")),
+            "{:?}",
+            l.warnings
         );
     }
 

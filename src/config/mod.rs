@@ -9,6 +9,7 @@ pub mod crossbar;
 
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::Serializer;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,12 +73,48 @@ pub struct ListenerConfig {
 pub struct TransportAuth {
     /// Anonymous clients are admitted with this role.
     pub anonymous: Option<String>,
+    /// WAMP-Ticket principals by authid (static).
+    pub ticket: Option<HashMap<String, TicketPrincipal>>,
+    /// WAMP-CRA users by authid (static).
+    pub wampcra: Option<HashMap<String, CraUser>>,
+}
+
+/// A secret from the config: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketPrincipal {
+    pub ticket: Secret,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CraUser {
+    pub secret: Secret,
+    pub role: String,
+    /// PBKDF2 parameters when the secret is salted.
+    pub salt: Option<CraSalt>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CraSalt {
+    pub salt: String,
+    pub iterations: u32,
+    pub keylen: u32,
 }
 
 impl TransportAuth {
     pub fn anonymous(role: &str) -> TransportAuth {
         TransportAuth {
             anonymous: Some(role.to_owned()),
+            ..TransportAuth::default()
         }
     }
 }

@@ -256,7 +256,7 @@ fn status(state: &HttpState) -> Response<Body> {
         name: "switchboard",
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started.elapsed().as_secs(),
-        started_at: httpdate_rfc3339(state.started_at),
+        started_at: crate::clock::rfc3339(state.started_at),
         dev_mode: state.router.config.dev_mode,
         connections: state.conns.count(),
         sessions: state.router.session_count(),
@@ -276,45 +276,4 @@ fn status(state: &HttpState) -> Response<Body> {
         HeaderValue::from_static("no-store"),
     );
     r
-}
-
-/// RFC 3339 UTC timestamp (second precision) without a date-time dependency.
-fn httpdate_rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_653_748);
-        assert_eq!(httpdate_rfc3339(t), "2026-11-26T00:42:28Z");
-        assert_eq!(
-            httpdate_rfc3339(std::time::UNIX_EPOCH),
-            "1970-01-01T00:00:00Z"
-        );
-    }
 }

@@ -33,6 +33,12 @@ enum Phase {
         realm: Arc<Realm>,
         peer: Arc<Peer>,
     },
+    /// CHALLENGE sent; waiting for AUTHENTICATE.
+    Challenging {
+        realm: Arc<Realm>,
+        details: Box<Dict>,
+        pending: auth::Pending,
+    },
     /// ABORTed or closing: further input is ignored.
     Closed,
 }
@@ -111,7 +117,7 @@ impl Session {
     }
 
     pub fn is_waiting_for_hello(&self) -> bool {
-        matches!(self.phase, Phase::Idle)
+        matches!(self.phase, Phase::Idle | Phase::Challenging { .. })
     }
 
     fn send(&self, msg: &Message) {
@@ -180,6 +186,23 @@ impl Session {
                 };
                 self.handle_joined(&realm, &peer, msg)
             }
+            Phase::Challenging {
+                realm,
+                details,
+                pending,
+            } => match msg {
+                Message::Authenticate { signature, .. } => {
+                    self.authenticate(realm, &details, pending, &signature)
+                }
+                Message::Abort { .. } => {
+                    self.phase = Phase::Closed;
+                    Flow::Close
+                }
+                other => self.protocol_violation(format!(
+                    "received {} while a CHALLENGE is pending (expected AUTHENTICATE)",
+                    other.name()
+                )),
+            },
             Phase::Closed => Flow::Close,
         }
     }
@@ -191,6 +214,9 @@ impl Session {
             Message::Abort { .. } => {
                 self.phase = Phase::Closed;
                 Flow::Close
+            }
+            Message::Authenticate { .. } => {
+                self.protocol_violation("received AUTHENTICATE, but no CHALLENGE was sent".into())
             }
             other => self.protocol_violation(format!(
                 "received {} before the session was established (expected HELLO)",
@@ -212,10 +238,48 @@ impl Session {
                 format!("no realm named '{realm_name}' exists on this router"),
             );
         };
-        let principal = match auth::authenticate(&realm.config, &self.auth, details) {
-            Ok(p) => p,
-            Err(e) => return self.abort(e.uri, e.message),
-        };
+        match auth::hello(&realm.config, &self.auth, details) {
+            Ok(auth::Outcome::Welcome(principal)) => self.welcome(realm, principal, details),
+            Ok(auth::Outcome::Challenge {
+                authmethod,
+                extra,
+                pending,
+            }) => {
+                self.send(&Message::Challenge {
+                    authmethod: authmethod.to_owned(),
+                    extra,
+                });
+                self.phase = Phase::Challenging {
+                    realm,
+                    details: Box::new(details.clone()),
+                    pending,
+                };
+                Flow::Continue
+            }
+            Err(e) => self.abort(e.uri, e.message),
+        }
+    }
+
+    fn authenticate(
+        &mut self,
+        realm: Arc<Realm>,
+        details: &Dict,
+        pending: auth::Pending,
+        signature: &str,
+    ) -> Flow {
+        match auth::verify(pending, signature) {
+            Ok(principal) => self.welcome(realm, principal, details),
+            Err(e) => {
+                tracing::info!(reason = e.uri, "authentication failed");
+                self.abort(e.uri, e.message)
+            }
+        }
+    }
+
+    /// Joins the realm and sends WELCOME.
+    fn welcome(&mut self, realm: Arc<Realm>, principal: auth::Principal, details: &Dict) -> Flow {
+        let realm_name = realm.name().to_owned();
+        let realm_name = realm_name.as_str();
         let features = ClientFeatures::from_hello(details);
         let peer = match realm.join(
             principal,

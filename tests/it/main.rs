@@ -4,6 +4,8 @@
 
 mod support;
 
+/// Ticket and WAMP-CRA authentication.
+mod auth;
 /// `switchboard bench` scenarios at small scale.
 mod bench;
 /// Crossbar-style configuration: permissions, universal transport, check-config.

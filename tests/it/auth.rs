@@ -1,0 +1,160 @@
+//! Static ticket and WAMP-CRA authentication from a Crossbar-style config, through real
+//! sessions: CHALLENGE/AUTHENTICATE, both meanings of a salted WAMP-CRA secret, refusals.
+
+use crate::support::*;
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use switchboard::config::{crossbar, Limits};
+
+pub const AUTH_CONFIG: &str = r#"{
+  "version": 2,
+  "workers": [{
+    "type": "router",
+    "realms": [{"name": "realm1", "roles": [
+      {"name": "user", "permissions": [{"uri": "com.app.*", "allow": {"call": true, "subscribe": true, "publish": true, "register": true}}]},
+      {"name": "admin", "permissions": [{"uri": "*", "allow": {"call": true, "subscribe": true, "publish": true, "register": true}}]}
+    ]}],
+    "transports": [{
+      "type": "web",
+      "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
+      "paths": {"ws": {"type": "websocket", "auth": {
+        "ticket": {"type": "static", "principals": {"joe": {"ticket": "joe-ticket", "role": "user"}}},
+        "wampcra": {"type": "static", "users": {
+          "alice": {"secret": "alice-secret", "role": "admin"},
+          "bob": {"secret": "secret123", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
+          "carol": {"secret": "DpHHRlQ6UNULJlP9J8WkPw+BpAnaZaPUGEgt7sjxXgs=", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32}
+        }}
+      }}}
+    }]
+  }]
+}"#;
+
+async fn server() -> TestServer {
+    let loaded =
+        crossbar::parse(AUTH_CONFIG, false, "auth.json", Limits::default()).expect("config loads");
+    TestServer::with(move |o| o.node = loaded.node).await
+}
+
+fn hmac_b64(key: &[u8], msg: &str) -> String {
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("key");
+    m.update(msg.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
+}
+
+fn derive(secret: &str, salt: &str, iterations: u32, keylen: usize) -> String {
+    let mut out = vec![0u8; keylen];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(secret.as_bytes(), salt.as_bytes(), iterations, &mut out);
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+async fn hello(srv: &TestServer, methods: Value, authid: &str) -> (Client, Value) {
+    let mut c = srv.client(Ser::Json).await;
+    c.send(
+        json!([1, "realm1", {"authmethods": methods, "authid": authid, "roles": {"caller": {}}}]),
+    )
+    .await;
+    let m = c.recv().await;
+    (c, m)
+}
+
+#[tokio::test]
+async fn ticket_authentication() {
+    let srv = server().await;
+    let (mut c, ch) = hello(&srv, json!(["ticket"]), "joe").await;
+    assert_eq!(ch, json!([4, "ticket", {}]));
+    c.send(json!([5, "joe-ticket", {}])).await;
+    let w = c.recv().await;
+    assert_eq!(w[0], 2, "{w}");
+    assert_eq!(
+        (
+            w[2]["authid"].as_str(),
+            w[2]["authrole"].as_str(),
+            w[2]["authmethod"].as_str()
+        ),
+        (Some("joe"), Some("user"), Some("ticket"))
+    );
+    // The role's permissions apply.
+    let (uri, _) = c
+        .expect_error(json!([16, 1, {"acknowledge": true}, "org.other", []]))
+        .await;
+    assert_eq!(uri, "wamp.error.not_authorized");
+
+    let (mut c, _) = hello(&srv, json!(["ticket"]), "joe").await;
+    c.send(json!([5, "wrong", {}])).await;
+    c.expect_abort("wamp.error.not_authorized").await;
+    let (mut c, m) = hello(&srv, json!(["ticket"]), "nobody").await;
+    assert_eq!(m[0], 3);
+    assert_eq!(m[2], "wamp.error.no_such_principal");
+    c.closed().await;
+}
+
+#[tokio::test]
+async fn wampcra_unsalted_and_both_salted_meanings() {
+    let srv = server().await;
+    // (authid, key the client signs with)
+    let salted_key = derive("secret123", "salt123", 100, 32);
+    for (authid, key, role) in [
+        ("alice", "alice-secret".to_owned(), "admin"),
+        ("bob", salted_key.clone(), "user"),
+        ("carol", salted_key, "user"),
+    ] {
+        let (mut c, ch) = hello(&srv, json!(["wampcra"]), authid).await;
+        assert_eq!(ch[0], 4, "{ch}");
+        assert_eq!(ch[1], "wampcra");
+        let challenge = ch[2]["challenge"]
+            .as_str()
+            .expect("challenge string")
+            .to_owned();
+        let inner: Value = serde_json::from_str(&challenge).expect("challenge is JSON");
+        assert_eq!(inner["authid"], authid);
+        if authid != "alice" {
+            assert_eq!(
+                (
+                    ch[2]["salt"].as_str(),
+                    ch[2]["iterations"].as_u64(),
+                    ch[2]["keylen"].as_u64()
+                ),
+                (Some("salt123"), Some(100), Some(32))
+            );
+        } else {
+            assert!(ch[2].get("salt").is_none());
+        }
+        c.send(json!([5, hmac_b64(key.as_bytes(), &challenge), {}]))
+            .await;
+        let w = c.recv().await;
+        assert_eq!(w[0], 2, "{authid}: {w}");
+        assert_eq!(w[2]["authrole"], role);
+        assert_eq!(w[2]["authmethod"], "wampcra");
+    }
+    // A wrong signature, or one for another challenge, is refused.
+    let (mut c, ch) = hello(&srv, json!(["wampcra"]), "alice").await;
+    let challenge = ch[2]["challenge"].as_str().unwrap_or("").to_owned();
+    c.send(json!([5, hmac_b64(b"guess", &challenge), {}])).await;
+    c.expect_abort("wamp.error.not_authorized").await;
+}
+
+#[tokio::test]
+async fn method_order_and_protocol_errors() {
+    let srv = server().await;
+    // The client's order of preference decides; unsupported methods are skipped.
+    let (_c, ch) = hello(&srv, json!(["cryptosign", "wampcra", "ticket"]), "alice").await;
+    assert_eq!(ch[1], "wampcra");
+    let (_c, ch) = hello(&srv, json!(["ticket", "wampcra"]), "joe").await;
+    assert_eq!(ch[1], "ticket");
+    // No anonymous on this transport.
+    let mut c = srv.client(Ser::Json).await;
+    c.send(json!([1, "realm1", {}])).await;
+    c.expect_abort("wamp.error.no_auth_method").await;
+    // Anything but AUTHENTICATE while challenged, and AUTHENTICATE unasked, are violations.
+    let (mut c, _) = hello(&srv, json!(["ticket"]), "joe").await;
+    c.send(json!([32, 1, {}, "com.app.x"])).await;
+    c.expect_abort("wamp.error.protocol_violation").await;
+    let mut c = srv.client(Ser::Json).await;
+    c.send(json!([5, "sig", {}])).await;
+    c.expect_abort("wamp.error.protocol_violation").await;
+    // Oversized or odd signatures are just wrong.
+    let (mut c, _) = hello(&srv, json!(["wampcra"]), "alice").await;
+    c.send(json!([5, "x".repeat(100_000), {}])).await;
+    c.expect_abort("wamp.error.not_authorized").await;
+}
