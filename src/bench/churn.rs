@@ -3,7 +3,7 @@
 
 use super::probe::{Probe, Sample};
 use super::report::{fmt_bytes, Latency};
-use super::wampc::{parse_serializer, source_for, Client};
+use super::wampc::{parse_serializer, source_for, Client, Join};
 use super::Common;
 use crate::wamp::value::dict;
 use crate::wamp::{Message, Payload, Value};
@@ -54,7 +54,7 @@ impl ChurnResult {
 
 async fn cycle(
     url: &str,
-    realm: &str,
+    realm: &Join,
     ser: crate::wamp::Serializer,
     n: usize,
 ) -> Result<(), String> {
@@ -87,7 +87,7 @@ pub async fn run(a: ChurnArgs) -> Result<ChurnResult, String> {
     let deadline = started + Duration::from_secs(a.duration);
     let mut workers = Vec::new();
     for w in 0..a.concurrency {
-        let (url, realm) = (a.common.url.clone(), a.common.realm.clone());
+        let (url, realm) = (a.common.url.clone(), a.common.join_spec());
         let stride = a.concurrency;
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();

@@ -123,7 +123,7 @@ async fn one_session(
     let started = Instant::now();
     let ser = parse_serializer(&a.common.serializer)?;
     let mut c = Client::connect(&a.common.url, ser, source_for(i, a.per_source)).await?;
-    c.join(&a.common.realm).await?;
+    c.join(&a.common.join_spec()).await?;
     c.subscribe(1, &format!("bench.conn.t{i}")).await?;
     let _ = events.send(Event::Joined(started.elapsed()));
     let mut published = false;
@@ -356,6 +356,13 @@ impl ProcessFleet {
             .kill_on_drop(true);
             if let Some(b) = a.message_bytes {
                 cmd.args(["--message-bytes", &b.to_string()]);
+            }
+            if let (Some(m), Some(id)) = (&a.common.authmethod, &a.common.authid) {
+                cmd.args(["--authmethod", m, "--authid", id]);
+            }
+            // The secret goes through the environment, never the command line.
+            if let Some(secret) = &a.common.secret {
+                cmd.env("SWITCHBOARD_BENCH_SECRET", secret);
             }
             let mut child = cmd
                 .spawn()

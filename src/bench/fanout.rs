@@ -3,7 +3,7 @@
 
 use super::probe::{cpu_between, Probe, Sample};
 use super::report::{now_us, Latency};
-use super::wampc::{parse_serializer, source_for, Client};
+use super::wampc::{parse_serializer, source_for, Client, Join};
 use super::Common;
 use crate::wamp::value::dict;
 use crate::wamp::{Message, Payload, Value};
@@ -88,7 +88,7 @@ pub async fn run(a: FanoutArgs) -> Result<FanoutResult, String> {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     let mut subs = Vec::with_capacity(a.subscribers);
     for i in 0..a.subscribers {
-        let (url, realm) = (a.common.url.clone(), a.common.realm.clone());
+        let (url, realm) = (a.common.url.clone(), a.common.join_spec());
         let (stop, delivered, errors, cut_off, ready) = (
             stop.clone(),
             delivered.clone(),
@@ -163,7 +163,7 @@ pub async fn run(a: FanoutArgs) -> Result<FanoutResult, String> {
     let per_pub_rate = a.rate as f64 / a.publishers.max(1) as f64;
     let mut pubs = Vec::new();
     for i in 0..a.publishers {
-        let (url, realm, errors) = (a.common.url.clone(), a.common.realm.clone(), errors.clone());
+        let (url, realm, errors) = (a.common.url.clone(), a.common.join_spec(), errors.clone());
         let pad = "x".repeat(a.bytes.saturating_sub(24));
         pubs.push(tokio::spawn(async move {
             let r = publisher(&url, &realm, ser, i, per_pub_rate, &pad, deadline).await;
@@ -244,7 +244,7 @@ async fn wait_flag(flag: &AtomicBool) {
 /// Publishes until the deadline; returns how many were published.
 async fn publisher(
     url: &str,
-    realm: &str,
+    realm: &Join,
     ser: crate::wamp::Serializer,
     i: usize,
     rate: f64,

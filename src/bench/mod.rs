@@ -55,6 +55,27 @@ pub struct Common {
     /// Hard limit on the whole run, in seconds.
     #[arg(long, default_value_t = 600)]
     pub max_secs: u64,
+    /// Authenticate every session with this method (ticket or wampcra).
+    #[arg(long, requires = "authid")]
+    pub authmethod: Option<String>,
+    /// The authid to authenticate as.
+    #[arg(long)]
+    pub authid: Option<String>,
+    /// The ticket or WAMP-CRA secret (better from the environment than the command line).
+    #[arg(long, env = "SWITCHBOARD_BENCH_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+}
+
+impl Common {
+    /// What each session joins with.
+    pub fn join_spec(&self) -> wampc::Join {
+        wampc::Join {
+            realm: self.realm.clone(),
+            authmethod: self.authmethod.clone(),
+            authid: self.authid.clone(),
+            secret: self.secret.clone(),
+        }
+    }
 }
 
 impl BenchCommand {

@@ -3,7 +3,7 @@
 
 use super::probe::{cpu_between, Probe, Sample};
 use super::report::Latency;
-use super::wampc::{parse_serializer, source_for, Client};
+use super::wampc::{parse_serializer, source_for, Client, Join};
 use super::Common;
 use crate::wamp::{Message, Payload, Value};
 use std::collections::HashMap;
@@ -70,7 +70,7 @@ const PROCEDURE: &str = "bench.rpc.echo";
 
 async fn callee(
     url: &str,
-    realm: &str,
+    realm: &Join,
     ser: crate::wamp::Serializer,
     i: usize,
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -122,7 +122,7 @@ async fn callee(
 
 async fn caller(
     url: &str,
-    realm: &str,
+    realm: &Join,
     ser: crate::wamp::Serializer,
     i: usize,
     outstanding: usize,
@@ -199,7 +199,7 @@ pub async fn run(a: RpcArgs) -> Result<RpcResult, String> {
     let mut callee_tasks = Vec::new();
     for i in 0..a.callees.max(1) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (url, realm, stop) = (a.common.url.clone(), a.common.realm.clone(), stop.clone());
+        let (url, realm, stop) = (a.common.url.clone(), a.common.join_spec(), stop.clone());
         callee_tasks.push(tokio::spawn(async move {
             callee(&url, &realm, ser, i, tx, stop).await
         }));
@@ -210,7 +210,7 @@ pub async fn run(a: RpcArgs) -> Result<RpcResult, String> {
     let deadline = started + Duration::from_secs(a.duration);
     let mut callers = Vec::new();
     for i in 0..a.callers {
-        let (url, realm) = (a.common.url.clone(), a.common.realm.clone());
+        let (url, realm) = (a.common.url.clone(), a.common.join_spec());
         let (w, b) = (a.outstanding, a.bytes);
         callers.push(tokio::spawn(async move {
             caller(&url, &realm, ser, a.callees + i, w, b, deadline).await

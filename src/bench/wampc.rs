@@ -221,24 +221,43 @@ impl Client {
         }
     }
 
-    pub async fn join(&mut self, realm: &str) -> Result<(), String> {
+    pub async fn join(&mut self, join: &Join) -> Result<(), String> {
         let roles =
             ["publisher", "subscriber", "caller", "callee"].map(|r| (r, Value::Dict(vec![])));
+        let mut details = dict([(
+            "roles",
+            Value::Dict(roles.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+        )]);
+        if let Some(m) = &join.authmethod {
+            details.push(("authmethods".into(), Value::List(vec![m.as_str().into()])));
+        }
+        if let Some(id) = &join.authid {
+            details.push(("authid".into(), id.as_str().into()));
+        }
         self.send(&Message::Hello {
-            realm: realm.to_owned(),
-            details: dict([(
-                "roles",
-                Value::Dict(roles.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
-            )]),
+            realm: join.realm.clone(),
+            details,
         })
         .await?;
-        match self.recv().await? {
-            Message::Welcome { session, .. } => {
-                self.session = session;
-                Ok(())
+        loop {
+            match self.recv().await? {
+                Message::Welcome { session, .. } => {
+                    self.session = session;
+                    return Ok(());
+                }
+                Message::Challenge { authmethod, extra } => {
+                    let signature = join.answer(&authmethod, &extra)?;
+                    self.send(&Message::Authenticate {
+                        signature,
+                        extra: vec![],
+                    })
+                    .await?;
+                }
+                Message::Abort { reason, details } => {
+                    return Err(format!("ABORT {reason}: {details:?}"))
+                }
+                other => return Err(format!("expected WELCOME, got {}", other.name())),
             }
-            Message::Abort { reason, details } => Err(format!("ABORT {reason}: {details:?}")),
-            other => Err(format!("expected WELCOME, got {}", other.name())),
         }
     }
 
@@ -300,4 +319,48 @@ pub fn source_for(i: usize, per_address: usize) -> Option<IpAddr> {
         ((k >> 8) & 0xff) as u8,
         (k & 0xff) as u8,
     ]))
+}
+
+/// What a session joins with: the realm, and credentials for ticket or WAMP-CRA.
+#[derive(Clone, Debug, Default)]
+pub struct Join {
+    pub realm: String,
+    pub authmethod: Option<String>,
+    pub authid: Option<String>,
+    pub secret: Option<String>,
+}
+
+impl Join {
+    /// The AUTHENTICATE signature for a CHALLENGE.
+    fn answer(&self, method: &str, extra: &crate::wamp::Dict) -> Result<String, String> {
+        use crate::wamp::value::dict_get;
+        let secret = self
+            .secret
+            .as_deref()
+            .ok_or("the router asked for credentials: pass --secret")?;
+        match method {
+            "ticket" => Ok(secret.to_owned()),
+            "wampcra" => {
+                let challenge = dict_get(extra, "challenge")
+                    .and_then(Value::as_str)
+                    .ok_or("WAMP-CRA challenge without a challenge string")?;
+                let key = match dict_get(extra, "salt").and_then(Value::as_str) {
+                    Some(salt) => {
+                        let iterations = dict_get(extra, "iterations")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(1000) as u32;
+                        let keylen = dict_get(extra, "keylen")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(32) as u32;
+                        crate::auth::wampcra::derive_key(secret, salt, iterations, keylen)
+                    }
+                    None => secret.to_owned(),
+                };
+                Ok(crate::auth::wampcra::sign(key.as_bytes(), challenge))
+            }
+            other => Err(format!(
+                "the router challenged with '{other}', which the load tool does not speak"
+            )),
+        }
+    }
 }

@@ -19,11 +19,12 @@ pub const AUTH_CONFIG: &str = r#"{
       "type": "web",
       "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
       "paths": {"ws": {"type": "websocket", "auth": {
-        "ticket": {"type": "static", "principals": {"joe": {"ticket": "joe-ticket", "role": "user"}}},
+        "ticket": {"type": "static", "principals": {"joe": {"ticket": "joe-ticket", "role": "user"}, "ops": {"ticket": "ops-ticket", "role": "admin"}}},
         "wampcra": {"type": "static", "users": {
           "alice": {"secret": "alice-secret", "role": "admin"},
           "bob": {"secret": "secret123", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
-          "carol": {"secret": "DpHHRlQ6UNULJlP9J8WkPw+BpAnaZaPUGEgt7sjxXgs=", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32}
+          "carol": {"secret": "DpHHRlQ6UNULJlP9J8WkPw+BpAnaZaPUGEgt7sjxXgs=", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
+          "dave": {"secret": "secret123", "role": "admin", "salt": "salt123", "iterations": 100, "keylen": 32}
         }}
       }}}
     }]

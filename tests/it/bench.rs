@@ -230,3 +230,82 @@ async fn scenarios_run_over_rawsocket_too() {
     .await;
     assert_eq!(r["established"], 50, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_authenticate_with_ticket_and_wampcra() {
+    let loaded = switchboard::config::crossbar::parse(
+        crate::auth::AUTH_CONFIG,
+        false,
+        "auth.json",
+        switchboard::config::Limits::default(),
+    )
+    .expect("config");
+    let srv = TestServer::with(move |o| o.node = loaded.node).await;
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "-n",
+            "30",
+            "--hold",
+            "0",
+            "--authmethod",
+            "ticket",
+            "--authid",
+            "ops",
+            "--secret",
+            "ops-ticket",
+        ],
+    )
+    .await;
+    assert_eq!(r["established"], 30, "{r}");
+    let r = bench(
+        &srv,
+        &[
+            "rpc",
+            "-c",
+            "2",
+            "-w",
+            "2",
+            "-t",
+            "1",
+            "--authmethod",
+            "wampcra",
+            "--authid",
+            "dave",
+            "--secret",
+            "secret123",
+        ],
+    )
+    .await;
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(
+        r["calls"].as_u64().unwrap_or(0) > 0,
+        "salted WAMP-CRA sessions call: {r}"
+    );
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "-n",
+            "5",
+            "--hold",
+            "0",
+            "--authmethod",
+            "ticket",
+            "--authid",
+            "ops",
+            "--secret",
+            "wrong",
+        ],
+    )
+    .await;
+    assert_eq!(r["failed"], 5, "{r}");
+    assert!(
+        r["first_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not_authorized"),
+        "{r}"
+    );
+}
