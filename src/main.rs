@@ -62,6 +62,8 @@ struct Cli {
 }
 
 #[derive(clap::Subcommand, Debug)]
+// Parsed once at start-up; the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Load tool: measure a router's connection capacity and speed.
     #[command(subcommand)]
