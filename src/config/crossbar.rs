@@ -627,25 +627,48 @@ fn wamp_endpoint(
     known: &[&str],
 ) -> Result<WampEndpoint, ConfigError> {
     ctx.unknown(o, path, known);
-    for per_transport in ["options", "max_message_size", "debug"] {
-        if let Some(v) = o.get(per_transport) {
-            if per_transport == "options" {
-                if let Some(opts) = v.as_object() {
-                    for k in opts.keys() {
-                        ctx.warn(&format!("{path}.options.{k}"), "per-transport options are not supported yet; the command-line limits apply");
+    let mut origins = None;
+    if let Some(v) = o.get("options") {
+        let op = format!("{path}.options");
+        let opts = ctx.obj(v, &op)?;
+        for (k, v) in opts {
+            match k.as_str() {
+                "allowed_origins" => {
+                    let mut list = Vec::new();
+                    for (i, item) in ctx
+                        .list(v, &format!("{op}.allowed_origins"))?
+                        .iter()
+                        .enumerate()
+                    {
+                        match item.as_str() {
+                            Some(s) => list.push(s.to_owned()),
+                            None => {
+                                return ctx.err(
+                                    &format!("{op}.allowed_origins[{i}]"),
+                                    format!("expected an origin pattern, got {}", kind(item)),
+                                )
+                            }
+                        }
                     }
+                    origins = Some(list);
                 }
-            } else if per_transport == "max_message_size" {
-                ctx.warn(
-                    &format!("{path}.max_message_size"),
-                    "per-transport limit not supported yet; --max-message-size applies",
-                );
+                _ => ctx.warn(
+                    &format!("{op}.{k}"),
+                    "per-transport option not supported yet; the command-line limits apply",
+                ),
             }
         }
+    }
+    if o.contains_key("max_message_size") {
+        ctx.warn(
+            &format!("{path}.max_message_size"),
+            "per-transport limit not supported yet; --max-message-size applies",
+        );
     }
     Ok(WampEndpoint {
         serializers: serializers(ctx, o, path)?,
         auth: auth(ctx, o, path, roles)?,
+        allowed_origins: origins,
     })
 }
 

@@ -43,6 +43,45 @@ impl std::fmt::Display for Endpoint {
 pub struct WampEndpoint {
     pub serializers: Vec<Serializer>,
     pub auth: Arc<TransportAuth>,
+    /// Browser origins allowed to open a WebSocket (`*` wildcards); `None`: any origin.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl WampEndpoint {
+    /// Whether a WebSocket upgrade with this `Origin` header may proceed. Requests without an
+    /// Origin (non-browser clients) are always allowed; browsers always send one.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match (&self.allowed_origins, origin) {
+            (None, _) | (_, None) => true,
+            (Some(list), Some(o)) => list.iter().any(|p| glob_match(p, o)),
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself (ASCII case-insensitive).
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == t;
+    }
+    let mut rest = t.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
 }
 
 impl WampEndpoint {
@@ -50,6 +89,7 @@ impl WampEndpoint {
         WampEndpoint {
             serializers: Serializer::ALL.to_vec(),
             auth: Arc::new(TransportAuth::anonymous("anonymous")),
+            allowed_origins: None,
         }
     }
 }
@@ -236,5 +276,31 @@ impl RouterConfig {
             limits,
             dev_mode: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_patterns() {
+        let e = WampEndpoint {
+            allowed_origins: Some(vec![
+                "https://*.example.com".into(),
+                "http://localhost:8080".into(),
+            ]),
+            ..WampEndpoint::development()
+        };
+        assert!(e.origin_allowed(Some("https://shop.example.com")));
+        assert!(e.origin_allowed(Some("HTTPS://Shop.Example.com")));
+        assert!(e.origin_allowed(Some("http://localhost:8080")));
+        assert!(!e.origin_allowed(Some("https://example.com.evil.net")));
+        assert!(!e.origin_allowed(Some("http://localhost:8081")));
+        assert!(e.origin_allowed(None), "non-browser clients send no Origin");
+        assert!(WampEndpoint::development().origin_allowed(Some("https://anything")));
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("a*b*c", "a123b45c"));
+        assert!(!glob_match("a*b*c", "a123b45"));
     }
 }

@@ -144,6 +144,21 @@ fn upgrade(
             "the server is shutting down",
         );
     }
+    if let Some(e) = &endpoint {
+        let origin = req
+            .headers()
+            .get(hyper::header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if !e.origin_allowed(origin) {
+            return empty_with(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "origin '{}' is not allowed on this transport",
+                    origin.unwrap_or("")
+                ),
+            );
+        }
+    }
     let serializer = match &endpoint {
         None => None,
         Some(e) => match pick_serializer(req, &e.serializers) {

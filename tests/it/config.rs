@@ -28,7 +28,8 @@ const CONFIG: &str = r#"{
       {"type": "universal",
        "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
        "rawsocket": {"serializers": ["msgpack", "json"], "auth": {"anonymous": {"type": "static", "role": "backend"}}},
-       "websocket": {"ws": {"type": "websocket", "serializers": ["json", "cbor"], "auth": {"anonymous": {"type": "static", "role": "guest"}}}},
+       "websocket": {"ws": {"type": "websocket", "serializers": ["json", "cbor"], "auth": {"anonymous": {"type": "static", "role": "guest"}},
+                            "options": {"allowed_origins": ["https://*.shop.example"]}}},
        "web": {"paths": {"/": {"type": "static", "directory": "web"}}}}
     ]
   }]
@@ -213,4 +214,35 @@ fn a_port_in_use_stops_start_up_naming_the_config_path() {
         stderr.contains("workers[0].transports[0]") && stderr.contains(&port.to_string()),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn browser_origins_are_checked_when_configured() {
+    let srv = server().await;
+    let attempt = |origin: &'static str| {
+        let url = srv.ws_url();
+        async move {
+            let mut req =
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                    url.as_str(),
+                )
+                .expect("req");
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                "wamp.2.json".parse().expect("header"),
+            );
+            req.headers_mut()
+                .insert("Origin", origin.parse().expect("header"));
+            tokio_tungstenite::connect_async(req)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    assert!(attempt("https://www.shop.example").await.is_ok());
+    let err = attempt("https://evil.example")
+        .await
+        .expect_err("foreign origin refused");
+    assert!(err.contains("403"), "{err}");
+    // Clients that send no Origin (back-end workers) are not affected: the other tests connect so.
 }
