@@ -1,5 +1,6 @@
 //! Who a session is and what it may do. Never imports the router.
 
+pub mod cryptosign;
 pub mod permissions;
 pub mod wampcra;
 
@@ -44,6 +45,10 @@ enum Expect {
     Cra {
         challenge: String,
         keys: Vec<Vec<u8>>,
+    },
+    Cryptosign {
+        challenge: [u8; 32],
+        pubkey: [u8; 32],
     },
 }
 
@@ -92,6 +97,7 @@ pub fn hello(
     } else {
         offered
     };
+    let mut skipped: Vec<&str> = Vec::new();
     for method in &offered {
         match *method {
             "anonymous" => {
@@ -172,15 +178,80 @@ pub fn hello(
                     });
                 }
             }
+            "cryptosign" => {
+                if let Some(principals) = &auth.cryptosign {
+                    // Without a usable public key this method cannot apply: try the next one.
+                    let Some(pubkey) = dict_get(details, "authextra")
+                        .and_then(Value::as_dict)
+                        .and_then(|x| dict_get(x, "pubkey"))
+                        .and_then(Value::as_str)
+                        .and_then(cryptosign::parse_key)
+                    else {
+                        skipped.push(
+                            "cryptosign needs HELLO.Details.authextra.pubkey (64 hex digits)",
+                        );
+                        continue;
+                    };
+                    // By authid, or else by the key itself.
+                    let found = match authid {
+                        Some(id) => principals.get(id).map(|p| (id.to_owned(), p)),
+                        None => principals
+                            .iter()
+                            .find(|(_, p)| p.authorized_keys.contains(&pubkey))
+                            .map(|(id, p)| (id.clone(), p)),
+                    };
+                    let (id, p) = found.ok_or_else(|| {
+                        denied(
+                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+                            "no principal for this authid or public key",
+                        )
+                    })?;
+                    if !p.authorized_keys.contains(&pubkey) {
+                        return Err(denied(
+                            crate::wamp::uris::NOT_AUTHORIZED,
+                            format!("the public key is not authorized for '{id}'"),
+                        ));
+                    }
+                    if p.realm.as_deref().is_some_and(|r| r != realm.name) {
+                        return Err(denied(
+                            crate::wamp::uris::NOT_AUTHORIZED,
+                            format!("'{id}' may not join realm '{}'", realm.name),
+                        ));
+                    }
+                    let principal = Principal {
+                        authid: id,
+                        authrole: p.role.clone(),
+                        authmethod: "cryptosign".into(),
+                        authprovider: "static".into(),
+                    };
+                    let challenge = cryptosign::challenge();
+                    let extra = vec![
+                        (
+                            "challenge".to_owned(),
+                            Value::Str(cryptosign::to_hex(&challenge)),
+                        ),
+                        ("channel_binding".to_owned(), Value::Null),
+                    ];
+                    return Ok(Outcome::Challenge {
+                        authmethod: "cryptosign",
+                        extra,
+                        pending: Pending {
+                            principal,
+                            expect: Expect::Cryptosign { challenge, pubkey },
+                        },
+                    });
+                }
+            }
             _ => {}
         }
     }
     Err(denied(
         crate::wamp::uris::NO_AUTH_METHOD,
         format!(
-            "none of the offered authentication methods [{}] is enabled for realm '{}' on this transport",
+            "none of the offered authentication methods [{}] is enabled for realm '{}' on this transport{}",
             offered.join(", "),
-            realm.name
+            realm.name,
+            if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) }
         ),
     ))
 }
@@ -191,6 +262,9 @@ pub fn verify(pending: Pending, signature: &str) -> Result<Principal, AuthError>
     let ok = match &pending.expect {
         Expect::Ticket(t) => t.0.as_bytes().ct_eq(signature.as_bytes()).into(),
         Expect::Cra { challenge, keys } => wampcra::verify(keys, challenge, signature),
+        Expect::Cryptosign { challenge, pubkey } => {
+            cryptosign::verify(pubkey, challenge, signature)
+        }
     };
     if ok {
         Ok(pending.principal)

@@ -6,8 +6,8 @@
 //! with an error naming the file, the path inside it and what is wrong.
 
 use super::{
-    Allow, CraSalt, CraUser, Disclose, Endpoint, Limits, ListenerConfig, NodeConfig,
-    PermissionConfig, RealmConfig, RoleConfig, RouterConfig, Secret, TicketPrincipal,
+    Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, Endpoint, Limits, ListenerConfig,
+    NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig, Secret, TicketPrincipal,
     TransportAuth, WampEndpoint,
 };
 use crate::wamp::uri::{self, MatchPolicy};
@@ -606,7 +606,46 @@ fn auth(
                     other => ctx.warn(&format!("{mp}.type"), format!("'{other}' {method} authentication is not supported yet; clients that offer only {method} are refused")),
                 }
             }
-            "cryptosign" | "scram" | "cookie" | "tls" => {
+            "cryptosign" => {
+                let c = ctx.obj(cfg, &mp)?;
+                match ctx.string(c, "type", &mp)?.unwrap_or("static") {
+                    "static" => {
+                        ctx.unknown(c, &mp, &["type", "principals"]);
+                        let pp = format!("{mp}.principals");
+                        let list = match c.get("principals") {
+                            Some(v) => ctx.obj(v, &pp)?,
+                            None => return ctx.err(&pp, "missing (required for static authentication)"),
+                        };
+                        let mut principals = HashMap::new();
+                        for (authid, p) in list {
+                            let ap = format!("{pp}.{authid}");
+                            let p = ctx.obj(p, &ap)?;
+                            ctx.unknown(p, &ap, &["role", "realm", "authorized_keys"]);
+                            let role = ctx.required_string(p, "role", &ap)?.to_owned();
+                            if !roles.contains(&role) {
+                                return ctx.err(&format!("{ap}.role"), format!("role '{role}' is not defined in any realm"));
+                            }
+                            let realm = ctx.string(p, "realm", &ap)?.map(str::to_owned);
+                            let kp = format!("{ap}.authorized_keys");
+                            let keys = match p.get("authorized_keys") {
+                                Some(v) => ctx.list(v, &kp)?,
+                                None => return ctx.err(&kp, "missing (required)"),
+                            };
+                            let mut authorized_keys = Vec::new();
+                            for (i, k) in keys.iter().enumerate() {
+                                match k.as_str().and_then(crate::auth::cryptosign::parse_key) {
+                                    Some(key) => authorized_keys.push(key),
+                                    None => return ctx.err(&format!("{kp}[{i}]"), "expected a 64-hex-digit Ed25519 public key"),
+                                }
+                            }
+                            principals.insert(authid.clone(), CryptosignPrincipal { role, authorized_keys, realm });
+                        }
+                        out.cryptosign = Some(principals);
+                    }
+                    other => ctx.warn(&format!("{mp}.type"), format!("'{other}' cryptosign authentication is not supported yet; clients that offer only cryptosign are refused")),
+                }
+            }
+            "scram" | "cookie" | "tls" => {
                 ctx.warn(&mp, format!("authentication method '{method}' is not supported yet; clients that offer only it are refused"));
             }
             _ => ctx.warn(
@@ -1015,7 +1054,7 @@ mod tests {
             {"type":"container"},
             {"type":"router","realms":[{"name":"realm1","store":{"type":"memory"},"roles":[{"name":"anonymous","authorizer":"com.auth","permissions":[{"uri":"","match":"prefix","allow":{"call":true,"fly":true}}]}]}],
              "transports":[{"type":"websocket","endpoint":{"type":"tcp","port":0,"interface":"127.0.0.1"},"serializers":["json","ubjson"],
-                            "auth":{"cryptosign":{"type":"static","principals":{}},"anonymous":{"type":"static","role":"anonymous"}},
+                            "auth":{"scram":{"type":"static","principals":{}},"anonymous":{"type":"static","role":"anonymous"}},
                             "options":{"auto_ping_interval":10000}},
                            {"type":"mqtt","endpoint":{"type":"tcp","port":1883}}]}]}"#;
         let l = load_json(text).unwrap();
@@ -1025,7 +1064,7 @@ mod tests {
         assert_eq!(has("roles[0].authorizer"), 1);
         assert_eq!(has("realms[0].store"), 1);
         assert_eq!(has("serializers[1]"), 1);
-        assert_eq!(has("auth.cryptosign"), 1);
+        assert_eq!(has("auth.scram"), 1);
         assert_eq!(has("options.auto_ping_interval"), 1);
         assert_eq!(has("transports[1].type"), 1);
         assert!(

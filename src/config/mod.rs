@@ -117,6 +117,17 @@ pub struct TransportAuth {
     pub ticket: Option<HashMap<String, TicketPrincipal>>,
     /// WAMP-CRA users by authid (static).
     pub wampcra: Option<HashMap<String, CraUser>>,
+    /// WAMP-Cryptosign principals by authid (static).
+    pub cryptosign: Option<HashMap<String, CryptosignPrincipal>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CryptosignPrincipal {
+    pub role: String,
+    /// Ed25519 public keys allowed to act as this principal.
+    pub authorized_keys: Vec<[u8; 32]>,
+    /// The only realm this principal may join, if set.
+    pub realm: Option<String>,
 }
 
 /// A secret from the config: compared, never printed.

@@ -37,7 +37,7 @@ enum Phase {
     Challenging {
         realm: Arc<Realm>,
         details: Box<Dict>,
-        pending: auth::Pending,
+        pending: Box<auth::Pending>,
     },
     /// ABORTed or closing: further input is ignored.
     Closed,
@@ -192,7 +192,7 @@ impl Session {
                 pending,
             } => match msg {
                 Message::Authenticate { signature, .. } => {
-                    self.authenticate(realm, &details, pending, &signature)
+                    self.authenticate(realm, &details, *pending, &signature)
                 }
                 Message::Abort { .. } => {
                     self.phase = Phase::Closed;
@@ -252,7 +252,7 @@ impl Session {
                 self.phase = Phase::Challenging {
                     realm,
                     details: Box::new(details.clone()),
-                    pending,
+                    pending: Box::new(pending),
                 };
                 Flow::Continue
             }

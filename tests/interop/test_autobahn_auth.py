@@ -8,6 +8,7 @@ import pytest
 from autobahn.asyncio.wamp import ApplicationSession
 from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp import auth
+from autobahn.wamp.cryptosign import CryptosignKey
 from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
 
@@ -33,6 +34,9 @@ CONFIG = {
                     "bob": {"secret": "secret123", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
                     "carol": {"secret": DERIVED, "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
                 }},
+                "cryptosign": {"type": "static", "principals": {
+                    "device1": {"role": "user", "authorized_keys": [CryptosignKey.from_bytes(bytes([7] * 32)).public_key()]},
+                }},
             }}},
         }],
     }],
@@ -54,9 +58,15 @@ class AuthSession(ApplicationSession):
         self.outcome, self.method, self.authid_, self.secret = outcome, method, authid, secret
 
     def onConnect(self):
-        self.join(self.config.realm, authmethods=[self.method], authid=self.authid_)
+        if self.method == "cryptosign":
+            self.key = CryptosignKey.from_bytes(self.secret)
+            self.join(self.config.realm, authmethods=["cryptosign"], authid=self.authid_, authextra={"pubkey": self.key.public_key()})
+        else:
+            self.join(self.config.realm, authmethods=[self.method], authid=self.authid_)
 
     def onChallenge(self, challenge):
+        if challenge.method == "cryptosign":
+            return self.key.sign_challenge(challenge)
         if challenge.method == "ticket":
             return self.secret
         key = self.secret.encode()
@@ -113,3 +123,16 @@ def test_wrong_credentials_are_refused(auth_server, method, authid):
 def test_unknown_principal_is_refused(auth_server):
     with pytest.raises(RuntimeError, match="wamp.error.no_such_principal"):
         asyncio.run(attempt(auth_server, "wampcra", "mallory", "x"))
+
+
+@pytest.mark.parametrize("authid", ["device1", None])
+def test_cryptosign(auth_server, authid):
+    details = asyncio.run(attempt(auth_server, "cryptosign", authid, bytes([7] * 32)))
+    assert details.authid == "device1"
+    assert details.authmethod == "cryptosign"
+    assert details.authrole == "user"
+
+
+def test_cryptosign_unknown_key_is_refused(auth_server):
+    with pytest.raises(RuntimeError, match="wamp.error"):
+        asyncio.run(attempt(auth_server, "cryptosign", "device1", bytes([9] * 32)))

@@ -25,6 +25,10 @@ pub const AUTH_CONFIG: &str = r#"{
           "bob": {"secret": "secret123", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
           "carol": {"secret": "DpHHRlQ6UNULJlP9J8WkPw+BpAnaZaPUGEgt7sjxXgs=", "role": "user", "salt": "salt123", "iterations": 100, "keylen": 32},
           "dave": {"secret": "secret123", "role": "admin", "salt": "salt123", "iterations": 100, "keylen": 32}
+        }},
+        "cryptosign": {"type": "static", "principals": {
+          "device1": {"role": "user", "authorized_keys": ["ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"]},
+          "kiosk": {"role": "admin", "realm": "other", "authorized_keys": ["fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618"]}
         }}
       }}}
     }]
@@ -158,4 +162,76 @@ async fn method_order_and_protocol_errors() {
     let (mut c, _) = hello(&srv, json!(["wampcra"]), "alice").await;
     c.send(json!([5, "x".repeat(100_000), {}])).await;
     c.expect_abort("wamp.error.not_authorized").await;
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test]
+async fn cryptosign_authentication() {
+    use ed25519_dalek::{Signer, SigningKey};
+    let srv = server().await;
+    let sk = SigningKey::from_bytes(&[7u8; 32]);
+    let pk = hex(&sk.verifying_key().to_bytes());
+    for authid in [Some("device1"), None] {
+        let mut c = srv.client(Ser::Json).await;
+        let mut details = json!({"authmethods": ["cryptosign"], "authextra": {"pubkey": pk}});
+        if let Some(id) = authid {
+            details["authid"] = json!(id);
+        }
+        c.send(json!([1, "realm1", details])).await;
+        let ch = c.recv().await;
+        assert_eq!(ch[1], "cryptosign", "{ch}");
+        let challenge: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(&ch[2]["challenge"].as_str().unwrap_or("")[i..i + 2], 16)
+                    .unwrap_or(0)
+            })
+            .collect();
+        assert_eq!(challenge.len(), 32);
+        let mut signed = sk.sign(&challenge).to_bytes().to_vec();
+        signed.extend_from_slice(&challenge);
+        c.send(json!([5, hex(&signed), {}])).await;
+        let w = c.recv().await;
+        assert_eq!(w[0], 2, "{w}");
+        assert_eq!(
+            (w[2]["authid"].as_str(), w[2]["authmethod"].as_str()),
+            (Some("device1"), Some("cryptosign")),
+            "found by authid or by key"
+        );
+    }
+    // Another key for device1, a signature by the wrong key, a principal bound to another realm.
+    let other = SigningKey::from_bytes(&[9u8; 32]);
+    let mut c = srv.client(Ser::Json).await;
+    c.send(json!([1, "realm1", {"authmethods": ["cryptosign"], "authid": "device1", "authextra": {"pubkey": hex(&other.verifying_key().to_bytes())}}])).await;
+    c.expect_abort("wamp.error.not_authorized").await;
+    let mut c = srv.client(Ser::Json).await;
+    c.send(json!([1, "realm1", {"authmethods": ["cryptosign"], "authid": "device1", "authextra": {"pubkey": pk}}])).await;
+    let ch = c.recv().await;
+    let challenge: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&ch[2]["challenge"].as_str().unwrap_or("")[i..i + 2], 16)
+                .unwrap_or(0)
+        })
+        .collect();
+    c.send(json!([5, hex(&other.sign(&challenge).to_bytes()), {}]))
+        .await;
+    c.expect_abort("wamp.error.not_authorized").await;
+    let mut c = srv.client(Ser::Json).await;
+    c.send(json!([1, "realm1", {"authmethods": ["cryptosign"], "authid": "kiosk", "authextra": {"pubkey": hex(&other.verifying_key().to_bytes())}}])).await;
+    c.expect_abort("wamp.error.not_authorized").await;
+    let mut c = srv.client(Ser::Json).await;
+    c.send(json!([1, "realm1", {"authmethods": ["cryptosign"], "authid": "device1"}]))
+        .await;
+    let a = c.expect_abort("wamp.error.no_auth_method").await;
+    assert!(
+        a[1]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("authextra.pubkey"),
+        "{a}"
+    );
 }
