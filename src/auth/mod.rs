@@ -59,6 +59,34 @@ fn denied(uri: &'static str, message: impl Into<String>) -> AuthError {
     }
 }
 
+/// Finds a static principal by the HELLO's authid, for `method`.
+fn lookup<'a, T>(
+    table: &'a std::collections::HashMap<String, T>,
+    authid: Option<&str>,
+    method: &str,
+    role: impl Fn(&T) -> &String,
+) -> Result<(&'a T, Principal), AuthError> {
+    let id = authid.ok_or_else(|| {
+        denied(
+            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+            format!("{method} authentication needs HELLO.Details.authid"),
+        )
+    })?;
+    let entry = table.get(id).ok_or_else(|| {
+        denied(
+            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+            format!("no principal with authid '{id}'"),
+        )
+    })?;
+    let principal = Principal {
+        authid: id.to_owned(),
+        authrole: role(entry).clone(),
+        authmethod: method.to_owned(),
+        authprovider: "static".into(),
+    };
+    Ok((entry, principal))
+}
+
 /// Starts authenticating a HELLO for a realm with the methods its transport accepts, taking
 /// the client's `authmethods` in its order of preference.
 pub fn hello(
@@ -112,24 +140,7 @@ pub fn hello(
             }
             "ticket" => {
                 if let Some(principals) = &auth.ticket {
-                    let id = authid.ok_or_else(|| {
-                        denied(
-                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
-                            "ticket authentication needs HELLO.Details.authid",
-                        )
-                    })?;
-                    let p = principals.get(id).ok_or_else(|| {
-                        denied(
-                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
-                            format!("no principal with authid '{id}'"),
-                        )
-                    })?;
-                    let principal = Principal {
-                        authid: id.to_owned(),
-                        authrole: p.role.clone(),
-                        authmethod: "ticket".into(),
-                        authprovider: "static".into(),
-                    };
+                    let (p, principal) = lookup(principals, authid, "ticket", |p| &p.role)?;
                     return Ok(Outcome::Challenge {
                         authmethod: "ticket",
                         extra: Dict::new(),
@@ -142,24 +153,7 @@ pub fn hello(
             }
             "wampcra" => {
                 if let Some(users) = &auth.wampcra {
-                    let id = authid.ok_or_else(|| {
-                        denied(
-                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
-                            "WAMP-CRA needs HELLO.Details.authid",
-                        )
-                    })?;
-                    let u = users.get(id).ok_or_else(|| {
-                        denied(
-                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
-                            format!("no principal with authid '{id}'"),
-                        )
-                    })?;
-                    let principal = Principal {
-                        authid: id.to_owned(),
-                        authrole: u.role.clone(),
-                        authmethod: "wampcra".into(),
-                        authprovider: "static".into(),
-                    };
+                    let (u, principal) = lookup(users, authid, "wampcra", |u| &u.role)?;
                     let challenge = wampcra::challenge(&principal);
                     let mut extra = vec![("challenge".to_owned(), Value::Str(challenge.clone()))];
                     if let Some(s) = &u.salt {
