@@ -246,3 +246,77 @@ async fn browser_origins_are_checked_when_configured() {
     assert!(err.contains("403"), "{err}");
     // Clients that send no Origin (back-end workers) are not affected: the other tests connect so.
 }
+
+/// Every role × action × URI through real sessions: exact, prefix, wildcard and overlapping
+/// rules, most specific rule deciding, everything not granted denied.
+#[tokio::test]
+async fn permission_matrix() {
+    const MATRIX: &str = r#"{"version": 2, "workers": [{"type": "router",
+      "realms": [{"name": "m", "roles": [
+        {"name": "reader", "permissions": [
+          {"uri": "app.", "match": "prefix", "allow": {"subscribe": true, "call": true}},
+          {"uri": "app.secret", "match": "prefix", "allow": {}},
+          {"uri": "svc..status", "match": "wildcard", "allow": {"subscribe": true, "call": true, "publish": true}}
+        ]},
+        {"name": "writer", "permissions": [
+          {"uri": "app.*", "allow": {"publish": true, "register": true}},
+          {"uri": "app.secret.key", "match": "exact", "allow": {"register": true, "call": true, "publish": true, "subscribe": true}}
+        ]},
+        {"name": "nobody", "permissions": []}
+      ]}],
+      "transports": [
+        {"type": "websocket", "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
+         "auth": {"ticket": {"type": "static", "principals": {
+           "r": {"ticket": "r", "role": "reader"}, "w": {"ticket": "w", "role": "writer"}, "n": {"ticket": "n", "role": "nobody"}}}}}
+      ]}]}"#;
+    let loaded =
+        crossbar::parse(MATRIX, false, "matrix.json", Limits::default()).expect("config loads");
+    let srv = TestServer::with(move |o| o.node = loaded.node).await;
+    // exact beats prefix (writer on app.secret.key), the longest prefix wins (reader on
+    // app.secret.*), a wildcard decides where no prefix matches (svc.db.status).
+    let uris = [
+        "app.news",
+        "app.secret.plans",
+        "app.secret.key",
+        "svc.db.status",
+        "app.secret.status",
+        "other.x",
+    ];
+    // (role, action) → which of `uris` are allowed
+    let expect: [(&str, &str, [bool; 6]); 12] = [
+        ("r", "subscribe", [true, false, false, true, false, false]),
+        ("r", "call", [true, false, false, true, false, false]),
+        ("r", "publish", [false, false, false, true, false, false]),
+        ("r", "register", [false; 6]),
+        ("w", "subscribe", [false, false, true, false, false, false]),
+        ("w", "call", [false, false, true, false, false, false]),
+        ("w", "publish", [true, true, true, false, true, false]),
+        ("w", "register", [true, true, true, false, true, false]),
+        ("n", "subscribe", [false; 6]),
+        ("n", "call", [false; 6]),
+        ("n", "publish", [false; 6]),
+        ("n", "register", [false; 6]),
+    ];
+    for (who, action, allowed) in expect {
+        let mut c = srv.client(Ser::Json).await;
+        c.send(json!([1, "m", {"authmethods": ["ticket"], "authid": who}]))
+            .await;
+        assert_eq!(c.recv().await[0], 4);
+        c.send(json!([5, who, {}])).await;
+        assert_eq!(c.recv().await[0], 2);
+        for (i, uri) in uris.iter().enumerate() {
+            let req = (i + 1) as u64;
+            let msg = match action {
+                "subscribe" => json!([32, req, {}, uri]),
+                "register" => json!([64, req, {}, uri]),
+                "publish" => json!([16, req, {"acknowledge": true}, uri, []]),
+                _ => json!([48, req, {}, uri]),
+            };
+            c.send(msg).await;
+            let reply = c.recv().await;
+            let denied = reply[0] == 8 && reply[4] == "wamp.error.not_authorized";
+            // An allowed call to a procedure nobody registered is no_such_procedure, not denied.
+            assert_eq!(!denied, allowed[i], "{who} {action} {uri}: {reply}");
+        }
+    }
+}
