@@ -153,7 +153,10 @@ async fn dispatch_tcp(
         (None, None) => return,
     };
     match (is_raw, raw, http) {
-        (true, Some(endpoint), _) => rawsocket::serve(stream, router, conns, endpoint).await,
+        (true, Some(endpoint), _) => {
+            let peer = stream.peer_addr().ok().map(|a| a.ip());
+            rawsocket::serve(stream, router, conns, endpoint, peer).await
+        }
         (false, _, Some(state)) => serve_connection(stream, state).await,
         _ => {}
     }
@@ -222,6 +225,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                                 router.clone(),
                                 conns.clone(),
                                 endpoint.clone(),
+                                None,
                             ));
                         }
                         Err(e) => {

@@ -2,6 +2,7 @@
 
 pub mod cryptosign;
 pub mod permissions;
+pub mod throttle;
 pub mod wampcra;
 
 use crate::config::{RealmConfig, TransportAuth};
@@ -38,6 +39,13 @@ pub enum Outcome {
 pub struct Pending {
     principal: Principal,
     expect: Expect,
+}
+
+impl Pending {
+    /// Who is being authenticated.
+    pub fn authid(&self) -> &str {
+        &self.principal.authid
+    }
 }
 
 enum Expect {

@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpStream;
@@ -68,10 +69,11 @@ fn security_headers(resp: &mut Response<Body>) {
 /// Serves one HTTP connection (and hands upgraded ones to the WebSocket transport).
 pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let io = TokioIo::new(stream);
     let svc = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(req, &state)) }
+        async move { Ok::<_, Infallible>(route(req, &state, peer)) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -83,7 +85,11 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
     }
 }
 
-fn route(mut req: Request<hyper::body::Incoming>, state: &Arc<HttpState>) -> Response<Body> {
+fn route(
+    mut req: Request<hyper::body::Incoming>,
+    state: &Arc<HttpState>,
+    peer: Option<IpAddr>,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let is_upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
     let wamp = state
@@ -92,9 +98,9 @@ fn route(mut req: Request<hyper::body::Incoming>, state: &Arc<HttpState>) -> Res
         .find(|(p, _)| *p == path || (p == "*" && is_upgrade))
         .map(|(_, e)| e.clone());
     let mut resp = if state.echo_path.as_deref() == Some(path.as_str()) {
-        upgrade(&mut req, state, None)
+        upgrade(&mut req, state, None, peer)
     } else if let Some(endpoint) = wamp {
-        upgrade(&mut req, state, Some(endpoint))
+        upgrade(&mut req, state, Some(endpoint), peer)
     } else if !state.web {
         empty_with(StatusCode::NOT_FOUND, "not found")
     } else if path == "/api/status" {
@@ -131,6 +137,7 @@ fn upgrade(
     req: &mut Request<hyper::body::Incoming>,
     state: &Arc<HttpState>,
     endpoint: Option<WampEndpoint>,
+    peer: Option<IpAddr>,
 ) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(req) {
         return empty_with(
@@ -219,6 +226,7 @@ fn upgrade(
                     s,
                     Framing::WebSocket,
                     auth,
+                    peer,
                 )),
                 limits.max_message_size,
             ),

@@ -41,6 +41,8 @@ pub struct Router {
     realms: HashMap<String, Arc<Realm>>,
     pub config: RouterConfig,
     pub counters: Arc<Counters>,
+    /// Failed-authentication counters shared by every transport.
+    pub throttle: crate::auth::throttle::Throttle,
 }
 
 impl Router {
@@ -54,6 +56,7 @@ impl Router {
             realms,
             config,
             counters: Arc::new(Counters::default()),
+            throttle: Default::default(),
         })
     }
 

@@ -50,6 +50,8 @@ pub struct Session {
     framing: Framing,
     /// What the transport this session came in on accepts.
     auth: Arc<TransportAuth>,
+    /// The client's address (none for Unix sockets), for throttling failed authentication.
+    peer_addr: Option<std::net::IpAddr>,
     phase: Phase,
 }
 
@@ -97,6 +99,7 @@ impl Session {
         serializer: Serializer,
         framing: Framing,
         auth: Arc<TransportAuth>,
+        peer_addr: Option<std::net::IpAddr>,
     ) -> Session {
         Session {
             router,
@@ -104,6 +107,7 @@ impl Session {
             serializer,
             framing,
             auth,
+            peer_addr,
             phase: Phase::Idle,
         }
     }
@@ -245,6 +249,15 @@ impl Session {
                 extra,
                 pending,
             }) => {
+                if let Err(wait) = self.throttled(realm.name(), pending.authid()) {
+                    return self.abort(
+                        uris::NOT_AUTHORIZED,
+                        format!(
+                            "too many failed authentication attempts; retry in {} s",
+                            wait.as_secs().max(1)
+                        ),
+                    );
+                }
                 self.send(&Message::Challenge {
                     authmethod: authmethod.to_owned(),
                     extra,
@@ -256,7 +269,42 @@ impl Session {
                 };
                 Flow::Continue
             }
-            Err(e) => self.abort(e.uri, e.message),
+            Err(e) => {
+                if e.uri == uris::NO_SUCH_PRINCIPAL {
+                    self.record_failure(realm.name(), None);
+                }
+                self.abort(e.uri, e.message)
+            }
+        }
+    }
+
+    fn authid_key(realm: &str, authid: &str) -> String {
+        format!("authid {realm} {authid}")
+    }
+
+    fn addr_key(&self) -> Option<String> {
+        self.peer_addr
+            .filter(|a| !a.is_loopback())
+            .map(|a| format!("addr {a}"))
+    }
+
+    /// Whether this authid or this client address is locked out after failed attempts.
+    fn throttled(&self, realm: &str, authid: &str) -> Result<(), std::time::Duration> {
+        use auth::throttle::{PER_ADDRESS, PER_AUTHID};
+        let t = &self.router.throttle;
+        t.check(&Self::authid_key(realm, authid), PER_AUTHID)?;
+        match self.addr_key() {
+            Some(k) => t.check(&k, PER_ADDRESS),
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, realm: &str, authid: Option<&str>) {
+        if let Some(id) = authid {
+            self.router.throttle.fail(&Self::authid_key(realm, id));
+        }
+        if let Some(k) = self.addr_key() {
+            self.router.throttle.fail(&k);
         }
     }
 
@@ -267,10 +315,17 @@ impl Session {
         pending: auth::Pending,
         signature: &str,
     ) -> Flow {
+        let authid = pending.authid().to_owned();
         match auth::verify(pending, signature) {
-            Ok(principal) => self.welcome(realm, principal, details),
+            Ok(principal) => {
+                self.router
+                    .throttle
+                    .reset(&Self::authid_key(realm.name(), &authid));
+                self.welcome(realm, principal, details)
+            }
             Err(e) => {
-                tracing::info!(reason = e.uri, "authentication failed");
+                tracing::info!(reason = e.uri, authid = %authid, "authentication failed");
+                self.record_failure(realm.name(), Some(&authid));
                 self.abort(e.uri, e.message)
             }
         }

@@ -149,6 +149,7 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
     router: Arc<Router>,
     conns: Arc<Connections>,
     endpoint: WampEndpoint,
+    peer: Option<std::net::IpAddr>,
 ) {
     let limits = conns.limits().clone();
     let mut h = [0u8; 4];
@@ -194,6 +195,7 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
         serializer,
         Framing::RawSocket,
         endpoint.auth.clone(),
+        peer,
     );
     // Our advertised maximum is a power of two at or above the configured limit; enforce the limit.
     let reader = RawReader::new(limits.max_message_size);

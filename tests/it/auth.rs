@@ -235,3 +235,30 @@ async fn cryptosign_authentication() {
         "{a}"
     );
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_the_authid_out_for_a_while() {
+    let srv = server().await;
+    for _ in 0..5 {
+        let (mut c, ch) = hello(&srv, json!(["ticket"]), "joe").await;
+        assert_eq!(ch[0], 4);
+        c.send(json!([5, "guess", {}])).await;
+        c.expect_abort("wamp.error.not_authorized").await;
+    }
+    // Now even the right ticket is refused, without a challenge, for this authid only.
+    let (mut c, m) = hello(&srv, json!(["ticket"]), "joe").await;
+    assert_eq!(m[0], 3, "{m}");
+    assert_eq!(m[2], "wamp.error.not_authorized");
+    assert!(
+        m[1]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("too many failed"),
+        "{m}"
+    );
+    c.closed().await;
+    let (mut c, ch) = hello(&srv, json!(["ticket"]), "ops").await;
+    assert_eq!(ch[0], 4, "other principals are unaffected");
+    c.send(json!([5, "ops-ticket", {}])).await;
+    assert_eq!(c.recv().await[0], 2);
+}
