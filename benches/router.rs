@@ -34,7 +34,6 @@ fn peer(id: u64, ser: Serializer) -> Arc<Peer> {
         ClientFeatures {
             callee_progressive_results: true,
             callee_call_canceling: true,
-            callee_timeout: false,
         },
         Arc::new(Outbox::new(usize::MAX)),
     ))

@@ -79,10 +79,6 @@ impl Outbox {
         }
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Queues a frame for the writer.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
         if frame.len() > self.max_frame {
@@ -151,11 +147,6 @@ impl Outbox {
     /// Whether frames wait in the queue (not yet taken by the writer).
     pub fn has_frames(&self) -> bool {
         !self.state.lock().queue.is_empty()
-    }
-
-    /// Bytes queued or being written.
-    pub fn queued_bytes(&self) -> usize {
-        self.state.lock().bytes
     }
 
     /// Waits until something was pushed or a close was requested since the last wait.

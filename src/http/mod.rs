@@ -267,6 +267,8 @@ struct Status {
     realms: Vec<crate::router::realm::RealmStats>,
     messages_in: u64,
     messages_out: u64,
+    /// Write syscalls on client sockets; with messages_out, shows how well writes batch.
+    socket_writes: u64,
     /// This process, its resident memory and CPU time (for the load tool and operators).
     pid: u32,
     rss_bytes: Option<u64>,
@@ -286,6 +288,7 @@ fn status(state: &HttpState) -> Response<Body> {
         realms: state.router.realm_stats(),
         messages_in: state.router.counters.messages_in.load(Ordering::Relaxed),
         messages_out: state.router.counters.messages_out.load(Ordering::Relaxed),
+        socket_writes: state.router.counters.writes.load(Ordering::Relaxed),
         pid: std::process::id(),
         rss_bytes: crate::procfs::rss_bytes(std::process::id()),
         cpu_seconds: crate::procfs::cpu_seconds(std::process::id()),

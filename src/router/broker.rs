@@ -161,10 +161,6 @@ impl Broker {
         self.subscriptions.len()
     }
 
-    pub fn get(&self, id: Id) -> Option<&Subscription> {
-        self.subscriptions.get(&id)
-    }
-
     /// Delivers an event to every eligible subscriber of every matching subscription.
     pub fn publish(
         &self,

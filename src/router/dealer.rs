@@ -83,12 +83,6 @@ pub struct Registration {
     next: usize,
 }
 
-impl Registration {
-    pub fn callee_count(&self) -> usize {
-        self.callees.len()
-    }
-}
-
 struct Invocation {
     caller: Arc<Peer>,
     call_request: Id,
@@ -224,15 +218,6 @@ impl Dealer {
 
     pub fn registration_count(&self) -> usize {
         self.registrations.len()
-    }
-
-    pub fn get(&self, id: Id) -> Option<&Registration> {
-        self.registrations.get(&id)
-    }
-
-    /// Whether a call is in flight for (caller session, request id).
-    pub fn has_call(&self, caller: Id, request: Id) -> bool {
-        self.calls.contains_key(&(caller, request))
     }
 
     /// Routes a CALL to one callee. Returns the invocation key, so the realm can arm a timer.

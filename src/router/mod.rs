@@ -35,6 +35,8 @@ impl RouteError {
 pub struct Counters {
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
+    /// Write syscalls on client sockets (messages_out / writes = frames per write).
+    pub writes: AtomicU64,
 }
 
 pub struct Router {

@@ -6,7 +6,7 @@ use crate::framing::{frame_message, Framing};
 use crate::outbox::{Outbox, PushError};
 use crate::wamp::value::{dict_get, Dict, Value};
 use crate::wamp::{Id, Message, Serializer};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// Client features the router acts on, from `HELLO.Details.roles`.
@@ -14,7 +14,6 @@ use std::sync::Arc;
 pub struct ClientFeatures {
     pub callee_progressive_results: bool,
     pub callee_call_canceling: bool,
-    pub callee_timeout: bool,
 }
 
 impl ClientFeatures {
@@ -33,7 +32,6 @@ impl ClientFeatures {
         ClientFeatures {
             callee_progressive_results: feature("callee", "progressive_call_results"),
             callee_call_canceling: feature("callee", "call_canceling"),
-            callee_timeout: feature("callee", "call_timeout"),
         }
     }
 }
@@ -71,8 +69,7 @@ impl Peer {
 
     /// The next INVOCATION request id for this session: 1, 2, 3, ...
     pub fn next_request_id(&self) -> Id {
-        let n = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
-        (n - 1) % crate::wamp::ids::MAX_ID + 1
+        crate::wamp::ids::next_in_session_scope(&self.next_request)
     }
 
     /// Encodes and queues a message. A full outbox closes the connection (slow consumer);

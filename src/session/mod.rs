@@ -112,14 +112,6 @@ impl Session {
         }
     }
 
-    /// The id of the joined session, if any.
-    pub fn session_id(&self) -> Option<Id> {
-        match &self.phase {
-            Phase::Joined { peer, .. } => Some(peer.session),
-            _ => None,
-        }
-    }
-
     pub fn is_waiting_for_hello(&self) -> bool {
         matches!(self.phase, Phase::Idle | Phase::Challenging { .. })
     }

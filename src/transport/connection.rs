@@ -30,6 +30,8 @@ pub enum Handler {
 
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Frames gathered into one vectored write.
+const MAX_IOVECS: usize = 64;
 /// Read chunk when the frame size is not known yet.
 const READ_CHUNK: usize = 4096;
 
@@ -57,16 +59,18 @@ impl Writer {
         counters: &Counters,
     ) -> io::Result<bool> {
         while !self.pending.is_empty() {
-            let slices: Vec<IoSlice> = self
-                .pending
-                .iter()
-                .take(64)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            match stream.try_write_vectored(&slices) {
+            // Up to 64 frames per write, gathered on the stack (this runs for every write).
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, frame) in slices.iter_mut().zip(self.pending.iter()) {
+                *slot = IoSlice::new(frame);
+                count += 1;
+            }
+            match stream.try_write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     outbox.written(n);
+                    counters.writes.fetch_add(1, Ordering::Relaxed);
                     while n > 0 {
                         let Some(front) = self.pending.front_mut() else {
                             break;

@@ -6,6 +6,7 @@
 //!   (INVOCATION, INTERRUPT) a per-session counter starting at 1.
 
 use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The largest id the spec allows: 2^53, so ids survive a trip through a JavaScript number.
 pub const MAX_ID: u64 = 1 << 53;
@@ -22,15 +23,11 @@ pub fn is_valid_id(id: u64) -> bool {
     (1..=MAX_ID).contains(&id)
 }
 
-/// A session-scope id sequence: 1, 2, 3, ... wrapping back to 1 after 2^53.
-#[derive(Debug, Default)]
-pub struct SessionScope(u64);
-
-impl SessionScope {
-    pub fn next_id(&mut self) -> Id {
-        self.0 = if self.0 >= MAX_ID { 1 } else { self.0 + 1 };
-        self.0
-    }
+/// The next id of a session-scope sequence kept in `counter`: 1, 2, 3, ... wrapping back to 1
+/// after 2^53. Lock-free, so any thread routing to the session may draw one.
+pub fn next_in_session_scope(counter: &AtomicU64) -> Id {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    n % MAX_ID + 1
 }
 
 #[cfg(test)]
@@ -48,10 +45,11 @@ mod tests {
 
     #[test]
     fn session_scope_counts_from_one_and_wraps() {
-        let mut s = SessionScope::default();
-        assert_eq!(s.next_id(), 1);
-        assert_eq!(s.next_id(), 2);
-        s.0 = MAX_ID;
-        assert_eq!(s.next_id(), 1);
+        let c = AtomicU64::new(0);
+        assert_eq!(next_in_session_scope(&c), 1);
+        assert_eq!(next_in_session_scope(&c), 2);
+        c.store(MAX_ID - 1, Ordering::Relaxed);
+        assert_eq!(next_in_session_scope(&c), MAX_ID);
+        assert_eq!(next_in_session_scope(&c), 1);
     }
 }

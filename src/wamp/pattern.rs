@@ -80,19 +80,21 @@ impl<T> WildNode<T> {
         }
     }
 
-    fn walk<'a>(&'a self, parts: &[&str], f: &mut dyn FnMut(&'a str, &'a T)) {
-        match parts.split_first() {
+    /// Visits every pattern matching the remaining URI components. Takes the component
+    /// iterator by value (cloned at each branch) so matching allocates nothing.
+    fn walk<'a>(&'a self, mut parts: std::str::Split<'_, char>, f: &mut dyn FnMut(&'a str, &'a T)) {
+        match parts.next() {
             None => {
                 if let Some((p, v)) = &self.value {
                     f(p, v);
                 }
             }
-            Some((first, rest)) => {
-                if let Some(child) = self.literal.get(*first) {
-                    child.walk(rest, f);
+            Some(first) => {
+                if let Some(child) = self.literal.get(first) {
+                    child.walk(parts.clone(), f);
                 }
                 if let Some(child) = &self.any {
-                    child.walk(rest, f);
+                    child.walk(parts, f);
                 }
             }
         }
@@ -111,20 +113,26 @@ impl<T> Default for PatternIndex<T> {
     }
 }
 
-/// Ranks wildcard patterns: lengths of the runs of literal components, compared in order.
-fn wildcard_rank(pattern: &str) -> Vec<usize> {
-    let mut runs = Vec::new();
-    let mut run = 0;
-    for c in pattern.split('.') {
-        if c.is_empty() {
-            runs.push(run);
-            run = 0;
-        } else {
+/// Ranks wildcard patterns: the lengths of the runs of literal components before each
+/// wildcard, compared in order (spec: "longest portion of URI components matched before each
+/// wildcard"). An iterator, so ranking allocates nothing.
+fn wildcard_runs(pattern: &str) -> impl Iterator<Item = usize> + '_ {
+    let mut parts = pattern.split('.');
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut run = 0;
+        for c in parts.by_ref() {
+            if c.is_empty() {
+                return Some(run);
+            }
             run += 1;
         }
-    }
-    runs.push(run);
-    runs
+        done = true;
+        Some(run)
+    })
 }
 
 impl<T> PatternIndex<T> {
@@ -247,9 +255,8 @@ impl<T> PatternIndex<T> {
             }
         }
         if self.wildcard_count > 0 {
-            let parts: Vec<&str> = uri.split('.').collect();
             self.wildcard
-                .walk(&parts, &mut |_, v| f(v, MatchPolicy::Wildcard));
+                .walk(uri.split('.'), &mut |_, v| f(v, MatchPolicy::Wildcard));
         }
     }
 
@@ -269,12 +276,10 @@ impl<T> PatternIndex<T> {
         if self.wildcard_count == 0 {
             return None;
         }
-        let parts: Vec<&str> = uri.split('.').collect();
-        let mut best: Option<(Vec<usize>, &T)> = None;
-        self.wildcard.walk(&parts, &mut |pattern, v| {
-            let rank = wildcard_rank(pattern);
-            if best.as_ref().is_none_or(|(r, _)| rank > *r) {
-                best = Some((rank, v));
+        let mut best: Option<(&str, &T)> = None;
+        self.wildcard.walk(uri.split('.'), &mut |pattern, v| {
+            if best.is_none_or(|(b, _)| wildcard_runs(pattern).cmp(wildcard_runs(b)).is_gt()) {
+                best = Some((pattern, v));
             }
         });
         best.map(|(_, v)| (v, MatchPolicy::Wildcard))
@@ -338,6 +343,16 @@ mod tests {
         assert_eq!(best("a1.b2.c3.d4.e5"), Some(3), "prefix beats wildcard");
         assert_eq!(best("a1.b2.c88.d4.e5.f6.g7"), Some(6));
         assert_eq!(best("a2.b2.c2.d2.e2"), None);
+    }
+
+    #[test]
+    fn wildcard_runs_are_the_literal_runs_around_each_wildcard() {
+        let runs = |p: &str| wildcard_runs(p).collect::<Vec<_>>();
+        assert_eq!(runs("a1.b2..d4.e5"), vec![2, 2]);
+        assert_eq!(runs("a1.b2.c3..e5"), vec![3, 1]);
+        assert_eq!(runs("a.b."), vec![2, 0]);
+        assert_eq!(runs("..x"), vec![0, 0, 1]);
+        assert_eq!(runs("abc"), vec![1]);
     }
 
     #[test]

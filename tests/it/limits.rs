@@ -185,3 +185,46 @@ async fn keepalive_drops_peers_that_do_not_answer_pings() {
         .await;
     assert_eq!(alive.recv().await[0], 17);
 }
+
+/// Events spaced apart reach a subscriber in one write each; with a write delay they are
+/// gathered into far fewer writes, all delivered in order.
+#[tokio::test]
+async fn write_delay_gathers_frames_into_fewer_writes() {
+    async fn writes_for_20_spaced_events(delay: Duration) -> u64 {
+        let srv = TestServer::with_limits(Limits {
+            write_delay: delay,
+            ..Limits::default()
+        })
+        .await;
+        let mut sub = srv.joined(Ser::Json).await;
+        sub.subscribe("com.batch", json!({})).await;
+        let mut publisher = srv.joined(Ser::Json).await;
+        tokio::time::sleep(Duration::from_millis(delay.as_millis() as u64 + 50)).await;
+        let before = srv.status().await["socket_writes"]
+            .as_u64()
+            .expect("socket_writes");
+        for i in 0..20 {
+            publisher
+                .send(json!([16, i + 1, {}, "com.batch", [i]]))
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for i in 0..20 {
+            assert_eq!(sub.recv().await[4], json!([i]), "in order");
+        }
+        srv.status().await["socket_writes"]
+            .as_u64()
+            .expect("socket_writes")
+            - before
+    }
+    let immediate = writes_for_20_spaced_events(Duration::ZERO).await;
+    let delayed = writes_for_20_spaced_events(Duration::from_millis(400)).await;
+    assert!(
+        immediate >= 12,
+        "without a delay each spaced event is its own write: {immediate}"
+    );
+    assert!(
+        delayed <= 5,
+        "with a 400 ms delay the 20 events go out in a few writes: {delayed}"
+    );
+}
