@@ -28,6 +28,7 @@ fn peer(id: u64, ser: Serializer) -> Arc<Peer> {
             authrole: "anonymous".into(),
             authmethod: "anonymous".into(),
             authprovider: "static".into(),
+            authextra: Vec::new(),
         },
         ser,
         Framing::WebSocket,

@@ -10,12 +10,15 @@ use crate::wamp::value::{dict_get, Dict, Value};
 use rand::Rng;
 
 /// The authenticated identity of a session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Principal {
     pub authid: String,
     pub authrole: String,
     pub authmethod: String,
     pub authprovider: String,
+    /// Sent to the client in `WELCOME.Details.authextra` (e.g. a SCRAM server signature, or
+    /// the `extra` a dynamic authenticator returned).
+    pub authextra: Dict,
 }
 
 /// Why a HELLO was refused: an ABORT reason URI and a readable message.
@@ -91,6 +94,7 @@ fn lookup<'a, T>(
         authrole: role(entry).clone(),
         authmethod: method.to_owned(),
         authprovider: "static".into(),
+        authextra: Dict::new(),
     };
     Ok((entry, principal))
 }
@@ -143,6 +147,7 @@ pub fn hello(
                         authrole: role.clone(),
                         authmethod: "anonymous".into(),
                         authprovider: "static".into(),
+                        authextra: Dict::new(),
                     }));
                 }
             }
@@ -225,6 +230,7 @@ pub fn hello(
                         authrole: p.role.clone(),
                         authmethod: "cryptosign".into(),
                         authprovider: "static".into(),
+                        authextra: Dict::new(),
                     };
                     let challenge = cryptosign::challenge();
                     let extra = vec![
@@ -258,8 +264,8 @@ pub fn hello(
     ))
 }
 
-/// Checks the AUTHENTICATE signature against the pending challenge.
-pub fn verify(pending: Pending, signature: &str) -> Result<Principal, AuthError> {
+/// Checks the AUTHENTICATE signature (and its `extra`) against the pending challenge.
+pub fn verify(pending: Pending, signature: &str, _extra: &Dict) -> Result<Principal, AuthError> {
     use subtle::ConstantTimeEq;
     let ok = match &pending.expect {
         Expect::Ticket(t) => t.0.as_bytes().ct_eq(signature.as_bytes()).into(),

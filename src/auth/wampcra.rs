@@ -154,6 +154,7 @@ mod tests {
             authrole: "r".into(),
             authmethod: "wampcra".into(),
             authprovider: "static".into(),
+            authextra: Vec::new(),
         };
         let a = challenge(&p);
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();

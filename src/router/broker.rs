@@ -238,6 +238,7 @@ mod tests {
                 authrole: role.into(),
                 authmethod: "anonymous".into(),
                 authprovider: "static".into(),
+                authextra: Vec::new(),
             },
             ser,
             framing,

@@ -187,8 +187,8 @@ impl Session {
                 details,
                 pending,
             } => match msg {
-                Message::Authenticate { signature, .. } => {
-                    self.authenticate(realm, &details, *pending, &signature)
+                Message::Authenticate { signature, extra } => {
+                    self.authenticate(realm, &details, *pending, &signature, &extra)
                 }
                 Message::Abort { .. } => {
                     self.phase = Phase::Closed;
@@ -306,9 +306,10 @@ impl Session {
         details: &Dict,
         pending: auth::Pending,
         signature: &str,
+        extra: &Dict,
     ) -> Flow {
         let authid = pending.authid().to_owned();
-        match auth::verify(pending, signature) {
+        match auth::verify(pending, signature, extra) {
             Ok(principal) => {
                 self.router
                     .throttle
@@ -339,20 +340,24 @@ impl Session {
             Err(e) => return self.abort(e.uri, e.message),
         };
         let p = &peer.principal;
+        let mut details = vec![
+            ("realm".into(), realm_name.into()),
+            ("authid".into(), p.authid.clone().into()),
+            ("authrole".into(), p.authrole.clone().into()),
+            ("authmethod".into(), p.authmethod.clone().into()),
+            ("authprovider".into(), p.authprovider.clone().into()),
+            ("roles".into(), router_roles()),
+            (
+                "agent".into(),
+                concat!("switchboard/", env!("CARGO_PKG_VERSION")).into(),
+            ),
+        ];
+        if !p.authextra.is_empty() {
+            details.push(("authextra".into(), Value::Dict(p.authextra.clone())));
+        }
         self.send(&Message::Welcome {
             session: peer.session,
-            details: vec![
-                ("realm".into(), realm_name.into()),
-                ("authid".into(), p.authid.clone().into()),
-                ("authrole".into(), p.authrole.clone().into()),
-                ("authmethod".into(), p.authmethod.clone().into()),
-                ("authprovider".into(), p.authprovider.clone().into()),
-                ("roles".into(), router_roles()),
-                (
-                    "agent".into(),
-                    concat!("switchboard/", env!("CARGO_PKG_VERSION")).into(),
-                ),
-            ],
+            details,
         });
         tracing::debug!(session = peer.session, realm = realm_name, authid = %p.authid, "session joined");
         self.phase = Phase::Joined { realm, peer };
