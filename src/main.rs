@@ -56,6 +56,9 @@ struct Cli {
     /// Milliseconds outbound frames may wait to be written together (0: at once).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     write_delay_ms: u64,
+    /// Milliseconds a dynamic authenticator or authorizer may take to answer.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    auth_timeout_ms: u64,
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
@@ -110,6 +113,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         ping_timeout: Duration::from_secs(cli.ping_timeout.max(1)),
         hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
         write_delay: Duration::from_millis(cli.write_delay_ms),
+        auth_timeout: Duration::from_millis(cli.auth_timeout_ms.max(1)),
     };
     let mut opts = Options::development(cli.listen, cli.data_dir);
     match &cli.config {

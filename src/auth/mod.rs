@@ -1,6 +1,8 @@
 //! Who a session is and what it may do. Never imports the router.
 
+pub mod authorizer;
 pub mod cryptosign;
+pub mod dynamic;
 pub mod permissions;
 pub mod throttle;
 pub mod wampcra;
@@ -24,18 +26,23 @@ pub struct Principal {
 /// Why a HELLO was refused: an ABORT reason URI and a readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthError {
-    pub uri: &'static str,
+    /// A spec URI, or the error URI a dynamic authenticator raised.
+    pub uri: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
-/// What a HELLO leads to: a session at once, or a CHALLENGE to answer.
+/// What a HELLO (or an AUTHENTICATE) leads to.
 pub enum Outcome {
+    /// Join now.
     Welcome(Principal),
+    /// Send CHALLENGE and wait for AUTHENTICATE.
     Challenge {
         authmethod: &'static str,
         extra: Dict,
         pending: Pending,
     },
+    /// Ask the dynamic authenticator, then continue with `Ask::answered`.
+    Ask(dynamic::Ask),
 }
 
 /// A challenge sent, waiting for AUTHENTICATE.
@@ -53,6 +60,8 @@ impl Pending {
 
 enum Expect {
     Ticket(crate::config::Secret),
+    /// The authenticator judges the ticket (the call waits for AUTHENTICATE).
+    TicketDynamic(dynamic::Ask),
     Cra {
         challenge: String,
         keys: Vec<Vec<u8>>,
@@ -65,8 +74,18 @@ enum Expect {
 
 fn denied(uri: &'static str, message: impl Into<String>) -> AuthError {
     AuthError {
-        uri,
+        uri: uri.into(),
         message: message.into(),
+    }
+}
+
+fn principal(authid: String, authrole: String, method: &str, provider: &str) -> Principal {
+    Principal {
+        authid,
+        authrole,
+        authmethod: method.to_owned(),
+        authprovider: provider.to_owned(),
+        authextra: Dict::new(),
     }
 }
 
@@ -77,26 +96,81 @@ fn lookup<'a, T>(
     method: &str,
     role: impl Fn(&T) -> &String,
 ) -> Result<(&'a T, Principal), AuthError> {
-    let id = authid.ok_or_else(|| {
-        denied(
-            crate::wamp::uris::NO_SUCH_PRINCIPAL,
-            format!("{method} authentication needs HELLO.Details.authid"),
-        )
-    })?;
+    let id = authid.ok_or_else(|| needs_authid(method))?;
     let entry = table.get(id).ok_or_else(|| {
         denied(
             crate::wamp::uris::NO_SUCH_PRINCIPAL,
             format!("no principal with authid '{id}'"),
         )
     })?;
-    let principal = Principal {
-        authid: id.to_owned(),
-        authrole: role(entry).clone(),
-        authmethod: method.to_owned(),
-        authprovider: "static".into(),
-        authextra: Dict::new(),
-    };
-    Ok((entry, principal))
+    let p = principal(id.to_owned(), role(entry).clone(), method, "static");
+    Ok((entry, p))
+}
+
+fn needs_authid(method: &str) -> AuthError {
+    denied(
+        crate::wamp::uris::NO_SUCH_PRINCIPAL,
+        format!("{method} authentication needs HELLO.Details.authid"),
+    )
+}
+
+/// The WAMP-CRA challenge for `principal` with `user`'s secret.
+fn cra_challenge(principal: Principal, user: &crate::config::CraUser) -> Outcome {
+    let challenge = wampcra::challenge(&principal);
+    let mut extra = vec![("challenge".to_owned(), Value::Str(challenge.clone()))];
+    if let Some(s) = &user.salt {
+        extra.push(("salt".into(), Value::Str(s.salt.clone())));
+        extra.push(("iterations".into(), Value::UInt(u64::from(s.iterations))));
+        extra.push(("keylen".into(), Value::UInt(u64::from(s.keylen))));
+    }
+    let keys = wampcra::candidate_keys(user);
+    Outcome::Challenge {
+        authmethod: "wampcra",
+        extra,
+        pending: Pending {
+            principal,
+            expect: Expect::Cra { challenge, keys },
+        },
+    }
+}
+
+/// The cryptosign challenge for `principal` holding `pubkey`.
+fn cryptosign_challenge(principal: Principal, pubkey: [u8; 32]) -> Outcome {
+    let challenge = cryptosign::challenge();
+    let extra = vec![
+        (
+            "challenge".to_owned(),
+            Value::Str(cryptosign::to_hex(&challenge)),
+        ),
+        ("channel_binding".to_owned(), Value::Null),
+    ];
+    Outcome::Challenge {
+        authmethod: "cryptosign",
+        extra,
+        pending: Pending {
+            principal,
+            expect: Expect::Cryptosign { challenge, pubkey },
+        },
+    }
+}
+
+/// The Ed25519 public key a cryptosign HELLO offers, if well-formed.
+fn hello_pubkey(details: &Dict) -> Option<[u8; 32]> {
+    dict_get(details, "authextra")
+        .and_then(Value::as_dict)
+        .and_then(|x| dict_get(x, "pubkey"))
+        .and_then(Value::as_str)
+        .and_then(cryptosign::parse_key)
+}
+
+/// What the transport knows about the client, as authenticators see it.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// The session id the client will get.
+    pub session: crate::wamp::Id,
+    /// "websocket" or "rawsocket".
+    pub transport: &'static str,
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Starts authenticating a HELLO for a realm with the methods its transport accepts, taking
@@ -105,6 +179,7 @@ pub fn hello(
     realm: &RealmConfig,
     auth: &TransportAuth,
     details: &Dict,
+    client: &Client,
 ) -> Result<Outcome, AuthError> {
     let offered: Vec<&str> = match dict_get(details, "authmethods") {
         None => vec!["anonymous"],
@@ -139,16 +214,57 @@ pub fn hello(
     };
     let mut skipped: Vec<&str> = Vec::new();
     for method in &offered {
+        if let Some(dyn_auth) = auth.dynamic.get(*method) {
+            let ask = |step| {
+                dynamic::Ask::new(dyn_auth, &realm.name, authid, details, client, method, step)
+            };
+            match *method {
+                "anonymous" => return Ok(Outcome::Ask(ask(dynamic::Step::Anonymous))),
+                "ticket" => {
+                    // Crossbar asks for the ticket first and lets the authenticator judge it.
+                    return Ok(Outcome::Challenge {
+                        authmethod: "ticket",
+                        extra: Dict::new(),
+                        pending: Pending {
+                            principal: principal(
+                                authid.unwrap_or_default().to_owned(),
+                                String::new(),
+                                "ticket",
+                                "dynamic",
+                            ),
+                            expect: Expect::TicketDynamic(ask(dynamic::Step::Ticket)),
+                        },
+                    });
+                }
+                "wampcra" => {
+                    if authid.is_none() {
+                        return Err(needs_authid("wampcra"));
+                    }
+                    return Ok(Outcome::Ask(ask(dynamic::Step::Cra)));
+                }
+                "cryptosign" => match hello_pubkey(details) {
+                    Some(pubkey) => {
+                        return Ok(Outcome::Ask(ask(dynamic::Step::Cryptosign(pubkey))))
+                    }
+                    None => {
+                        skipped.push(
+                            "cryptosign needs HELLO.Details.authextra.pubkey (64 hex digits)",
+                        );
+                        continue;
+                    }
+                },
+                _ => continue,
+            }
+        }
         match *method {
             "anonymous" => {
                 if let Some(role) = &auth.anonymous {
-                    return Ok(Outcome::Welcome(Principal {
-                        authid: random_authid(),
-                        authrole: role.clone(),
-                        authmethod: "anonymous".into(),
-                        authprovider: "static".into(),
-                        authextra: Dict::new(),
-                    }));
+                    return Ok(Outcome::Welcome(principal(
+                        random_authid(),
+                        role.clone(),
+                        "anonymous",
+                        "static",
+                    )));
                 }
             }
             "ticket" => {
@@ -167,33 +283,13 @@ pub fn hello(
             "wampcra" => {
                 if let Some(users) = &auth.wampcra {
                     let (u, principal) = lookup(users, authid, "wampcra", |u| &u.role)?;
-                    let challenge = wampcra::challenge(&principal);
-                    let mut extra = vec![("challenge".to_owned(), Value::Str(challenge.clone()))];
-                    if let Some(s) = &u.salt {
-                        extra.push(("salt".into(), Value::Str(s.salt.clone())));
-                        extra.push(("iterations".into(), Value::UInt(u64::from(s.iterations))));
-                        extra.push(("keylen".into(), Value::UInt(u64::from(s.keylen))));
-                    }
-                    let keys = wampcra::candidate_keys(u);
-                    return Ok(Outcome::Challenge {
-                        authmethod: "wampcra",
-                        extra,
-                        pending: Pending {
-                            principal,
-                            expect: Expect::Cra { challenge, keys },
-                        },
-                    });
+                    return Ok(cra_challenge(principal, u));
                 }
             }
             "cryptosign" => {
                 if let Some(principals) = &auth.cryptosign {
                     // Without a usable public key this method cannot apply: try the next one.
-                    let Some(pubkey) = dict_get(details, "authextra")
-                        .and_then(Value::as_dict)
-                        .and_then(|x| dict_get(x, "pubkey"))
-                        .and_then(Value::as_str)
-                        .and_then(cryptosign::parse_key)
-                    else {
+                    let Some(pubkey) = hello_pubkey(details) else {
                         skipped.push(
                             "cryptosign needs HELLO.Details.authextra.pubkey (64 hex digits)",
                         );
@@ -225,29 +321,8 @@ pub fn hello(
                             format!("'{id}' may not join realm '{}'", realm.name),
                         ));
                     }
-                    let principal = Principal {
-                        authid: id,
-                        authrole: p.role.clone(),
-                        authmethod: "cryptosign".into(),
-                        authprovider: "static".into(),
-                        authextra: Dict::new(),
-                    };
-                    let challenge = cryptosign::challenge();
-                    let extra = vec![
-                        (
-                            "challenge".to_owned(),
-                            Value::Str(cryptosign::to_hex(&challenge)),
-                        ),
-                        ("channel_binding".to_owned(), Value::Null),
-                    ];
-                    return Ok(Outcome::Challenge {
-                        authmethod: "cryptosign",
-                        extra,
-                        pending: Pending {
-                            principal,
-                            expect: Expect::Cryptosign { challenge, pubkey },
-                        },
-                    });
+                    let principal = principal(id, p.role.clone(), "cryptosign", "static");
+                    return Ok(cryptosign_challenge(principal, pubkey));
                 }
             }
             _ => {}
@@ -264,18 +339,20 @@ pub fn hello(
     ))
 }
 
-/// Checks the AUTHENTICATE signature (and its `extra`) against the pending challenge.
-pub fn verify(pending: Pending, signature: &str, _extra: &Dict) -> Result<Principal, AuthError> {
+/// Checks the AUTHENTICATE signature (and its `extra`) against the pending challenge: a
+/// principal to welcome, or (dynamic ticket) a question for the authenticator.
+pub fn verify(pending: Pending, signature: &str, _extra: &Dict) -> Result<Outcome, AuthError> {
     use subtle::ConstantTimeEq;
-    let ok = match &pending.expect {
+    let ok = match pending.expect {
         Expect::Ticket(t) => t.0.as_bytes().ct_eq(signature.as_bytes()).into(),
-        Expect::Cra { challenge, keys } => wampcra::verify(keys, challenge, signature),
+        Expect::TicketDynamic(ask) => return Ok(Outcome::Ask(ask.with_ticket(signature))),
+        Expect::Cra { challenge, keys } => wampcra::verify(&keys, &challenge, signature),
         Expect::Cryptosign { challenge, pubkey } => {
-            cryptosign::verify(pubkey, challenge, signature)
+            cryptosign::verify(&pubkey, &challenge, signature)
         }
     };
     if ok {
-        Ok(pending.principal)
+        Ok(Outcome::Welcome(pending.principal))
     } else {
         Err(denied(
             crate::wamp::uris::NOT_AUTHORIZED,

@@ -40,12 +40,18 @@ struct Grant {
 
 pub struct Permissions {
     roles: HashMap<String, PatternIndex<Grant>>,
+    /// Roles with a dynamic authorizer: role → procedure.
+    authorizers: HashMap<String, String>,
 }
 
 impl Permissions {
     pub fn from_config(realm: &RealmConfig) -> Permissions {
         let mut roles = HashMap::new();
+        let mut authorizers = HashMap::new();
         for role in &realm.roles {
+            if let Some(a) = &role.authorizer {
+                authorizers.insert(role.name.clone(), a.clone());
+            }
             let mut idx = PatternIndex::new();
             for p in &role.permissions {
                 idx.insert(
@@ -59,7 +65,19 @@ impl Permissions {
             }
             roles.insert(role.name.clone(), idx);
         }
-        Permissions { roles }
+        Permissions { roles, authorizers }
+    }
+
+    /// The procedure that decides for `role` what its static rules do not grant.
+    pub fn authorizer(&self, role: &str) -> Option<&str> {
+        self.authorizers.get(role).map(String::as_str)
+    }
+
+    /// Every (role, authorizer procedure).
+    pub fn authorizers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.authorizers
+            .iter()
+            .map(|(r, a)| (r.as_str(), a.as_str()))
     }
 
     pub fn has_role(&self, role: &str) -> bool {
@@ -128,6 +146,7 @@ mod tests {
                         },
                     ),
                 ],
+                authorizer: None,
             }],
         })
     }

@@ -6,9 +6,9 @@
 //! with an error naming the file, the path inside it and what is wrong.
 
 use super::{
-    Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, Endpoint, Limits, ListenerConfig,
-    NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig, Secret, TicketPrincipal,
-    TransportAuth, WampEndpoint,
+    Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, DynamicAuth, Endpoint, Limits,
+    ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig, Secret,
+    TicketPrincipal, TransportAuth, WampEndpoint,
 };
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::Serializer;
@@ -37,6 +37,8 @@ pub struct Loaded {
 struct Ctx {
     file: String,
     warnings: Vec<String>,
+    /// Realm names, once read (for `authenticator-realm`).
+    realms: HashSet<String>,
 }
 
 type Obj = Map<String, Value>;
@@ -161,6 +163,7 @@ pub fn parse(text: &str, toml: bool, file: &str, limits: Limits) -> Result<Loade
     let mut ctx = Ctx {
         file: file.to_owned(),
         warnings: Vec::new(),
+        realms: HashSet::new(),
     };
     let node = node(&mut ctx, &value, limits)?;
     Ok(Loaded {
@@ -243,6 +246,7 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
         }
         realms.push(realm);
     }
+    ctx.realms = names.clone();
     if realms.is_empty() {
         return ctx.err(
             &format!("{wpath}.realms"),
@@ -311,12 +315,16 @@ fn role(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RoleConfig, ConfigError>
     let o = ctx.obj(v, path)?;
     ctx.unknown(o, path, &["name", "permissions", "authorizer"]);
     let name = ctx.required_string(o, "name", path)?;
-    if o.contains_key("authorizer") {
-        ctx.warn(
-            &format!("{path}.authorizer"),
-            "dynamic authorizers are not supported yet: this role is granted nothing beyond its static permissions",
-        );
-    }
+    let authorizer = match ctx.string(o, "authorizer", path)? {
+        None => None,
+        Some(a) if crate::wamp::uri::is_valid(a, MatchPolicy::Exact) => Some(a.to_owned()),
+        Some(a) => {
+            return ctx.err(
+                &format!("{path}.authorizer"),
+                format!("'{a}' is not a valid procedure URI"),
+            )
+        }
+    };
     let mut permissions = Vec::new();
     if let Some(list) = o.get("permissions") {
         for (i, p) in ctx
@@ -330,6 +338,7 @@ fn role(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RoleConfig, ConfigError>
     Ok(RoleConfig {
         name: name.to_owned(),
         permissions,
+        authorizer,
     })
 }
 
@@ -544,6 +553,14 @@ fn auth(
     let mut out = TransportAuth::default();
     for (method, cfg) in a {
         let mp = format!("{path}.{method}");
+        if DYNAMIC_METHODS.contains(&method.as_str()) {
+            let c = ctx.obj(cfg, &mp)?;
+            if ctx.string(c, "type", &mp)? == Some("dynamic") {
+                let d = dynamic_auth(ctx, c, &mp, roles)?;
+                out.dynamic.insert(method.clone(), d);
+                continue;
+            }
+        }
         match method.as_str() {
             "anonymous" => {
                 let c = ctx.obj(cfg, &mp)?;
@@ -655,6 +672,62 @@ fn auth(
         }
     }
     Ok(Arc::new(out))
+}
+
+/// Methods a dynamic authenticator may decide.
+const DYNAMIC_METHODS: &[&str] = &["anonymous", "ticket", "wampcra", "cryptosign", "scram"];
+
+/// `{"type": "dynamic", "authenticator": URI, "authenticator-realm": R, "authenticator-role": X}`
+fn dynamic_auth(
+    ctx: &mut Ctx,
+    c: &Obj,
+    path: &str,
+    roles: &HashSet<String>,
+) -> Result<DynamicAuth, ConfigError> {
+    ctx.unknown(
+        c,
+        path,
+        &[
+            "type",
+            "authenticator",
+            "authenticator-realm",
+            "authenticator-role",
+        ],
+    );
+    let authenticator = ctx.required_string(c, "authenticator", path)?;
+    if !crate::wamp::uri::is_valid(authenticator, MatchPolicy::Exact) {
+        return ctx.err(
+            &format!("{path}.authenticator"),
+            format!("'{authenticator}' is not a valid procedure URI"),
+        );
+    }
+    let realm = ctx
+        .string(c, "authenticator-realm", path)?
+        .map(str::to_owned);
+    if let Some(r) = &realm {
+        if !ctx.realms.contains(r) {
+            return ctx.err(
+                &format!("{path}.authenticator-realm"),
+                format!("realm '{r}' is not defined"),
+            );
+        }
+    }
+    let role = ctx
+        .string(c, "authenticator-role", path)?
+        .map(str::to_owned);
+    if let Some(r) = &role {
+        if r != "trusted" && !roles.contains(r) {
+            return ctx.err(
+                &format!("{path}.authenticator-role"),
+                format!("role '{r}' is not defined in any realm (nor the built-in 'trusted')"),
+            );
+        }
+    }
+    Ok(DynamicAuth {
+        authenticator: authenticator.to_owned(),
+        realm,
+        role,
+    })
 }
 
 /// A WAMP endpoint from a websocket/rawsocket section (or a web path of type websocket).
@@ -1061,7 +1134,7 @@ mod tests {
         let has = |needle: &str| l.warnings.iter().filter(|w| w.contains(needle)).count();
         assert_eq!(has("workers[0].type"), 1);
         assert_eq!(has("roles[0].permissions[0].allow.fly"), 1);
-        assert_eq!(has("roles[0].authorizer"), 1);
+        assert_eq!(has("authorizer"), 0, "dynamic authorizers are supported");
         assert_eq!(has("realms[0].store"), 1);
         assert_eq!(has("serializers[1]"), 1);
         assert_eq!(has("auth.scram"), 1);
@@ -1127,12 +1200,35 @@ mod tests {
         );
         let e = load_json(&cfg(r#"{"ticket":{"type":"static"}}"#)).unwrap_err();
         assert_eq!(e.path, "workers[0].transports[0].auth.ticket.principals");
-        let l = load_json(&cfg(r#"{"ticket":{"type":"dynamic","authenticator":"com.auth"},"anonymous":{"type":"static","role":"user"}}"#)).unwrap();
-        assert!(
-            l.warnings.iter().any(|w| w.contains("auth.ticket.type")),
-            "{:?}",
-            l.warnings
-        );
+        let l = load_json(&cfg(r#"{"ticket":{"type":"dynamic","authenticator":"com.auth"},"wampcra":{"type":"dynamic","authenticator":"com.auth","authenticator-realm":"r","authenticator-role":"user"},"anonymous":{"type":"static","role":"user"}}"#)).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let auth = &l.node.listeners[0].websocket[0].1.auth;
+        assert_eq!(auth.dynamic["ticket"].authenticator, "com.auth");
+        assert_eq!(auth.dynamic["ticket"].realm, None);
+        assert_eq!(auth.dynamic["wampcra"].realm.as_deref(), Some("r"));
+        assert_eq!(auth.dynamic["wampcra"].role.as_deref(), Some("user"));
+        assert!(auth.ticket.is_none());
+        for (bad, path) in [
+            (
+                r#"{"ticket":{"type":"dynamic"}}"#,
+                "auth.ticket.authenticator",
+            ),
+            (
+                r#"{"ticket":{"type":"dynamic","authenticator":"com..x"}}"#,
+                "auth.ticket.authenticator",
+            ),
+            (
+                r#"{"ticket":{"type":"dynamic","authenticator":"com.x","authenticator-realm":"nowhere"}}"#,
+                "auth.ticket.authenticator-realm",
+            ),
+            (
+                r#"{"ticket":{"type":"dynamic","authenticator":"com.x","authenticator-role":"ghost"}}"#,
+                "auth.ticket.authenticator-role",
+            ),
+        ] {
+            let e = load_json(&cfg(bad)).unwrap_err();
+            assert!(e.path.ends_with(path), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -119,6 +119,20 @@ pub struct TransportAuth {
     pub wampcra: Option<HashMap<String, CraUser>>,
     /// WAMP-Cryptosign principals by authid (static).
     pub cryptosign: Option<HashMap<String, CryptosignPrincipal>>,
+    /// Methods whose principals a dynamic authenticator decides, by method name
+    /// (anonymous, ticket, wampcra, cryptosign, scram).
+    pub dynamic: HashMap<String, DynamicAuth>,
+}
+
+/// A procedure that authenticates (Crossbar's `type: dynamic`): called as
+/// `authenticator(realm, authid, details)` in `realm` by a router session with `role`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicAuth {
+    pub authenticator: String,
+    /// `authenticator-realm`; the realm the client joins when absent.
+    pub realm: Option<String>,
+    /// `authenticator-role`: the role of the router session that calls the authenticator.
+    pub role: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +202,8 @@ pub struct RealmConfig {
 pub struct RoleConfig {
     pub name: String,
     pub permissions: Vec<PermissionConfig>,
+    /// A procedure in the realm that decides what static permissions do not grant.
+    pub authorizer: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -237,6 +253,9 @@ pub struct Limits {
     /// How long outbound frames may wait to be written together (0: write at once). Trades a
     /// little latency for far fewer syscalls when many small events go to many subscribers.
     pub write_delay: Duration,
+    /// How long a dynamic authenticator or authorizer may take before the router gives up
+    /// (authentication fails, the action is denied).
+    pub auth_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -248,6 +267,7 @@ impl Default for Limits {
             ping_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
             write_delay: Duration::ZERO,
+            auth_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -282,6 +302,7 @@ impl RouterConfig {
                         allow: Allow::ALL,
                         disclose: Disclose::default(),
                     }],
+                    authorizer: None,
                 }],
             }],
             limits,

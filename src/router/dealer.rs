@@ -216,6 +216,11 @@ impl Dealer {
         }
     }
 
+    /// Whether some callee would receive a CALL to `procedure` now.
+    pub fn serves(&self, procedure: &str) -> bool {
+        self.index.best_match(procedure).is_some()
+    }
+
     pub fn registration_count(&self) -> usize {
         self.registrations.len()
     }

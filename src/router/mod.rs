@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod dealer;
+pub mod local;
 pub mod peer;
 pub mod realm;
 
@@ -45,7 +46,12 @@ pub struct Router {
     pub counters: Arc<Counters>,
     /// Failed-authentication counters shared by every transport.
     pub throttle: crate::auth::throttle::Throttle,
+    /// Router-internal sessions that call authenticators and authorizers, by (realm, role).
+    local_clients: parking_lot::Mutex<HashMap<(String, String), Arc<local::LocalClient>>>,
 }
+
+/// The role of router-internal sessions that are not permission-checked (Crossbar's name).
+pub const TRUSTED_ROLE: &str = "trusted";
 
 impl Router {
     pub fn new(config: RouterConfig) -> Arc<Router> {
@@ -59,6 +65,7 @@ impl Router {
             config,
             counters: Arc::new(Counters::default()),
             throttle: Default::default(),
+            local_clients: Default::default(),
         })
     }
 
@@ -74,6 +81,22 @@ impl Router {
 
     pub fn session_count(&self) -> usize {
         self.realms.values().map(|r| r.session_count()).sum()
+    }
+
+    /// The router-internal session acting as `role` in `realm` (created on first use; needs a
+    /// Tokio runtime). It is trusted unless `role` is one of the realm's configured roles.
+    pub fn local_client(&self, realm: &str, role: Option<&str>) -> Option<Arc<local::LocalClient>> {
+        let r = self.realms.get(realm)?;
+        let role = role.unwrap_or(TRUSTED_ROLE);
+        let mut map = self.local_clients.lock();
+        let key = (realm.to_owned(), role.to_owned());
+        if let Some(c) = map.get(&key) {
+            return Some(c.clone());
+        }
+        let trusted = !r.config.roles.iter().any(|x| x.name == role);
+        let c = local::LocalClient::attach(r.clone(), local::internal_principal(role), trusted);
+        map.insert(key, c.clone());
+        Some(c)
     }
 
     pub fn count_in(&self) {

@@ -43,6 +43,8 @@ pub struct Peer {
     pub framing: Framing,
     pub features: ClientFeatures,
     pub outbox: Arc<Outbox>,
+    /// A router-internal session whose actions are not permission-checked.
+    pub trusted: bool,
     /// Session-scope ids for router-originated requests (INVOCATION).
     next_request: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl Peer {
             framing,
             features,
             outbox,
+            trusted: false,
             next_request: AtomicU64::new(0),
         }
     }

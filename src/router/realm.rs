@@ -7,7 +7,8 @@ use super::broker::{Audience, Broker};
 use super::dealer::{CallOptions, CancelMode, Dealer, InvokePolicy};
 use super::peer::{ClientFeatures, Peer};
 use super::RouteError;
-use crate::auth::permissions::{Action, Permissions};
+use crate::auth::authorizer::DecisionCache;
+use crate::auth::permissions::{Action, Decision, Permissions};
 use crate::auth::Principal;
 use crate::config::RealmConfig;
 use crate::framing::Framing;
@@ -25,11 +26,26 @@ use std::time::Duration;
 pub struct Realm {
     pub config: RealmConfig,
     permissions: Permissions,
+    /// Decisions dynamic authorizers asked to cache.
+    decisions: DecisionCache,
     sessions: RwLock<HashMap<Id, Arc<Peer>>>,
     broker: RwLock<Broker>,
     dealer: Mutex<Dealer>,
     me: Weak<Realm>,
 }
+
+/// Whether an action may proceed: known now, or to be asked of the role's authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Decided(Decision),
+    /// Call this procedure (the role's dynamic authorizer) to decide.
+    Ask(String),
+}
+
+const ALLOWED: Decision = Decision {
+    allowed: true,
+    disclose: false,
+};
 
 /// Figures for the status page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -145,11 +161,25 @@ fn truncate(s: &str) -> &str {
 }
 
 impl Realm {
+    /// CALL from a router-internal session (no authorizer is asked on its behalf).
+    pub fn call_local(
+        &self,
+        peer: &Arc<Peer>,
+        request: Id,
+        options: &Dict,
+        procedure: &str,
+        payload: Payload,
+    ) -> Result<(), RouteError> {
+        let d = self.decide_now(peer, Action::Call, procedure);
+        self.call(peer, request, options, procedure, payload, d)
+    }
+
     pub fn new(config: RealmConfig) -> Arc<Realm> {
         let permissions = Permissions::from_config(&config);
         Arc::new_cyclic(|me| Realm {
             config,
             permissions,
+            decisions: DecisionCache::default(),
             sessions: RwLock::new(HashMap::new()),
             broker: RwLock::new(Broker::default()),
             dealer: Mutex::new(Dealer::default()),
@@ -175,8 +205,11 @@ impl Realm {
     }
 
     /// Admits an authenticated session; returns its handle.
+    /// `preferred` is the session id the client was promised (dynamic authenticators see it);
+    /// another is chosen only if it is taken.
     pub fn join(
         &self,
+        preferred: Id,
         principal: Principal,
         serializer: Serializer,
         framing: Framing,
@@ -193,8 +226,8 @@ impl Realm {
             ));
         }
         let mut sessions = self.sessions.write();
-        let mut id = random_id();
-        while sessions.contains_key(&id) {
+        let mut id = preferred;
+        while !is_valid_id(id) || sessions.contains_key(&id) {
             id = random_id();
         }
         let peer = Arc::new(Peer::new(
@@ -204,19 +237,105 @@ impl Realm {
         Ok(peer)
     }
 
+    /// Admits a router-internal session (see `local::LocalClient`). A trusted one is not
+    /// permission-checked; its role need not exist in the realm.
+    pub fn join_local(
+        &self,
+        principal: Principal,
+        outbox: Arc<Outbox>,
+        trusted: bool,
+    ) -> Arc<Peer> {
+        let mut sessions = self.sessions.write();
+        let mut id = random_id();
+        while sessions.contains_key(&id) {
+            id = random_id();
+        }
+        let mut peer = Peer::new(
+            id,
+            principal,
+            super::local::LOCAL_SERIALIZER,
+            super::local::LOCAL_FRAMING,
+            ClientFeatures::default(),
+            outbox,
+        );
+        peer.trusted = trusted;
+        let peer = Arc::new(peer);
+        sessions.insert(id, peer.clone());
+        peer
+    }
+
     /// Removes a session and everything it owned. Idempotent.
     pub fn leave(&self, session: Id) {
         if self.sessions.write().remove(&session).is_none() {
             return;
         }
         self.broker.write().remove_session(session);
-        self.dealer.lock().remove_session(session);
+        let mut dealer = self.dealer.lock();
+        dealer.remove_session(session);
+        self.forget_orphaned_decisions(&dealer);
     }
 
-    fn authorize(&self, peer: &Peer, action: Action, uri: &str) -> Result<bool, RouteError> {
-        let d = self
-            .permissions
-            .authorize(&peer.principal.authrole, action, uri);
+    /// Cached decisions live only as long as the authorizer that made them is registered.
+    fn forget_orphaned_decisions(&self, dealer: &Dealer) {
+        if self.decisions.is_empty() {
+            return;
+        }
+        for (role, procedure) in self.permissions.authorizers() {
+            if !dealer.serves(procedure) {
+                self.decisions.clear_role(role);
+            }
+        }
+    }
+
+    /// Whether `peer` may do `action` on `uri`: static rules first, then the decisions its
+    /// role's authorizer asked to cache; otherwise the authorizer must be asked.
+    pub fn authorization(&self, peer: &Peer, action: Action, uri: &str) -> Authorization {
+        if peer.trusted {
+            return Authorization::Decided(ALLOWED);
+        }
+        let role = peer.principal.authrole.as_str();
+        let d = self.permissions.authorize(role, action, uri);
+        if d.allowed {
+            return Authorization::Decided(d);
+        }
+        match self.permissions.authorizer(role) {
+            None => Authorization::Decided(d),
+            Some(procedure) => match self.decisions.get(role, uri, action) {
+                Some(cached) => Authorization::Decided(cached),
+                None => Authorization::Ask(procedure.to_owned()),
+            },
+        }
+    }
+
+    /// Remembers an authorizer's decision that asked to be cached.
+    pub fn cache_decision(&self, role: &str, uri: &str, action: Action, decision: Decision) {
+        // Only while the authorizer is still there, or the cache would outlive it.
+        let dealer = self.dealer.lock();
+        if let Some(procedure) = self.permissions.authorizer(role) {
+            if dealer.serves(procedure) {
+                self.decisions.put(role, uri, action, decision);
+            }
+        }
+    }
+
+    /// The decision when no authorizer may be asked (router-internal callers).
+    fn decide_now(&self, peer: &Peer, action: Action, uri: &str) -> Decision {
+        match self.authorization(peer, action, uri) {
+            Authorization::Decided(d) => d,
+            Authorization::Ask(_) => Decision {
+                allowed: false,
+                disclose: false,
+            },
+        }
+    }
+
+    fn require(
+        &self,
+        peer: &Peer,
+        d: Decision,
+        action: Action,
+        uri: &str,
+    ) -> Result<bool, RouteError> {
         if d.allowed {
             Ok(d.disclose)
         } else {
@@ -238,10 +357,11 @@ impl Realm {
         request: Id,
         options: &Dict,
         topic: &str,
+        decision: Decision,
     ) -> Result<(), RouteError> {
         let policy = match_policy(options)?;
         check_uri(topic, policy, "topic")?;
-        self.authorize(peer, Action::Subscribe, topic)?;
+        self.require(peer, decision, Action::Subscribe, topic)?;
         let id = self.broker.write().subscribe(peer, topic, policy);
         let _ = peer.send(&Message::Subscribed {
             request,
@@ -277,6 +397,7 @@ impl Realm {
         options: &Dict,
         topic: &str,
         payload: Payload,
+        decision: Decision,
     ) -> Result<(), RouteError> {
         check_uri(topic, MatchPolicy::Exact, "topic")?;
         if uri::is_reserved(topic) {
@@ -288,7 +409,7 @@ impl Realm {
                 ),
             ));
         }
-        let role_disclose = self.authorize(peer, Action::Publish, topic)?;
+        let role_disclose = self.require(peer, decision, Action::Publish, topic)?;
         let acknowledge = opt_bool(options, "acknowledge")?.unwrap_or(false);
         let audience = Audience {
             publisher: peer.session,
@@ -332,6 +453,7 @@ impl Realm {
         request: Id,
         options: &Dict,
         procedure: &str,
+        decision: Decision,
     ) -> Result<(), RouteError> {
         let policy = match_policy(options)?;
         check_uri(procedure, policy, "procedure")?;
@@ -354,7 +476,7 @@ impl Realm {
             })?,
         };
         let disclose_caller = opt_bool(options, "disclose_caller")?.unwrap_or(false);
-        self.authorize(peer, Action::Register, procedure)?;
+        self.require(peer, decision, Action::Register, procedure)?;
         let id = self
             .dealer
             .lock()
@@ -372,7 +494,11 @@ impl Realm {
         request: Id,
         registration: Id,
     ) -> Result<(), RouteError> {
-        self.dealer.lock().unregister(peer.session, registration)?;
+        {
+            let mut dealer = self.dealer.lock();
+            dealer.unregister(peer.session, registration)?;
+            self.forget_orphaned_decisions(&dealer);
+        }
         let _ = peer.send(&Message::Unregistered {
             request,
             details: None,
@@ -387,9 +513,10 @@ impl Realm {
         options: &Dict,
         procedure: &str,
         payload: Payload,
+        decision: Decision,
     ) -> Result<(), RouteError> {
         check_uri(procedure, MatchPolicy::Exact, "procedure")?;
-        let role_disclose = self.authorize(peer, Action::Call, procedure)?;
+        let role_disclose = self.require(peer, decision, Action::Call, procedure)?;
         let timeout_ms = match dict_get(options, "timeout") {
             None | Some(Value::Null) => 0,
             Some(v) => v.as_u64().ok_or_else(|| {

@@ -6,10 +6,14 @@
 //! and answers through the connection's outbox.
 
 use crate::auth;
+use crate::auth::authorizer;
+use crate::auth::permissions::{Action, Decision};
 use crate::config::TransportAuth;
 use crate::framing::{frame_message, Framing};
 use crate::outbox::{close_code, CloseRequest, Outbox};
+use crate::router::local::CallFailure;
 use crate::router::peer::{ClientFeatures, Peer};
+use crate::router::realm::Authorization;
 use crate::router::realm::Realm;
 use crate::router::{RouteError, Router};
 use crate::wamp::message::code;
@@ -17,14 +21,44 @@ use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::uris;
 use crate::wamp::value::{dict, dict_get, Dict, Value};
 use crate::wamp::{Id, Message, Payload, Serializer};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Whether the connection should keep reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
     Close,
+    /// The session waits for an authenticator or authorizer: stop reading and call `resume`
+    /// until it returns something else (messages are handled strictly in order).
+    Wait,
 }
+
+/// What a wait for a router-internal call ended with.
+enum Resumed {
+    /// The dynamic authenticator answered (or failed).
+    Authenticated {
+        ask: auth::dynamic::Ask,
+        reply: Result<Payload, (String, String)>,
+    },
+    /// The authenticator is not registered and did not appear in time.
+    AuthenticatorMissing { procedure: String },
+    /// The role's authorizer answered (or failed) about `msg`.
+    Authorized {
+        msg: Message,
+        action: Action,
+        uri: String,
+        procedure: String,
+        reply: Result<Payload, CallFailure>,
+    },
+}
+
+type Waiting = Pin<Box<dyn Future<Output = Resumed> + Send>>;
+
+/// How often a held HELLO retries an authenticator that is not registered yet.
+const AUTHENTICATOR_RETRY: Duration = Duration::from_millis(200);
 
 enum Phase {
     /// Waiting for HELLO (a fresh connection, or after GOODBYE).
@@ -32,6 +66,11 @@ enum Phase {
     Joined {
         realm: Arc<Realm>,
         peer: Arc<Peer>,
+    },
+    /// Waiting for the dynamic authenticator (the HELLO is held).
+    Authenticating {
+        realm: Arc<Realm>,
+        details: Box<Dict>,
     },
     /// CHALLENGE sent; waiting for AUTHENTICATE.
     Challenging {
@@ -53,6 +92,10 @@ pub struct Session {
     /// The client's address (none for Unix sockets), for throttling failed authentication.
     peer_addr: Option<std::net::IpAddr>,
     phase: Phase,
+    /// The session id promised to the client during authentication.
+    session_id: Id,
+    /// A router-internal call the session waits for before handling anything else.
+    waiting: Option<Waiting>,
 }
 
 /// The roles and features the router announces in WELCOME — only what works.
@@ -109,11 +152,55 @@ impl Session {
             auth,
             peer_addr,
             phase: Phase::Idle,
+            session_id: 0,
+            waiting: None,
         }
     }
 
     pub fn is_waiting_for_hello(&self) -> bool {
-        matches!(self.phase, Phase::Idle | Phase::Challenging { .. })
+        matches!(
+            self.phase,
+            Phase::Idle | Phase::Challenging { .. } | Phase::Authenticating { .. }
+        )
+    }
+
+    /// Whether `handle` must not be called until `resume` returns.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// Waits for the pending router-internal call and carries on with its answer. Cancel-safe:
+    /// the call lives in the session, and a cancelled `resume` leaves it pending.
+    pub async fn resume(&mut self) -> Flow {
+        let Some(fut) = self.waiting.as_mut() else {
+            return Flow::Continue;
+        };
+        let resumed = fut.await;
+        self.waiting = None;
+        match resumed {
+            Resumed::Authenticated { ask, reply } => self.authenticated(ask, reply),
+            Resumed::AuthenticatorMissing { procedure } => {
+                // No ABORT: Autobahn|JS never reconnects after one. Closing the transport lets
+                // it retry once the back end has registered its authenticator.
+                tracing::warn!(%procedure, "dynamic authenticator not registered; closing the connection");
+                self.phase = Phase::Closed;
+                self.outbox.close(CloseRequest {
+                    code: close_code::TRY_AGAIN_LATER,
+                    reason: format!(
+                        "authenticator '{procedure}' is not available; try again later"
+                    ),
+                    flush_first: true,
+                });
+                Flow::Close
+            }
+            Resumed::Authorized {
+                msg,
+                action,
+                uri,
+                procedure,
+                reply,
+            } => self.authorized(msg, action, &uri, &procedure, reply),
+        }
     }
 
     fn send(&self, msg: &Message) {
@@ -175,6 +262,10 @@ impl Session {
         };
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::Idle => self.handle_idle(msg),
+            Phase::Authenticating { .. } => self.protocol_violation(format!(
+                "received {} while authentication is in progress",
+                msg.name()
+            )),
             Phase::Joined { realm, peer } => {
                 self.phase = Phase::Joined {
                     realm: realm.clone(),
@@ -188,7 +279,7 @@ impl Session {
                 pending,
             } => match msg {
                 Message::Authenticate { signature, extra } => {
-                    self.authenticate(realm, &details, *pending, &signature, &extra)
+                    self.authenticate(realm, details, *pending, &signature, &extra)
                 }
                 Message::Abort { .. } => {
                     self.phase = Phase::Closed;
@@ -234,8 +325,37 @@ impl Session {
                 format!("no realm named '{realm_name}' exists on this router"),
             );
         };
-        match auth::hello(&realm.config, &self.auth, details) {
-            Ok(auth::Outcome::Welcome(principal)) => self.welcome(realm, principal, details),
+        self.session_id = crate::wamp::ids::random_id();
+        let client = auth::Client {
+            session: self.session_id,
+            transport: match self.framing {
+                Framing::WebSocket => "websocket",
+                Framing::RawSocket => "rawsocket",
+            },
+            peer: self.peer_addr,
+        };
+        let outcome = auth::hello(&realm.config, &self.auth, details, &client);
+        self.proceed(realm, Box::new(details.clone()), outcome, None)
+    }
+
+    /// Carries on with what authentication decided: welcome, challenge, ask the authenticator,
+    /// or abort. `authid` is who failed, for throttling, when known.
+    fn proceed(
+        &mut self,
+        realm: Arc<Realm>,
+        details: Box<Dict>,
+        outcome: Result<auth::Outcome, auth::AuthError>,
+        authid: Option<&str>,
+    ) -> Flow {
+        match outcome {
+            Ok(auth::Outcome::Welcome(principal)) => {
+                if let Some(id) = authid {
+                    self.router
+                        .throttle
+                        .reset(&Self::authid_key(realm.name(), id));
+                }
+                self.welcome(realm, principal, &details)
+            }
             Ok(auth::Outcome::Challenge {
                 authmethod,
                 extra,
@@ -256,16 +376,61 @@ impl Session {
                 });
                 self.phase = Phase::Challenging {
                     realm,
-                    details: Box::new(details.clone()),
+                    details,
                     pending: Box::new(pending),
                 };
                 Flow::Continue
             }
+            Ok(auth::Outcome::Ask(ask)) => {
+                self.phase = Phase::Authenticating { realm, details };
+                self.waiting = Some(Box::pin(ask_authenticator(self.router.clone(), ask)));
+                Flow::Wait
+            }
             Err(e) => {
-                if e.uri == uris::NO_SUCH_PRINCIPAL {
-                    self.record_failure(realm.name(), None);
+                if authid.is_some() {
+                    tracing::info!(reason = %e.uri, authid = ?authid, "authentication failed");
                 }
-                self.abort(e.uri, e.message)
+                if e.uri == uris::NO_SUCH_PRINCIPAL || authid.is_some() {
+                    self.record_failure(realm.name(), authid);
+                }
+                self.abort(&e.uri, e.message)
+            }
+        }
+    }
+
+    /// The dynamic authenticator answered.
+    fn authenticated(
+        &mut self,
+        ask: auth::dynamic::Ask,
+        reply: Result<Payload, (String, String)>,
+    ) -> Flow {
+        let Phase::Authenticating { realm, details } =
+            std::mem::replace(&mut self.phase, Phase::Closed)
+        else {
+            return Flow::Close;
+        };
+        let authid = dict_get(&details, "authid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match ask.answered(reply) {
+            Ok(answered) => {
+                let realm = match answered.realm {
+                    Some(name) if name != realm.name() => match self.router.realm(&name) {
+                        Some(r) => r.clone(),
+                        None => return self.abort(
+                            uris::NO_SUCH_REALM,
+                            format!(
+                                "the authenticator assigned realm '{name}', which does not exist"
+                            ),
+                        ),
+                    },
+                    _ => realm,
+                };
+                self.proceed(realm, details, Ok(answered.outcome), authid.as_deref())
+            }
+            Err(e) => {
+                let key = authid.as_deref().or(Some(""));
+                self.proceed(realm, details, Err(e), key)
             }
         }
     }
@@ -303,25 +468,14 @@ impl Session {
     fn authenticate(
         &mut self,
         realm: Arc<Realm>,
-        details: &Dict,
+        details: Box<Dict>,
         pending: auth::Pending,
         signature: &str,
         extra: &Dict,
     ) -> Flow {
         let authid = pending.authid().to_owned();
-        match auth::verify(pending, signature, extra) {
-            Ok(principal) => {
-                self.router
-                    .throttle
-                    .reset(&Self::authid_key(realm.name(), &authid));
-                self.welcome(realm, principal, details)
-            }
-            Err(e) => {
-                tracing::info!(reason = e.uri, authid = %authid, "authentication failed");
-                self.record_failure(realm.name(), Some(&authid));
-                self.abort(e.uri, e.message)
-            }
-        }
+        let outcome = auth::verify(pending, signature, extra);
+        self.proceed(realm, details, outcome, Some(&authid))
     }
 
     /// Joins the realm and sends WELCOME.
@@ -330,6 +484,7 @@ impl Session {
         let realm_name = realm_name.as_str();
         let features = ClientFeatures::from_hello(details);
         let peer = match realm.join(
+            self.session_id,
             principal,
             self.serializer,
             self.framing,
@@ -375,6 +530,111 @@ impl Session {
     }
 
     fn handle_joined(&mut self, realm: &Arc<Realm>, peer: &Arc<Peer>, msg: Message) -> Flow {
+        let decision = match authorization_target(&msg) {
+            None => DENIED,
+            Some((action, uri)) => match realm.authorization(peer, action, uri) {
+                Authorization::Decided(d) => d,
+                Authorization::Ask(procedure) => {
+                    let uri = uri.to_owned();
+                    return self.ask_authorizer(realm, peer, msg, action, uri, procedure);
+                }
+            },
+        };
+        self.perform(realm, peer, msg, decision)
+    }
+
+    /// Holds `msg` until the role's authorizer has decided about it.
+    fn ask_authorizer(
+        &mut self,
+        realm: &Arc<Realm>,
+        peer: &Arc<Peer>,
+        msg: Message,
+        action: Action,
+        uri: String,
+        procedure: String,
+    ) -> Flow {
+        let options = match &msg {
+            Message::Publish { options, .. }
+            | Message::Subscribe { options, .. }
+            | Message::Register { options, .. }
+            | Message::Call { options, .. } => options.clone(),
+            _ => Dict::new(),
+        };
+        let args = authorizer::request_args(peer.session, &peer.principal, &uri, action, &options);
+        let router = self.router.clone();
+        let realm_name = realm.name().to_owned();
+        let timeout = router.config.limits.auth_timeout;
+        self.waiting = Some(Box::pin(async move {
+            let reply = match router.local_client(&realm_name, None) {
+                Some(c) => c.call(&procedure, args, Dict::new(), timeout).await,
+                None => Err(CallFailure::new(uris::NO_SUCH_REALM, "the realm is gone")),
+            };
+            Resumed::Authorized {
+                msg,
+                action,
+                uri,
+                procedure,
+                reply,
+            }
+        }));
+        Flow::Wait
+    }
+
+    /// The authorizer answered about `msg`: carry it out, or refuse it.
+    fn authorized(
+        &mut self,
+        msg: Message,
+        action: Action,
+        uri: &str,
+        procedure: &str,
+        reply: Result<Payload, CallFailure>,
+    ) -> Flow {
+        let Phase::Joined { realm, peer } = &self.phase else {
+            return Flow::Close;
+        };
+        let (realm, peer) = (realm.clone(), peer.clone());
+        let answer = reply
+            .map_err(|f| format!("{} ({})", f.message(), f.uri))
+            .and_then(|p| authorizer::parse_answer(&p));
+        match answer {
+            Ok(a) => {
+                if a.cache {
+                    realm.cache_decision(&peer.principal.authrole, uri, action, a.decision);
+                }
+                self.perform(&realm, &peer, msg, a.decision)
+            }
+            Err(why) => {
+                // A failing authorizer denies; the client learns why in general terms.
+                tracing::warn!(authorizer = procedure, error = %why, "authorizer failed; denying");
+                if let Some((request_type, request, answer)) = request_of(&msg) {
+                    if answer {
+                        self.error(
+                            request_type,
+                            request,
+                            RouteError::new(
+                                uris::NOT_AUTHORIZED,
+                                format!(
+                                    "session is not authorized to {} '{uri}': the authorizer failed",
+                                    action.verb()
+                                ),
+                            ),
+                        );
+                    }
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Carries out a message of a joined session; `decision` is what the permission check
+    /// decided for PUBLISH, SUBSCRIBE, REGISTER and CALL.
+    fn perform(
+        &mut self,
+        realm: &Arc<Realm>,
+        peer: &Arc<Peer>,
+        msg: Message,
+        decision: Decision,
+    ) -> Flow {
         let result = match msg {
             Message::Publish {
                 request,
@@ -382,7 +642,7 @@ impl Session {
                 topic,
                 payload,
             } => {
-                if let Err(e) = realm.publish(peer, request, &options, &topic, payload) {
+                if let Err(e) = realm.publish(peer, request, &options, &topic, payload, decision) {
                     // The spec answers a failed PUBLISH only when it asked for acknowledgement.
                     if dict_get(&options, "acknowledge").and_then(Value::as_bool) == Some(true) {
                         self.error(code::PUBLISH, request, e);
@@ -395,7 +655,7 @@ impl Session {
                 options,
                 topic,
             } => realm
-                .subscribe(peer, request, &options, &topic)
+                .subscribe(peer, request, &options, &topic, decision)
                 .map_err(|e| (code::SUBSCRIBE, request, e)),
             Message::Unsubscribe {
                 request,
@@ -409,7 +669,7 @@ impl Session {
                 procedure,
                 payload,
             } => realm
-                .call(peer, request, &options, &procedure, payload)
+                .call(peer, request, &options, &procedure, payload, decision)
                 .map_err(|e| (code::CALL, request, e)),
             Message::Cancel { request, options } => realm
                 .cancel(peer, request, &options)
@@ -419,7 +679,7 @@ impl Session {
                 options,
                 procedure,
             } => realm
-                .register(peer, request, &options, &procedure)
+                .register(peer, request, &options, &procedure, decision)
                 .map_err(|e| (code::REGISTER, request, e)),
             Message::Unregister {
                 request,
@@ -485,5 +745,74 @@ impl Session {
             self.error(request_type, request, e);
         }
         Flow::Continue
+    }
+}
+
+const DENIED: Decision = Decision {
+    allowed: false,
+    disclose: false,
+};
+
+/// The action and URI a message needs permission for.
+fn authorization_target(msg: &Message) -> Option<(Action, &str)> {
+    match msg {
+        Message::Publish { topic, .. } => Some((Action::Publish, topic)),
+        Message::Subscribe { topic, .. } => Some((Action::Subscribe, topic)),
+        Message::Register { procedure, .. } => Some((Action::Register, procedure)),
+        Message::Call { procedure, .. } => Some((Action::Call, procedure)),
+        _ => None,
+    }
+}
+
+/// (request type, request id, whether a refusal is answered) of a request message.
+fn request_of(msg: &Message) -> Option<(u64, Id, bool)> {
+    match msg {
+        Message::Publish {
+            request, options, ..
+        } => Some((
+            code::PUBLISH,
+            *request,
+            dict_get(options, "acknowledge").and_then(Value::as_bool) == Some(true),
+        )),
+        Message::Subscribe { request, .. } => Some((code::SUBSCRIBE, *request, true)),
+        Message::Register { request, .. } => Some((code::REGISTER, *request, true)),
+        Message::Call { request, .. } => Some((code::CALL, *request, true)),
+        _ => None,
+    }
+}
+
+/// Calls the dynamic authenticator. While it is not registered, the HELLO is held and the
+/// call retried, for half the HELLO timeout; then the connection is closed (not aborted).
+async fn ask_authenticator(router: Arc<Router>, ask: auth::dynamic::Ask) -> Resumed {
+    let limits = &router.config.limits;
+    let timeout = limits.auth_timeout;
+    let hold_until = tokio::time::Instant::now() + limits.hello_timeout / 2;
+    loop {
+        let Some(client) = router.local_client(&ask.realm, ask.role.as_deref()) else {
+            let why = format!("the authenticator's realm '{}' does not exist", ask.realm);
+            return Resumed::Authenticated {
+                ask,
+                reply: Err((uris::AUTHENTICATION_FAILED.into(), why)),
+            };
+        };
+        match client
+            .call(&ask.procedure, ask.args(), Dict::new(), timeout)
+            .await
+        {
+            Err(f) if f.uri == uris::NO_SUCH_PROCEDURE => {
+                if tokio::time::Instant::now() + AUTHENTICATOR_RETRY >= hold_until {
+                    return Resumed::AuthenticatorMissing {
+                        procedure: ask.procedure,
+                    };
+                }
+                tokio::time::sleep(AUTHENTICATOR_RETRY).await;
+            }
+            reply => {
+                return Resumed::Authenticated {
+                    reply: reply.map_err(|f| (f.uri.clone(), f.message())),
+                    ask,
+                }
+            }
+        }
     }
 }

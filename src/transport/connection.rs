@@ -116,6 +116,18 @@ fn end_session(handler: &mut Handler) {
     }
 }
 
+fn is_waiting(handler: &Handler) -> bool {
+    matches!(handler, Handler::Wamp(s) if s.is_waiting())
+}
+
+/// Waits for the session's pending authenticator/authorizer call (cancel-safe).
+async fn resume(handler: &mut Handler) -> Flow {
+    match handler {
+        Handler::Wamp(session) => session.resume().await,
+        Handler::Echo => std::future::pending().await,
+    }
+}
+
 async fn sleep_opt(s: &mut Option<Pin<Box<Sleep>>>) {
     match s {
         Some(s) => s.await,
@@ -154,8 +166,9 @@ pub async fn serve<S: Socket, C: FrameCodec>(
     let mut batch_fired = false;
 
     'conn: loop {
-        // 1. Everything complete in the read buffer.
-        loop {
+        // 1. Everything complete in the read buffer (unless the session waits: messages are
+        //    handled in order, so the rest stays buffered until it resumes).
+        while !is_waiting(&handler) {
             let event = match reader.parse(&mut rbuf) {
                 Ok(Parsed::Event(e)) => e,
                 Ok(Parsed::NeedMore(n)) => {
@@ -266,8 +279,17 @@ pub async fn serve<S: Socket, C: FrameCodec>(
             rbuf = BytesMut::new();
         }
 
+        let waiting = closing == Closing::Open && is_waiting(&handler);
         tokio::select! {
-            r = stream.readable() => {
+            flow = resume(&mut handler), if waiting => {
+                if let Handler::Wamp(session) = &handler {
+                    reg.set_waiting_for_hello(session.is_waiting_for_hello());
+                }
+                if flow == Flow::Close && !outbox.is_closing() {
+                    break;
+                }
+            }
+            r = stream.readable(), if !waiting => {
                 if r.is_err() {
                     break;
                 }

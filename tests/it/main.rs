@@ -10,6 +10,7 @@ mod auth;
 mod bench;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod config;
+mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod http_api;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
