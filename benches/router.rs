@@ -194,5 +194,81 @@ fn patterns(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, fanout, dealer, patterns);
+/// The permission check on every PUBLISH/SUBSCRIBE/REGISTER/CALL: a static rule among 1,000,
+/// and a decision a dynamic authorizer asked to cache among 1,000.
+fn permissions(c: &mut Criterion) {
+    use switchboard::auth::permissions::{Action, Decision};
+    use switchboard::config::{Allow, Disclose, PermissionConfig, RealmConfig, RoleConfig};
+    use switchboard::router::realm::{Authorization, Realm};
+    let rules = (0..1000)
+        .map(|i| PermissionConfig {
+            uri: format!("com.app{i}."),
+            policy: MatchPolicy::Prefix,
+            allow: Allow::ALL,
+            disclose: Disclose::default(),
+        })
+        .collect();
+    let realm = Realm::new(RealmConfig {
+        name: "realm1".into(),
+        roles: vec![
+            RoleConfig {
+                name: "anonymous".into(),
+                permissions: rules,
+                authorizer: None,
+            },
+            RoleConfig {
+                name: "dynamic".into(),
+                permissions: vec![],
+                authorizer: Some("com.authorize".into()),
+            },
+        ],
+    });
+    let static_peer = peer(1, Serializer::Json);
+    let mut p = Peer::new(
+        2,
+        Principal {
+            authid: "d".into(),
+            authrole: "dynamic".into(),
+            authmethod: "ticket".into(),
+            authprovider: "dynamic".into(),
+            authextra: Vec::new(),
+        },
+        Serializer::Json,
+        Framing::WebSocket,
+        ClientFeatures::default(),
+        Arc::new(Outbox::new(1 << 30)),
+    );
+    p.trusted = false;
+    let dynamic_peer = Arc::new(p);
+    let allow = Decision {
+        allowed: true,
+        disclose: false,
+    };
+    realm
+        .register(&static_peer, 1, &vec![], "com.authorize", allow)
+        .unwrap();
+    for i in 0..1000 {
+        realm.cache_decision("dynamic", &format!("com.dyn.t{i}"), Action::Publish, allow);
+    }
+    let mut g = c.benchmark_group("permission_check");
+    g.bench_function("static_rule", |b| {
+        b.iter(|| {
+            matches!(
+                realm.authorization(&static_peer, Action::Publish, "com.app500.news"),
+                Authorization::Decided(Decision { allowed: true, .. })
+            )
+        })
+    });
+    g.bench_function("cached_dynamic", |b| {
+        b.iter(|| {
+            matches!(
+                realm.authorization(&dynamic_peer, Action::Publish, "com.dyn.t500"),
+                Authorization::Decided(Decision { allowed: true, .. })
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, codec, fanout, dealer, patterns, permissions);
 criterion_main!(benches);

@@ -417,12 +417,14 @@ impl Session {
                 let realm = match answered.realm {
                     Some(name) if name != realm.name() => match self.router.realm(&name) {
                         Some(r) => r.clone(),
-                        None => return self.abort(
-                            uris::NO_SUCH_REALM,
-                            format!(
+                        None => {
+                            return self.abort(
+                                uris::NO_SUCH_REALM,
+                                format!(
                                 "the authenticator assigned realm '{name}', which does not exist"
                             ),
-                        ),
+                            )
+                        }
                     },
                     _ => realm,
                 };
