@@ -154,7 +154,7 @@ async fn dispatch_tcp(
     };
     match (is_raw, raw, http) {
         (true, Some(endpoint), _) => {
-            let peer = stream.peer_addr().ok().map(|a| a.ip());
+            let peer = stream.peer_addr().ok();
             rawsocket::serve(stream, router, conns, endpoint, peer).await
         }
         (false, _, Some(state)) => serve_connection(stream, state).await,

@@ -63,8 +63,8 @@ impl DecisionCache {
     }
 }
 
-/// The session description an authorizer receives as its first argument.
-pub fn session_details(session: Id, principal: &Principal) -> Value {
+/// The session description an authorizer receives as its first argument (Crossbar's shape).
+pub fn session_details(session: Id, principal: &Principal, transport: Value) -> Value {
     let mut d: Dict = vec![
         ("session".into(), Value::UInt(session)),
         ("authid".into(), principal.authid.clone().into()),
@@ -75,6 +75,7 @@ pub fn session_details(session: Id, principal: &Principal) -> Value {
     if !principal.authextra.is_empty() {
         d.push(("authextra".into(), Value::Dict(principal.authextra.clone())));
     }
+    d.push(("transport".into(), transport));
     Value::Dict(d)
 }
 
@@ -82,12 +83,13 @@ pub fn session_details(session: Id, principal: &Principal) -> Value {
 pub fn request_args(
     session: Id,
     principal: &Principal,
+    transport: Value,
     uri: &str,
     action: Action,
     options: &Dict,
 ) -> List {
     vec![
-        session_details(session, principal),
+        session_details(session, principal, transport),
         Value::Str(uri.to_owned()),
         Value::Str(action.verb().to_owned()),
         Value::Dict(options.clone()),

@@ -8,7 +8,7 @@
 
 use super::{
     cra_challenge, cryptosign, cryptosign_challenge, denied, principal, random_authid, AuthError,
-    Client, Outcome,
+    Outcome, TransportInfo,
 };
 use crate::config::{CraSalt, CraUser, DynamicAuth, Secret};
 use crate::wamp::uris;
@@ -41,41 +41,32 @@ pub struct Ask {
 }
 
 impl Ask {
+    /// The question about a HELLO: Crossbar's `details` are `session` (the id the client will
+    /// get), `authmethod`, `authid`, `authrole` (what the client asked for), `authextra` (the
+    /// HELLO's, or null) and `transport`.
     pub fn new(
         d: &DynamicAuth,
         realm: &str,
         authid: Option<&str>,
         hello: &Dict,
-        client: &Client,
-        method: &str,
+        session: crate::wamp::Id,
+        transport: &TransportInfo,
         step: Step,
     ) -> Ask {
-        let mut transport: Dict = vec![("type".into(), client.transport.into())];
-        if let Some(ip) = client.peer {
-            let family = if ip.is_ipv4() { "tcp4" } else { "tcp6" };
-            transport.push(("peer".into(), format!("{family}:{ip}").into()));
-        }
-        let mut details: Dict = vec![
-            ("session".into(), Value::UInt(client.session)),
-            ("authmethod".into(), method.into()),
+        let from_hello = |key: &str| dict_get(hello, key).cloned().unwrap_or(Value::Null);
+        let details: Dict = vec![
+            ("session".into(), Value::UInt(session)),
+            ("authmethod".into(), step_method(&step).into()),
             (
                 "authid".into(),
                 authid
                     .map(|s| Value::Str(s.to_owned()))
                     .unwrap_or(Value::Null),
             ),
-            (
-                "authextra".into(),
-                dict_get(hello, "authextra")
-                    .filter(|v| v.as_dict().is_some())
-                    .cloned()
-                    .unwrap_or(Value::Dict(Dict::new())),
-            ),
-            ("transport".into(), Value::Dict(transport)),
+            ("authrole".into(), from_hello("authrole")),
+            ("authextra".into(), from_hello("authextra")),
+            ("transport".into(), transport.to_value()),
         ];
-        if let Some(m) = dict_get(hello, "authmethods") {
-            details.push(("authmethods".into(), m.clone()));
-        }
         Ask {
             procedure: d.authenticator.clone(),
             realm: d.realm.clone().unwrap_or_else(|| realm.to_owned()),
@@ -107,18 +98,20 @@ impl Ask {
     }
 
     fn method(&self) -> &'static str {
-        match self.step {
-            Step::Anonymous => "anonymous",
-            Step::Ticket => "ticket",
-            Step::Cra => "wampcra",
-            Step::Cryptosign(_) => "cryptosign",
-        }
+        step_method(&self.step)
     }
 
     /// Continues with the authenticator's answer — its result, or the error URI and message it
     /// raised. `realm` in the result is the realm the client joins (the authenticator may move
     /// it to another).
-    pub fn answered(self, reply: Result<Payload, (String, String)>) -> Result<Answered, AuthError> {
+    ///
+    /// `has_role(realm, role)` says whether a realm has a role: a role it lacks is refused
+    /// before anything method-specific is looked at, as Crossbar does.
+    pub fn answered(
+        self,
+        reply: Result<Payload, (String, String)>,
+        has_role: &dyn Fn(&str, &str) -> bool,
+    ) -> Result<Answered, AuthError> {
         let method = self.method();
         let payload = match reply {
             Ok(p) => p,
@@ -155,11 +148,22 @@ impl Ask {
             Value::Str(role) => (role.clone(), &empty),
             Value::Dict(d) => match dict_get(d, "role") {
                 Some(Value::Str(r)) => (r.clone(), d),
-                _ => {
-                    return Err(garbage(
-                        "the authenticator's answer has no string 'role'".into(),
+                // As Crossbar: a role that is not a name is a role the realm does not have.
+                Some(other) => {
+                    return Err(denied(
+                        uris::NO_SUCH_ROLE,
+                        format!(
+                            "the authenticator returned role {}, which realm '{}' does not have",
+                            match other {
+                                Value::UInt(n) => n.to_string(),
+                                Value::Int(n) => n.to_string(),
+                                v => format!("of type {}", v.kind()),
+                            },
+                            self.hello_realm
+                        ),
                     ))
                 }
+                None => return Err(garbage("the authenticator's answer has no 'role'".into())),
             },
             other => {
                 return Err(garbage(format!(
@@ -188,6 +192,13 @@ impl Ask {
             }
         };
         let realm = text("realm")?;
+        let joining = realm.as_deref().unwrap_or(&self.hello_realm);
+        if !has_role(joining, &role) {
+            return Err(denied(
+                uris::NO_SUCH_ROLE,
+                format!("the authenticator returned role '{role}', which realm '{joining}' does not have"),
+            ));
+        }
         let mut p = principal(authid, role, method, "dynamic");
         match dict_get(d, "extra") {
             None | Some(Value::Null) => {}
@@ -268,6 +279,15 @@ impl Ask {
     }
 }
 
+fn step_method(step: &Step) -> &'static str {
+    match step {
+        Step::Anonymous => "anonymous",
+        Step::Ticket => "ticket",
+        Step::Cra => "wampcra",
+        Step::Cryptosign(_) => "cryptosign",
+    }
+}
+
 /// What the authenticator's answer leads to.
 pub struct Answered {
     pub outcome: Outcome,
@@ -285,16 +305,26 @@ mod tests {
             realm: None,
             role: None,
         };
-        let client = Client {
-            session: 7,
-            transport: "websocket",
-            peer: Some("10.0.0.1".parse().unwrap()),
+        let transport = TransportInfo {
+            framing: crate::framing::Framing::WebSocket,
+            peer: Some("10.0.0.1:4242".parse().unwrap()),
+            protocol: Some("wamp.2.json"),
+            http_headers: Some(Box::new(vec![("Cookie".into(), "sid=1".into())])),
         };
         let hello = vec![(
             "authextra".to_owned(),
             Value::Dict(vec![("k".into(), Value::UInt(1))]),
         )];
-        Ask::new(&d, "realm1", authid, &hello, &client, "ticket", step)
+        Ask::new(&d, "realm1", authid, &hello, 7, &transport, step)
+    }
+
+    impl Ask {
+        fn answered_any(
+            self,
+            reply: Result<Payload, (String, String)>,
+        ) -> Result<Answered, AuthError> {
+            self.answered(reply, &|_, role| role != "ghost")
+        }
     }
 
     fn welcome(a: Result<Answered, AuthError>) -> super::super::Principal {
@@ -317,15 +347,20 @@ mod tests {
         let t = dict_get(d, "transport").and_then(Value::as_dict).unwrap();
         assert_eq!(
             dict_get(t, "peer"),
-            Some(&Value::Str("tcp4:10.0.0.1".into()))
+            Some(&Value::Str("tcp4:10.0.0.1:4242".into()))
         );
+        let h = dict_get(t, "http_headers_received")
+            .and_then(Value::as_dict)
+            .unwrap();
+        assert_eq!(dict_get(h, "cookie"), Some(&Value::Str("sid=1".into())));
+        assert_eq!(dict_get(d, "authrole"), Some(&Value::Null));
     }
 
     #[test]
     fn a_role_or_a_dict() {
         let p = welcome(
             ask(Step::Ticket, Some("joe"))
-                .answered(Ok(Payload::args(vec![Value::Str("user".into())]))),
+                .answered_any(Ok(Payload::args(vec![Value::Str("user".into())]))),
         );
         assert_eq!((p.authid.as_str(), p.authrole.as_str()), ("joe", "user"));
         assert_eq!(p.authprovider, "dynamic");
@@ -337,7 +372,7 @@ mod tests {
                 Value::Dict(vec![("tier".into(), "gold".into())]),
             ),
         ]);
-        let p = welcome(ask(Step::Ticket, Some("joe")).answered(Ok(Payload::args(vec![d]))));
+        let p = welcome(ask(Step::Ticket, Some("joe")).answered_any(Ok(Payload::args(vec![d]))));
         assert_eq!(
             (p.authid.as_str(), p.authrole.as_str()),
             ("joseph", "admin")
@@ -348,12 +383,12 @@ mod tests {
     #[test]
     fn raised_errors_become_the_abort_reason() {
         let e = ask(Step::Ticket, Some("joe"))
-            .answered(Err(("com.example.invalid_ticket".into(), "bad".into())))
+            .answered_any(Err(("com.example.invalid_ticket".into(), "bad".into())))
             .err()
             .unwrap();
         assert_eq!(e.uri, "com.example.invalid_ticket");
         let e = ask(Step::Ticket, Some("joe"))
-            .answered(Err((uris::TIMEOUT.into(), "slow".into())))
+            .answered_any(Err((uris::TIMEOUT.into(), "slow".into())))
             .err()
             .unwrap();
         assert_eq!(e.uri, uris::AUTHENTICATION_FAILED);
@@ -361,9 +396,17 @@ mod tests {
 
     #[test]
     fn garbage_is_authentication_failed() {
+        let e = ask(Step::Ticket, Some("joe"))
+            .answered_any(Ok(Payload::args(vec![Value::Dict(vec![(
+                "role".into(),
+                Value::UInt(5),
+            )])])))
+            .err()
+            .unwrap();
+        assert_eq!(e.uri, uris::NO_SUCH_ROLE);
         for v in [
             Value::UInt(5),
-            Value::Dict(vec![("role".into(), Value::UInt(5))]),
+            Value::Dict(vec![("nothing".into(), Value::UInt(5))]),
             Value::Dict(vec![
                 ("role".into(), "x".into()),
                 ("authid".into(), Value::Bool(true)),
@@ -375,24 +418,24 @@ mod tests {
             Value::List(vec![]),
         ] {
             let e = ask(Step::Ticket, Some("joe"))
-                .answered(Ok(Payload::args(vec![v.clone()])))
+                .answered_any(Ok(Payload::args(vec![v.clone()])))
                 .err()
                 .unwrap_or_else(|| panic!("{v:?} accepted"));
             assert_eq!(e.uri, uris::AUTHENTICATION_FAILED, "{v:?}");
         }
         let e = ask(Step::Ticket, Some("joe"))
-            .answered(Ok(Payload::default()))
+            .answered_any(Ok(Payload::default()))
             .err()
             .unwrap();
         assert_eq!(e.uri, uris::AUTHENTICATION_FAILED);
         // WAMP-CRA needs the secret; cryptosign the key.
         let e = ask(Step::Cra, Some("joe"))
-            .answered(Ok(Payload::args(vec!["user".into()])))
+            .answered_any(Ok(Payload::args(vec!["user".into()])))
             .err()
             .unwrap();
         assert_eq!(e.uri, uris::AUTHENTICATION_FAILED);
         let e = ask(Step::Cryptosign([1; 32]), Some("joe"))
-            .answered(Ok(Payload::args(vec!["user".into()])))
+            .answered_any(Ok(Payload::args(vec!["user".into()])))
             .err()
             .unwrap();
         assert_eq!(e.uri, uris::AUTHENTICATION_FAILED);
@@ -410,7 +453,7 @@ mod tests {
         let other = cryptosign::to_hex(&[2; 32]);
         assert!(matches!(
             ask(Step::Cryptosign([1; 32]), Some("d"))
-                .answered(answer(&mine))
+                .answered_any(answer(&mine))
                 .map(|a| a.outcome),
             Ok(Outcome::Challenge {
                 authmethod: "cryptosign",
@@ -418,19 +461,30 @@ mod tests {
             })
         ));
         let e = ask(Step::Cryptosign([1; 32]), Some("d"))
-            .answered(answer(&other))
+            .answered_any(answer(&other))
             .err()
             .unwrap();
         assert_eq!(e.uri, uris::NOT_AUTHORIZED);
     }
 
     #[test]
+    fn unknown_roles_are_refused_first() {
+        let e = ask(Step::Cra, Some("joe"))
+            .answered_any(Ok(Payload::args(vec!["ghost".into()])))
+            .err()
+            .unwrap();
+        assert_eq!(e.uri, uris::NO_SUCH_ROLE);
+        assert!(e.message.contains("ghost"));
+    }
+
+    #[test]
     fn anonymous_without_authid_gets_one() {
-        let p =
-            welcome(ask(Step::Anonymous, None).answered(Ok(Payload::args(vec!["guest".into()]))));
+        let p = welcome(
+            ask(Step::Anonymous, None).answered_any(Ok(Payload::args(vec!["guest".into()]))),
+        );
         assert_eq!(p.authid.len(), 14);
         assert!(ask(Step::Ticket, None)
-            .answered(Ok(Payload::args(vec!["guest".into()])))
+            .answered_any(Ok(Payload::args(vec!["guest".into()])))
             .is_err());
     }
 }

@@ -163,14 +163,66 @@ fn hello_pubkey(details: &Dict) -> Option<[u8; 32]> {
         .and_then(cryptosign::parse_key)
 }
 
-/// What the transport knows about the client, as authenticators see it.
+/// What the transport knows about a client: what dynamic authenticators and authorizers are
+/// told (Crossbar's `transport` details) and what failed attempts are counted against.
 #[derive(Clone, Debug)]
-pub struct Client {
-    /// The session id the client will get.
-    pub session: crate::wamp::Id,
-    /// "websocket" or "rawsocket".
-    pub transport: &'static str,
-    pub peer: Option<std::net::IpAddr>,
+pub struct TransportInfo {
+    pub framing: crate::framing::Framing,
+    /// The client's address; `None` on a Unix socket.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The WebSocket subprotocol.
+    pub protocol: Option<&'static str>,
+    /// The upgrade request's headers, kept only where a dynamic authenticator or authorizer
+    /// may be told them.
+    pub http_headers: Option<Box<Vec<(String, String)>>>,
+}
+
+impl TransportInfo {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.peer.map(|a| a.ip())
+    }
+
+    /// Crossbar's shape: `channel_type`, `channel_framing`, `peer` (`tcp4:IP:PORT`), `is_secure`,
+    /// `websocket_protocol`, `http_headers_received` (lower-case names).
+    pub fn to_value(&self) -> Value {
+        let (channel, peer) = match self.peer {
+            Some(a) => (
+                "tcp",
+                format!(
+                    "{}:{}:{}",
+                    if a.is_ipv4() { "tcp4" } else { "tcp6" },
+                    a.ip(),
+                    a.port()
+                ),
+            ),
+            None => ("unix", "unix".to_owned()),
+        };
+        let mut d: Dict = vec![
+            ("type".into(), self.framing_name().into()),
+            ("channel_type".into(), channel.into()),
+            ("channel_framing".into(), self.framing_name().into()),
+            ("peer".into(), peer.into()),
+            ("is_secure".into(), Value::Bool(false)),
+        ];
+        if let Some(p) = self.protocol {
+            d.push(("websocket_protocol".into(), p.into()));
+        }
+        if let Some(h) = &self.http_headers {
+            let headers = h
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), Value::Str(v.clone())))
+                .collect();
+            d.push(("http_headers_received".into(), Value::Dict(headers)));
+        }
+        Value::Dict(d)
+    }
+
+    fn framing_name(&self) -> &'static str {
+        match self.framing {
+            crate::framing::Framing::WebSocket => "websocket",
+            crate::framing::Framing::RawSocket => "rawsocket",
+        }
+    }
 }
 
 /// Starts authenticating a HELLO for a realm with the methods its transport accepts, taking
@@ -179,7 +231,8 @@ pub fn hello(
     realm: &RealmConfig,
     auth: &TransportAuth,
     details: &Dict,
-    client: &Client,
+    session: crate::wamp::Id,
+    transport: &TransportInfo,
 ) -> Result<Outcome, AuthError> {
     let offered: Vec<&str> = match dict_get(details, "authmethods") {
         None => vec!["anonymous"],
@@ -216,7 +269,15 @@ pub fn hello(
     for method in &offered {
         if let Some(dyn_auth) = auth.dynamic.get(*method) {
             let ask = |step| {
-                dynamic::Ask::new(dyn_auth, &realm.name, authid, details, client, method, step)
+                dynamic::Ask::new(
+                    dyn_auth,
+                    &realm.name,
+                    authid,
+                    details,
+                    session,
+                    transport,
+                    step,
+                )
             };
             match *method {
                 "anonymous" => return Ok(Outcome::Ask(ask(dynamic::Step::Anonymous))),

@@ -4,6 +4,7 @@
 
 mod assets;
 
+use crate::auth::TransportInfo;
 use crate::config::WampEndpoint;
 use crate::framing::Framing;
 use crate::outbox::Outbox;
@@ -20,7 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpStream;
@@ -69,7 +70,7 @@ fn security_headers(resp: &mut Response<Body>) {
 /// Serves one HTTP connection (and hands upgraded ones to the WebSocket transport).
 pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(stream);
     let svc = service_fn(move |req| {
         let state = state.clone();
@@ -88,7 +89,7 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
 fn route(
     mut req: Request<hyper::body::Incoming>,
     state: &Arc<HttpState>,
-    peer: Option<IpAddr>,
+    peer: Option<SocketAddr>,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let is_upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
@@ -137,7 +138,7 @@ fn upgrade(
     req: &mut Request<hyper::body::Incoming>,
     state: &Arc<HttpState>,
     endpoint: Option<WampEndpoint>,
-    peer: Option<IpAddr>,
+    peer: Option<SocketAddr>,
 ) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(req) {
         return empty_with(
@@ -183,6 +184,27 @@ fn upgrade(
         },
     };
     let auth = endpoint.map(|e| e.auth);
+    // What authenticators and authorizers are told about the client (Crossbar's `transport`);
+    // the HTTP headers only where a dynamic authenticator or authorizer may ask for them.
+    let transport = serializer.map(|s| {
+        let wants_headers =
+            auth.as_ref().is_some_and(|a| !a.dynamic.is_empty()) || state.router.has_authorizers();
+        TransportInfo {
+            framing: Framing::WebSocket,
+            peer,
+            protocol: Some(s.subprotocol()),
+            http_headers: wants_headers.then(|| {
+                Box::new(
+                    req.headers()
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+                        })
+                        .collect(),
+                )
+            }),
+        }
+    });
     let (resp, fut) = match fastwebsockets::upgrade::upgrade(req) {
         Ok(x) => x,
         Err(e) => {
@@ -218,15 +240,14 @@ fn upgrade(
             limits.max_queue_bytes.max(2 * state.echo_max_message)
         };
         let outbox = Arc::new(Outbox::new(queue));
-        let (handler, max) = match (serializer, auth) {
-            (Some(s), Some(auth)) => (
+        let (handler, max) = match (serializer, auth, transport) {
+            (Some(s), Some(auth), Some(transport)) => (
                 Handler::Wamp(Session::new(
                     state.router.clone(),
                     outbox.clone(),
                     s,
-                    Framing::WebSocket,
                     auth,
-                    peer,
+                    transport,
                 )),
                 limits.max_message_size,
             ),

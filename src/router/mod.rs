@@ -99,6 +99,14 @@ impl Router {
         Some(c)
     }
 
+    /// Whether any role of any realm has a dynamic authorizer.
+    pub fn has_authorizers(&self) -> bool {
+        self.config
+            .realms
+            .iter()
+            .any(|r| r.roles.iter().any(|x| x.authorizer.is_some()))
+    }
+
     pub fn count_in(&self) {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
     }

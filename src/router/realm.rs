@@ -307,6 +307,11 @@ impl Realm {
         }
     }
 
+    /// Whether sessions of `role` are subject to a dynamic authorizer.
+    pub fn has_authorizer(&self, role: &str) -> bool {
+        self.permissions.authorizer(role).is_some()
+    }
+
     /// Remembers an authorizer's decision that asked to be cached.
     pub fn cache_decision(&self, role: &str, uri: &str, action: Action, decision: Decision) {
         // Only while the authorizer is still there, or the cache would outlive it.

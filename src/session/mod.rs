@@ -9,7 +9,7 @@ use crate::auth;
 use crate::auth::authorizer;
 use crate::auth::permissions::{Action, Decision};
 use crate::config::TransportAuth;
-use crate::framing::{frame_message, Framing};
+use crate::framing::frame_message;
 use crate::outbox::{close_code, CloseRequest, Outbox};
 use crate::router::local::CallFailure;
 use crate::router::peer::{ClientFeatures, Peer};
@@ -86,11 +86,10 @@ pub struct Session {
     router: Arc<Router>,
     outbox: Arc<Outbox>,
     serializer: Serializer,
-    framing: Framing,
     /// What the transport this session came in on accepts.
     auth: Arc<TransportAuth>,
-    /// The client's address (none for Unix sockets), for throttling failed authentication.
-    peer_addr: Option<std::net::IpAddr>,
+    /// How the client is connected (framing, address, headers for dynamic auth).
+    transport: auth::TransportInfo,
     phase: Phase,
     /// The session id promised to the client during authentication.
     session_id: Id,
@@ -140,17 +139,15 @@ impl Session {
         router: Arc<Router>,
         outbox: Arc<Outbox>,
         serializer: Serializer,
-        framing: Framing,
         auth: Arc<TransportAuth>,
-        peer_addr: Option<std::net::IpAddr>,
+        transport: auth::TransportInfo,
     ) -> Session {
         Session {
             router,
             outbox,
             serializer,
-            framing,
             auth,
-            peer_addr,
+            transport,
             phase: Phase::Idle,
             session_id: 0,
             waiting: None,
@@ -204,7 +201,7 @@ impl Session {
     }
 
     fn send(&self, msg: &Message) {
-        match frame_message(self.serializer, self.framing, msg) {
+        match frame_message(self.serializer, self.transport.framing, msg) {
             Ok(frame) => {
                 if self.outbox.push(frame) == Err(crate::outbox::PushError::TooLarge) {
                     tracing::warn!(
@@ -326,15 +323,13 @@ impl Session {
             );
         };
         self.session_id = crate::wamp::ids::random_id();
-        let client = auth::Client {
-            session: self.session_id,
-            transport: match self.framing {
-                Framing::WebSocket => "websocket",
-                Framing::RawSocket => "rawsocket",
-            },
-            peer: self.peer_addr,
-        };
-        let outcome = auth::hello(&realm.config, &self.auth, details, &client);
+        let outcome = auth::hello(
+            &realm.config,
+            &self.auth,
+            details,
+            self.session_id,
+            &self.transport,
+        );
         self.proceed(realm, Box::new(details.clone()), outcome, None)
     }
 
@@ -412,7 +407,13 @@ impl Session {
         let authid = dict_get(&details, "authid")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        match ask.answered(reply) {
+        let router = self.router.clone();
+        let has_role = move |realm: &str, role: &str| {
+            router
+                .realm(realm)
+                .is_some_and(|r| r.config.roles.iter().any(|x| x.name == role))
+        };
+        match ask.answered(reply, &has_role) {
             Ok(answered) => {
                 let realm = match answered.realm {
                     Some(name) if name != realm.name() => match self.router.realm(&name) {
@@ -442,7 +443,8 @@ impl Session {
     }
 
     fn addr_key(&self) -> Option<String> {
-        self.peer_addr
+        self.transport
+            .ip()
             .filter(|a| !a.is_loopback())
             .map(|a| format!("addr {a}"))
     }
@@ -489,7 +491,7 @@ impl Session {
             self.session_id,
             principal,
             self.serializer,
-            self.framing,
+            self.transport.framing,
             features,
             self.outbox.clone(),
         ) {
@@ -497,6 +499,10 @@ impl Session {
             Err(e) => return self.abort(e.uri, e.message),
         };
         let p = &peer.principal;
+        if !realm.has_authorizer(&p.authrole) {
+            // Only an authorizer is ever told the headers again.
+            self.transport.http_headers = None;
+        }
         let mut details = vec![
             ("realm".into(), realm_name.into()),
             ("authid".into(), p.authid.clone().into()),
@@ -562,7 +568,14 @@ impl Session {
             | Message::Call { options, .. } => options.clone(),
             _ => Dict::new(),
         };
-        let args = authorizer::request_args(peer.session, &peer.principal, &uri, action, &options);
+        let args = authorizer::request_args(
+            peer.session,
+            &peer.principal,
+            self.transport.to_value(),
+            &uri,
+            action,
+            &options,
+        );
         let router = self.router.clone();
         let realm_name = realm.name().to_owned();
         let timeout = router.config.limits.auth_timeout;
@@ -606,7 +619,7 @@ impl Session {
                 self.perform(&realm, &peer, msg, a.decision)
             }
             Err(why) => {
-                // A failing authorizer denies; the client learns why in general terms.
+                // A failing authorizer denies, with Crossbar's URI for it.
                 tracing::warn!(authorizer = procedure, error = %why, "authorizer failed; denying");
                 if let Some((request_type, request, answer)) = request_of(&msg) {
                     if answer {
@@ -614,9 +627,9 @@ impl Session {
                             request_type,
                             request,
                             RouteError::new(
-                                uris::NOT_AUTHORIZED,
+                                uris::AUTHORIZATION_FAILED,
                                 format!(
-                                    "session is not authorized to {} '{uri}': the authorizer failed",
+                                    "failed to authorize session to {} '{uri}': {why}",
                                     action.verb()
                                 ),
                             ),

@@ -149,7 +149,7 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
     router: Arc<Router>,
     conns: Arc<Connections>,
     endpoint: WampEndpoint,
-    peer: Option<std::net::IpAddr>,
+    peer: Option<std::net::SocketAddr>,
 ) {
     let limits = conns.limits().clone();
     let mut h = [0u8; 4];
@@ -193,9 +193,13 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
         router.clone(),
         outbox.clone(),
         serializer,
-        Framing::RawSocket,
         endpoint.auth.clone(),
-        peer,
+        crate::auth::TransportInfo {
+            framing: Framing::RawSocket,
+            peer,
+            protocol: None,
+            http_headers: None,
+        },
     );
     // Our advertised maximum is a power of two at or above the configured limit; enforce the limit.
     let reader = RawReader::new(limits.max_message_size);

@@ -11,6 +11,7 @@ pub const NO_SUCH_ROLE: &str = "wamp.error.no_such_role";
 pub const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
 pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
 pub const NO_AUTH_METHOD: &str = "wamp.error.no_auth_method";
+pub const AUTHORIZATION_FAILED: &str = "wamp.error.authorization_failed";
 pub const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed";
 pub const NO_SUCH_PRINCIPAL: &str = "wamp.error.no_such_principal";
 pub const CANCELED: &str = "wamp.error.canceled";
