@@ -262,3 +262,41 @@ async fn repeated_failures_lock_the_authid_out_for_a_while() {
     c.send(json!([5, "ops-ticket", {}])).await;
     assert_eq!(c.recv().await[0], 2);
 }
+
+#[tokio::test]
+async fn malformed_authenticate_is_a_clear_refusal() {
+    let srv = server().await;
+    // Truncated or mistyped AUTHENTICATE: a protocol violation, with the reason.
+    for bad in [json!([5]), json!([5, 42, {}]), json!([5, "sig", []])] {
+        let (mut c, _) = hello(&srv, json!(["ticket"]), "joe").await;
+        c.send(bad.clone()).await;
+        let a = c.expect_abort("wamp.error.protocol_violation").await;
+        assert!(a[1]["message"].as_str().is_some(), "{bad}: {a}");
+    }
+    // Cryptosign signatures of the wrong length, odd hex, not hex: wrong, not a crash.
+    let pk = hex(&ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+        .verifying_key()
+        .to_bytes());
+    for sig in [
+        "ab".repeat(63),
+        "abc".into(),
+        "zz".repeat(64),
+        String::new(),
+    ] {
+        let mut c = srv.client(Ser::Json).await;
+        c.send(json!([1, "realm1", {"authmethods": ["cryptosign"], "authid": "device1", "authextra": {"pubkey": pk}}]))
+            .await;
+        assert_eq!(c.recv().await[0], 4);
+        c.send(json!([5, sig, {}])).await;
+        c.expect_abort("wamp.error.not_authorized").await;
+    }
+    // An AUTHENTICATE larger than the message limit closes the connection (1009), nothing else.
+    let (mut c, _) = hello(&srv, json!(["ticket"]), "joe").await;
+    c.send(json!([5, "t".repeat(2 << 20), {}])).await;
+    let closed = c.closed().await;
+    assert_eq!(close_code_of(&closed), 1009, "{closed:?}");
+    // The server is fine afterwards.
+    let (mut c, _) = hello(&srv, json!(["ticket"]), "joe").await;
+    c.send(json!([5, "joe-ticket", {}])).await;
+    assert_eq!(c.recv().await[0], 2);
+}

@@ -146,11 +146,7 @@ async fn authenticator_errors_become_the_abort_reason() {
 async fn garbage_from_the_authenticator_is_authentication_failed() {
     let srv = server().await;
     let (mut w, _) = worker(&srv, "com.example.authenticate").await;
-    for garbage in [
-        json!([5]),
-        json!([]),
-        json!([{"nothing": true}]),
-    ] {
+    for garbage in [json!([5]), json!([]), json!([{"nothing": true}])] {
         let mut c = hello(&srv, json!(["ticket"]), "joe", json!({})).await;
         c.recv().await;
         c.send(json!([5, "t", {}])).await;
