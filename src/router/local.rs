@@ -10,7 +10,6 @@ use super::peer::Peer;
 use super::realm::Realm;
 use crate::auth::Principal;
 use crate::outbox::Outbox;
-use crate::wamp::message::code;
 use crate::wamp::value::{Dict, List, Value};
 use crate::wamp::{Id, Message, Payload, Serializer};
 use parking_lot::Mutex;
@@ -47,10 +46,28 @@ impl CallFailure {
 
 type Reply = Result<Payload, CallFailure>;
 
+/// An EVENT delivered to a local subscription.
+#[derive(Debug, Clone)]
+pub struct LocalEvent {
+    pub publication: Id,
+    /// The topic it was published to (from the details of a pattern subscription, else the
+    /// subscribed URI).
+    pub topic: String,
+    pub details: Dict,
+    pub payload: Payload,
+}
+
+struct LocalSubscription {
+    topic: String,
+    tx: tokio::sync::mpsc::Sender<LocalEvent>,
+}
+
 pub struct LocalClient {
     realm: Arc<Realm>,
     peer: Arc<Peer>,
+    /// Requests waiting for RESULT, PUBLISHED, SUBSCRIBED or ERROR.
     pending: Mutex<HashMap<Id, oneshot::Sender<Reply>>>,
+    subscriptions: Mutex<HashMap<Id, LocalSubscription>>,
     next_request: AtomicU64,
 }
 
@@ -67,6 +84,7 @@ impl LocalClient {
             realm,
             peer,
             pending: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&client);
@@ -117,8 +135,15 @@ impl LocalClient {
                 }
                 (request, Ok(payload))
             }
+            Message::Published {
+                request,
+                publication,
+            } => (request, Ok(Payload::args(vec![Value::UInt(publication)]))),
+            Message::Subscribed {
+                request,
+                subscription,
+            } => (request, Ok(Payload::args(vec![Value::UInt(subscription)]))),
             Message::Error {
-                request_type: code::CALL,
                 request,
                 error,
                 payload,
@@ -130,11 +155,128 @@ impl LocalClient {
                     payload,
                 }),
             ),
+            Message::Event {
+                subscription,
+                publication,
+                details,
+                payload,
+            } => {
+                let subs = self.subscriptions.lock();
+                if let Some(s) = subs.get(&subscription) {
+                    let topic = crate::wamp::value::dict_get(&details, "topic")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&s.topic)
+                        .to_owned();
+                    let event = LocalEvent {
+                        publication,
+                        topic,
+                        details,
+                        payload: Arc::unwrap_or_clone(payload),
+                    };
+                    if s.tx.try_send(event).is_err() {
+                        tracing::warn!(subscription, "local subscriber is behind; event dropped");
+                    }
+                }
+                return;
+            }
             _ => return,
         };
         if let Some(tx) = self.pending.lock().remove(&request) {
             let _ = tx.send(reply);
         }
+    }
+
+    /// Sends a request with `send(request_id)` and waits up to `timeout` for its answer.
+    async fn request(
+        &self,
+        what: &str,
+        timeout: Duration,
+        send: impl FnOnce(Id) -> Result<(), super::RouteError>,
+        on_timeout: impl FnOnce(Id),
+    ) -> Reply {
+        let request = crate::wamp::ids::next_in_session_scope(&self.next_request);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(request, tx);
+        if let Err(e) = send(request) {
+            self.pending.lock().remove(&request);
+            return Err(CallFailure::new(e.uri, e.message));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(CallFailure::new(
+                crate::wamp::uris::CANCELED,
+                "the local session went away",
+            )),
+            Err(_) => {
+                self.pending.lock().remove(&request);
+                on_timeout(request);
+                Err(CallFailure::new(
+                    crate::wamp::uris::TIMEOUT,
+                    format!("{what} was not answered within {} ms", timeout.as_millis()),
+                ))
+            }
+        }
+    }
+
+    /// Publishes with acknowledgement; returns the publication id. Permissions are those of
+    /// the session's role (a role with a dynamic authorizer is denied what its static rules
+    /// and cached decisions do not grant: local sessions do not wait for authorizers).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        args: List,
+        kwargs: Dict,
+        mut options: Dict,
+    ) -> Result<Id, CallFailure> {
+        options.retain(|(k, _)| k != "acknowledge");
+        options.push(("acknowledge".into(), Value::Bool(true)));
+        let payload = Payload {
+            args: Some(args),
+            kwargs: (!kwargs.is_empty()).then_some(kwargs),
+        };
+        let reply = self
+            .request(
+                "PUBLISH",
+                Duration::from_secs(10),
+                |request| {
+                    self.realm
+                        .publish_local(&self.peer, request, &options, topic, payload)
+                },
+                |_| {},
+            )
+            .await?;
+        first_id(&reply)
+    }
+
+    /// Subscribes; events arrive on the returned channel (at most `capacity` waiting; more are
+    /// dropped with a warning rather than growing memory).
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        options: Dict,
+        capacity: usize,
+    ) -> Result<(Id, tokio::sync::mpsc::Receiver<LocalEvent>), CallFailure> {
+        let reply = self
+            .request(
+                "SUBSCRIBE",
+                Duration::from_secs(10),
+                |request| {
+                    self.realm
+                        .subscribe_local(&self.peer, request, &options, topic)
+                },
+                |_| {},
+            )
+            .await?;
+        let id = first_id(&reply)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.subscriptions.lock().insert(
+            id,
+            LocalSubscription {
+                topic: topic.to_owned(),
+                tx,
+            },
+        );
+        Ok((id, rx))
     }
 
     fn fail_all(&self, why: &str) {
@@ -152,42 +294,38 @@ impl LocalClient {
         kwargs: Dict,
         timeout: Duration,
     ) -> Result<Payload, CallFailure> {
-        let request = crate::wamp::ids::next_in_session_scope(&self.next_request);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().insert(request, tx);
         let ms = timeout.as_millis().max(1) as u64;
         let options = vec![("timeout".to_owned(), Value::UInt(ms))];
         let payload = Payload {
             args: Some(args),
             kwargs: (!kwargs.is_empty()).then_some(kwargs),
         };
-        let routed = self
-            .realm
-            .call_local(&self.peer, request, &options, procedure, payload);
-        if let Err(e) = routed {
-            self.pending.lock().remove(&request);
-            return Err(CallFailure::new(e.uri, e.message));
-        }
-        // The dealer's timer answers first; this one only guards against a lost reply.
-        match tokio::time::timeout(timeout + Duration::from_millis(500), rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(CallFailure::new(
-                crate::wamp::uris::CANCELED,
-                "the local session went away",
-            )),
-            Err(_) => {
-                self.pending.lock().remove(&request);
-                let _ = self.realm.cancel(
-                    &self.peer,
-                    request,
-                    &vec![("mode".to_owned(), Value::Str("killnowait".into()))],
-                );
-                Err(CallFailure::new(
-                    crate::wamp::uris::TIMEOUT,
-                    format!("'{procedure}' did not answer within {ms} ms"),
-                ))
-            }
-        }
+        // The dealer's timer answers first; the local one only guards against a lost reply.
+        self.request(
+            &format!("'{procedure}'"),
+            timeout + Duration::from_millis(500),
+            |request| {
+                self.realm
+                    .call_local(&self.peer, request, &options, procedure, payload)
+            },
+            |request| {
+                let kill = vec![("mode".to_owned(), Value::Str("killnowait".into()))];
+                let _ = self.realm.cancel(&self.peer, request, &kill);
+            },
+        )
+        .await
+    }
+}
+
+fn first_id(p: &Payload) -> Result<Id, CallFailure> {
+    match p.args.as_deref() {
+        Some([v, ..]) => v.as_u64().ok_or_else(|| {
+            CallFailure::new(crate::wamp::uris::INVALID_ARGUMENT, "reply without an id")
+        }),
+        _ => Err(CallFailure::new(
+            crate::wamp::uris::INVALID_ARGUMENT,
+            "reply without an id",
+        )),
     }
 }
 

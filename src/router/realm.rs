@@ -161,6 +161,31 @@ fn truncate(s: &str) -> &str {
 }
 
 impl Realm {
+    /// PUBLISH from a router-internal session (no authorizer is asked on its behalf).
+    pub fn publish_local(
+        &self,
+        peer: &Arc<Peer>,
+        request: Id,
+        options: &Dict,
+        topic: &str,
+        payload: Payload,
+    ) -> Result<(), RouteError> {
+        let d = self.decide_now(peer, Action::Publish, topic);
+        self.publish(peer, request, options, topic, payload, d)
+    }
+
+    /// SUBSCRIBE from a router-internal session.
+    pub fn subscribe_local(
+        &self,
+        peer: &Arc<Peer>,
+        request: Id,
+        options: &Dict,
+        topic: &str,
+    ) -> Result<(), RouteError> {
+        let d = self.decide_now(peer, Action::Subscribe, topic);
+        self.subscribe(peer, request, options, topic, d)
+    }
+
     /// CALL from a router-internal session (no authorizer is asked on its behalf).
     pub fn call_local(
         &self,
