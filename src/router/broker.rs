@@ -20,6 +20,7 @@ pub struct Subscription {
     pub id: Id,
     pub uri: String,
     pub policy: MatchPolicy,
+    pub created: std::time::SystemTime,
     pub subscribers: HashMap<Id, Arc<Peer>>,
 }
 
@@ -83,6 +84,16 @@ impl Audience {
     }
 }
 
+/// What a SUBSCRIBE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribed {
+    pub id: Id,
+    /// The subscription did not exist before.
+    pub created: bool,
+    /// The session was not subscribed before.
+    pub added: bool,
+}
+
 /// Result of a fan-out, for figures and tests.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Delivery {
@@ -93,11 +104,14 @@ pub struct Delivery {
 
 impl Broker {
     /// Adds `peer` to the subscription for (uri, policy), creating it if needed.
-    /// Returns the subscription id; subscribing twice returns the same id.
-    pub fn subscribe(&mut self, peer: &Arc<Peer>, uri: &str, policy: MatchPolicy) -> Id {
+    /// Returns the subscription id (subscribing twice returns the same id) and whether the
+    /// subscription was created and whether the session was added (for the meta events).
+    pub fn subscribe(&mut self, peer: &Arc<Peer>, uri: &str, policy: MatchPolicy) -> Subscribed {
+        let mut created = false;
         let id = match self.index.get(uri, policy) {
             Some(id) => *id,
             None => {
+                created = true;
                 let id = random_id();
                 self.index.insert(uri, policy, id);
                 self.subscriptions.insert(
@@ -106,59 +120,93 @@ impl Broker {
                         id,
                         uri: uri.to_owned(),
                         policy,
+                        created: std::time::SystemTime::now(),
                         subscribers: HashMap::new(),
                     },
                 );
                 id
             }
         };
+        let mut added = false;
         if let Some(sub) = self.subscriptions.get_mut(&id) {
             if sub.subscribers.insert(peer.session, peer.clone()).is_none() {
                 self.by_session.entry(peer.session).or_default().push(id);
+                added = true;
             }
         }
-        id
+        Subscribed { id, created, added }
     }
 
-    /// Removes `session` from subscription `id`. False if it was not subscribed.
-    pub fn unsubscribe(&mut self, session: Id, id: Id) -> bool {
-        let Some(sub) = self.subscriptions.get_mut(&id) else {
-            return false;
-        };
-        if sub.subscribers.remove(&session).is_none() {
-            return false;
-        }
+    /// Removes `session` from subscription `id`: `None` if it was not subscribed, else whether
+    /// the subscription was deleted (its last subscriber left).
+    pub fn unsubscribe(&mut self, session: Id, id: Id) -> Option<bool> {
+        let sub = self.subscriptions.get_mut(&id)?;
+        sub.subscribers.remove(&session)?;
         if let Some(list) = self.by_session.get_mut(&session) {
             list.retain(|s| *s != id);
             if list.is_empty() {
                 self.by_session.remove(&session);
             }
         }
-        self.drop_if_empty(id);
-        true
+        Some(self.drop_if_empty(id))
     }
 
-    fn drop_if_empty(&mut self, id: Id) {
+    /// Deletes subscription `id` if nobody is left on it; true if it did.
+    fn drop_if_empty(&mut self, id: Id) -> bool {
         if let Some(sub) = self.subscriptions.get(&id) {
             if sub.subscribers.is_empty() {
                 self.index.remove(&sub.uri, sub.policy);
                 self.subscriptions.remove(&id);
+                return true;
             }
         }
+        false
     }
 
-    /// Forgets every subscription of a session that left.
-    pub fn remove_session(&mut self, session: Id) {
-        for id in self.by_session.remove(&session).unwrap_or_default() {
-            if let Some(sub) = self.subscriptions.get_mut(&id) {
+    /// Forgets every subscription of a session that left; returns (subscription, deleted) for
+    /// each, for the meta events.
+    pub fn remove_session(&mut self, session: Id) -> Vec<(Id, bool)> {
+        let mut out = self.by_session.remove(&session).unwrap_or_default();
+        let mut deleted = Vec::with_capacity(out.len());
+        for id in &out {
+            if let Some(sub) = self.subscriptions.get_mut(id) {
                 sub.subscribers.remove(&session);
             }
-            self.drop_if_empty(id);
+            deleted.push(self.drop_if_empty(*id));
         }
+        out.drain(..).zip(deleted).collect()
     }
 
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.len()
+    }
+
+    pub fn get(&self, id: Id) -> Option<&Subscription> {
+        self.subscriptions.get(&id)
+    }
+
+    /// Every subscription, for `wamp.subscription.list`.
+    pub fn all(&self) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.values()
+    }
+
+    /// The subscription for exactly (uri, policy).
+    pub fn lookup(&self, uri: &str, policy: MatchPolicy) -> Option<Id> {
+        self.index.get(uri, policy).copied()
+    }
+
+    /// Every subscription a publication to `topic` would reach.
+    pub fn matching(&self, topic: &str) -> Vec<Id> {
+        let mut v = Vec::new();
+        self.index.for_each_match(topic, |id, _| v.push(*id));
+        v
+    }
+
+    /// Whether a publication to `topic` would reach anyone (cheap; no allocation).
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        let mut any = false;
+        self.index.for_each_match(topic, |_, _| any = true);
+        any
     }
 
     /// Delivers an event to every eligible subscriber of every matching subscription.
@@ -330,12 +378,20 @@ mod tests {
         let mut b = Broker::default();
         let p1 = peer(1, Serializer::Json, Framing::WebSocket, "user");
         let p2 = peer(2, Serializer::Json, Framing::WebSocket, "user");
-        let id = b.subscribe(&p1, "a.", MatchPolicy::Prefix);
-        assert_eq!(b.subscribe(&p2, "a.", MatchPolicy::Prefix), id);
-        b.remove_session(1);
+        let first = b.subscribe(&p1, "a.", MatchPolicy::Prefix);
+        assert!(first.created && first.added);
+        let id = first.id;
+        let second = b.subscribe(&p2, "a.", MatchPolicy::Prefix);
+        assert_eq!((second.id, second.created, second.added), (id, false, true));
+        assert!(!b.subscribe(&p2, "a.", MatchPolicy::Prefix).added);
+        assert_eq!(b.remove_session(1), vec![(id, false)]);
         assert_eq!(b.subscription_count(), 1);
-        assert!(b.unsubscribe(2, id));
+        assert_eq!(
+            b.unsubscribe(2, id),
+            Some(true),
+            "the last subscriber deletes it"
+        );
         assert_eq!(b.subscription_count(), 0);
-        assert!(!b.unsubscribe(2, id));
+        assert_eq!(b.unsubscribe(2, id), None);
     }
 }

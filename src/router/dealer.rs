@@ -79,8 +79,16 @@ pub struct Registration {
     pub uri: String,
     pub policy: MatchPolicy,
     pub invoke: InvokePolicy,
+    pub created: std::time::SystemTime,
     callees: Vec<Callee>,
     next: usize,
+}
+
+impl Registration {
+    /// The sessions registered as callees, in invocation order.
+    pub fn callee_sessions(&self) -> impl Iterator<Item = Id> + '_ {
+        self.callees.iter().map(|c| c.peer.session)
+    }
 }
 
 struct Invocation {
@@ -134,7 +142,7 @@ impl Dealer {
         policy: MatchPolicy,
         invoke: InvokePolicy,
         disclose_caller: bool,
-    ) -> Result<Id, RouteError> {
+    ) -> Result<(Id, bool), RouteError> {
         if let Some(id) = self.index.get(uri, policy).copied() {
             let Some(reg) = self.registrations.get_mut(&id) else {
                 return Err(error(
@@ -163,7 +171,7 @@ impl Dealer {
                 disclose_caller,
             });
             self.by_session.entry(peer.session).or_default().push(id);
-            return Ok(id);
+            return Ok((id, false));
         }
         let id = random_id();
         self.index.insert(uri, policy, id);
@@ -174,6 +182,7 @@ impl Dealer {
                 uri: uri.to_owned(),
                 policy,
                 invoke,
+                created: std::time::SystemTime::now(),
                 callees: vec![Callee {
                     peer: peer.clone(),
                     disclose_caller,
@@ -182,10 +191,11 @@ impl Dealer {
             },
         );
         self.by_session.entry(peer.session).or_default().push(id);
-        Ok(id)
+        Ok((id, true))
     }
 
-    pub fn unregister(&mut self, session: Id, id: Id) -> Result<(), RouteError> {
+    /// Removes the session's callee entry; Ok(true) when that deleted the registration.
+    pub fn unregister(&mut self, session: Id, id: Id) -> Result<bool, RouteError> {
         let Some(reg) = self.registrations.get_mut(&id) else {
             return Err(error(
                 uris::NO_SUCH_REGISTRATION,
@@ -203,17 +213,37 @@ impl Dealer {
         if let Some(list) = self.by_session.get_mut(&session) {
             list.retain(|r| *r != id);
         }
-        self.drop_if_empty(id);
-        Ok(())
+        Ok(self.drop_if_empty(id))
     }
 
-    fn drop_if_empty(&mut self, id: Id) {
+    fn drop_if_empty(&mut self, id: Id) -> bool {
         if let Some(reg) = self.registrations.get(&id) {
             if reg.callees.is_empty() {
                 self.index.remove(&reg.uri, reg.policy);
                 self.registrations.remove(&id);
+                return true;
             }
         }
+        false
+    }
+
+    pub fn get(&self, id: Id) -> Option<&Registration> {
+        self.registrations.get(&id)
+    }
+
+    /// Every registration, for `wamp.registration.list`.
+    pub fn all(&self) -> impl Iterator<Item = &Registration> {
+        self.registrations.values()
+    }
+
+    /// The registration for exactly (uri, policy).
+    pub fn lookup(&self, uri: &str, policy: MatchPolicy) -> Option<Id> {
+        self.index.get(uri, policy).copied()
+    }
+
+    /// The registration a CALL to `procedure` would go to.
+    pub fn best_match(&self, procedure: &str) -> Option<Id> {
+        self.index.best_match(procedure).map(|(id, _)| *id)
     }
 
     /// Whether some callee would receive a CALL to `procedure` now.
@@ -458,13 +488,14 @@ impl Dealer {
     }
 
     /// A session left: drop its registrations, fail the calls it was serving, interrupt the
-    /// invocations it was waiting for.
-    pub fn remove_session(&mut self, session: Id) {
+    /// invocations it was waiting for. Returns (registration, deleted) for the meta events.
+    pub fn remove_session(&mut self, session: Id) -> Vec<(Id, bool)> {
+        let mut removed = Vec::new();
         for id in self.by_session.remove(&session).unwrap_or_default() {
             if let Some(reg) = self.registrations.get_mut(&id) {
                 reg.callees.retain(|c| c.peer.session != session);
             }
-            self.drop_if_empty(id);
+            removed.push((id, self.drop_if_empty(id)));
         }
         let keys: Vec<(Id, Id)> = self
             .invocations
@@ -493,5 +524,6 @@ impl Dealer {
                 });
             }
         }
+        removed
     }
 }

@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod dealer;
 pub mod local;
+pub mod meta;
 pub mod peer;
 pub mod realm;
 

@@ -6,7 +6,7 @@ use crate::framing::{frame_message, Framing};
 use crate::outbox::{Outbox, PushError};
 use crate::wamp::value::{dict_get, Dict, Value};
 use crate::wamp::{Id, Message, Serializer};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Client features the router acts on, from `HELLO.Details.roles`.
@@ -36,6 +36,15 @@ impl ClientFeatures {
     }
 }
 
+/// How a joining session is reached: everything `Realm::join` needs besides who it is.
+pub struct Attachment {
+    pub serializer: Serializer,
+    pub framing: Framing,
+    pub features: ClientFeatures,
+    pub outbox: Arc<Outbox>,
+    pub transport: Option<crate::auth::TransportInfo>,
+}
+
 pub struct Peer {
     pub session: Id,
     pub principal: Principal,
@@ -45,8 +54,32 @@ pub struct Peer {
     pub outbox: Arc<Outbox>,
     /// A router-internal session whose actions are not permission-checked.
     pub trusted: bool,
+    /// How the client is connected (none for router-internal sessions).
+    pub transport: Option<crate::auth::TransportInfo>,
+    pub joined_at: std::time::SystemTime,
     /// Session-scope ids for router-originated requests (INVOCATION).
     next_request: AtomicU64,
+    /// Set when the session leaves its realm: nothing may be added for it afterwards.
+    gone: AtomicBool,
+    /// Events to publish when the session goes away (`wamp.session.add_testament`).
+    pub testaments: parking_lot::Mutex<Vec<Testament>>,
+}
+
+/// When a testament is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestamentScope {
+    /// When the session is detached from its transport (before `Destroyed`; no resumption yet).
+    Detached,
+    Destroyed,
+}
+
+/// A publication left behind by a session.
+#[derive(Clone, Debug)]
+pub struct Testament {
+    pub topic: String,
+    pub payload: crate::wamp::Payload,
+    pub options: crate::wamp::value::Dict,
+    pub scope: TestamentScope,
 }
 
 impl Peer {
@@ -66,8 +99,22 @@ impl Peer {
             features,
             outbox,
             trusted: false,
+            transport: None,
+            joined_at: std::time::SystemTime::now(),
             next_request: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+            testaments: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Marks the session as having left (before its subscriptions and registrations go).
+    pub fn mark_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the session has left its realm.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 
     /// The next INVOCATION request id for this session: 1, 2, 3, ...

@@ -11,13 +11,12 @@ use crate::auth::authorizer::DecisionCache;
 use crate::auth::permissions::{Action, Decision, Permissions};
 use crate::auth::Principal;
 use crate::config::RealmConfig;
-use crate::framing::Framing;
 use crate::outbox::Outbox;
 use crate::wamp::ids::{is_valid_id, random_id};
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::uris;
 use crate::wamp::value::{dict_get, Dict, Value};
-use crate::wamp::{Id, Message, Payload, Serializer};
+use crate::wamp::{Id, Message, Payload};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -124,6 +123,20 @@ fn opt_strings(options: &Dict, key: &str) -> Result<Option<Vec<String>>, RouteEr
             format!("option '{key}' must be a list, got {}", v.kind()),
         )),
     }
+}
+
+/// Who receives a publication by `publisher` with these PUBLISH options.
+pub(super) fn audience_of(publisher: Id, options: &Dict) -> Result<Audience, RouteError> {
+    Ok(Audience {
+        publisher,
+        exclude_me: opt_bool(options, "exclude_me")?.unwrap_or(true),
+        exclude: opt_ids(options, "exclude")?,
+        exclude_authid: opt_strings(options, "exclude_authid")?,
+        exclude_authrole: opt_strings(options, "exclude_authrole")?,
+        eligible: opt_ids(options, "eligible")?,
+        eligible_authid: opt_strings(options, "eligible_authid")?,
+        eligible_authrole: opt_strings(options, "eligible_authrole")?,
+    })
 }
 
 fn match_policy(options: &Dict) -> Result<MatchPolicy, RouteError> {
@@ -236,10 +249,7 @@ impl Realm {
         &self,
         preferred: Id,
         principal: Principal,
-        serializer: Serializer,
-        framing: Framing,
-        features: ClientFeatures,
-        outbox: Arc<Outbox>,
+        link: super::peer::Attachment,
     ) -> Result<Arc<Peer>, RouteError> {
         if !self.permissions.has_role(&principal.authrole) {
             return Err(bad(
@@ -255,11 +265,96 @@ impl Realm {
         while !is_valid_id(id) || sessions.contains_key(&id) {
             id = random_id();
         }
-        let peer = Arc::new(Peer::new(
-            id, principal, serializer, framing, features, outbox,
-        ));
+        let mut peer = Peer::new(
+            id,
+            principal,
+            link.serializer,
+            link.framing,
+            link.features,
+            link.outbox,
+        );
+        peer.transport = link.transport;
+        let peer = Arc::new(peer);
         sessions.insert(id, peer.clone());
         Ok(peer)
+    }
+
+    /// Tells `wamp.session.on_join` subscribers about a session that joined (after its WELCOME).
+    pub fn announce_join(&self, peer: &Peer) {
+        if !peer.trusted {
+            self.meta_event(super::meta::ON_JOIN, || {
+                vec![super::meta::session_details(self.name(), peer)]
+            });
+        }
+    }
+
+    /// Publishes a meta event, built only if someone listens.
+    pub(super) fn meta_event(&self, topic: &str, args: impl FnOnce() -> crate::wamp::value::List) {
+        let broker = self.broker.read();
+        if !broker.has_subscribers(topic) {
+            return;
+        }
+        let payload = Arc::new(Payload::args(args()));
+        broker.publish(
+            topic,
+            random_id(),
+            &Dict::new(),
+            &payload,
+            &Audience::default(),
+        );
+    }
+
+    /// The broker, for reading (meta API).
+    pub fn broker(&self) -> parking_lot::RwLockReadGuard<'_, Broker> {
+        self.broker.read()
+    }
+
+    /// The dealer, locked (meta API).
+    pub fn dealer(&self) -> parking_lot::MutexGuard<'_, Dealer> {
+        self.dealer.lock()
+    }
+
+    /// Whether `peer` may publish to `topic` without asking an authorizer.
+    pub fn may_publish_now(&self, peer: &Peer, topic: &str) -> bool {
+        self.decide_now(peer, Action::Publish, topic).allowed
+    }
+
+    /// A session by id.
+    pub fn session(&self, id: Id) -> Option<Arc<Peer>> {
+        self.sessions.read().get(&id).cloned()
+    }
+
+    /// Every session except router-internal ones.
+    pub fn sessions(&self) -> Vec<Arc<Peer>> {
+        self.sessions
+            .read()
+            .values()
+            .filter(|p| !p.trusted)
+            .cloned()
+            .collect()
+    }
+
+    /// Ends a session from the router's side (`wamp.session.kill*`): GOODBYE with `reason` and
+    /// `message`, then its transport closes. False if there is no such session.
+    pub fn kill(&self, session: Id, reason: &str, message: Option<&str>) -> bool {
+        let Some(peer) = self.session(session) else {
+            return false;
+        };
+        let details = match message {
+            Some(m) => vec![("message".to_owned(), Value::Str(m.to_owned()))],
+            None => Dict::new(),
+        };
+        let _ = peer.send(&Message::Goodbye {
+            details,
+            reason: reason.to_owned(),
+        });
+        peer.outbox.close(crate::outbox::CloseRequest {
+            code: crate::outbox::close_code::NORMAL,
+            reason: String::new(),
+            flush_first: true,
+        });
+        self.leave(session);
+        true
     }
 
     /// Admits a router-internal session (see `local::LocalClient`). A trusted one is not
@@ -289,15 +384,67 @@ impl Realm {
         peer
     }
 
-    /// Removes a session and everything it owned. Idempotent.
+    /// Removes a session and everything it owned, publishes its testaments and the meta
+    /// events. Idempotent.
     pub fn leave(&self, session: Id) {
-        if self.sessions.write().remove(&session).is_none() {
+        let Some(peer) = self.sessions.write().remove(&session) else {
+            return;
+        };
+        // From here on nothing may be added for it (checked under the broker/dealer locks).
+        peer.mark_gone();
+        let subscriptions = self.broker.write().remove_session(session);
+        let registrations = {
+            let mut dealer = self.dealer.lock();
+            let r = dealer.remove_session(session);
+            self.forget_orphaned_decisions(&dealer);
+            r
+        };
+        if peer.trusted {
             return;
         }
-        self.broker.write().remove_session(session);
-        let mut dealer = self.dealer.lock();
-        dealer.remove_session(session);
-        self.forget_orphaned_decisions(&dealer);
+        self.publish_testaments(&peer);
+        use super::meta::{
+            ids, REG_ON_DELETE, REG_ON_UNREGISTER, SUB_ON_DELETE, SUB_ON_UNSUBSCRIBE,
+        };
+        for (id, deleted) in subscriptions {
+            self.meta_event(SUB_ON_UNSUBSCRIBE, || ids(session, id));
+            if deleted {
+                self.meta_event(SUB_ON_DELETE, || ids(session, id));
+            }
+        }
+        for (id, deleted) in registrations {
+            self.meta_event(REG_ON_UNREGISTER, || ids(session, id));
+            if deleted {
+                self.meta_event(REG_ON_DELETE, || ids(session, id));
+            }
+        }
+        self.meta_event(super::meta::ON_LEAVE, || {
+            vec![
+                Value::UInt(session),
+                peer.principal.authid.clone().into(),
+                peer.principal.authrole.clone().into(),
+            ]
+        });
+    }
+
+    /// Publishes what a departed session left behind: `detached` testaments, then `destroyed`
+    /// ones (there is no session resumption, so both happen now), each in the order added.
+    fn publish_testaments(&self, peer: &Peer) {
+        use super::peer::TestamentScope;
+        let testaments = std::mem::take(&mut *peer.testaments.lock());
+        for scope in [TestamentScope::Detached, TestamentScope::Destroyed] {
+            for t in testaments.iter().filter(|t| t.scope == scope) {
+                let audience = audience_of(0, &t.options).unwrap_or_default();
+                let payload = Arc::new(t.payload.clone());
+                self.broker.read().publish(
+                    &t.topic,
+                    random_id(),
+                    &Dict::new(),
+                    &payload,
+                    &audience,
+                );
+            }
+        }
     }
 
     /// Cached decisions live only as long as the authorizer that made them is registered.
@@ -392,11 +539,33 @@ impl Realm {
         let policy = match_policy(options)?;
         check_uri(topic, policy, "topic")?;
         self.require(peer, decision, Action::Subscribe, topic)?;
-        let id = self.broker.write().subscribe(peer, topic, policy);
+        let done = {
+            let mut broker = self.broker.write();
+            if peer.is_gone() {
+                return Ok(());
+            }
+            broker.subscribe(peer, topic, policy)
+        };
         let _ = peer.send(&Message::Subscribed {
             request,
-            subscription: id,
+            subscription: done.id,
         });
+        if !peer.trusted && !uri::is_reserved(topic) {
+            use super::meta::{ids, SUB_ON_CREATE, SUB_ON_SUBSCRIBE};
+            if done.created {
+                self.meta_event(SUB_ON_CREATE, || {
+                    let broker = self.broker.read();
+                    let details = broker
+                        .get(done.id)
+                        .map(super::meta::subscription_details)
+                        .unwrap_or(Value::Null);
+                    vec![Value::UInt(peer.session), details]
+                });
+            }
+            if done.added {
+                self.meta_event(SUB_ON_SUBSCRIBE, || ids(peer.session, done.id));
+            }
+        }
         Ok(())
     }
 
@@ -406,16 +575,21 @@ impl Realm {
         request: Id,
         subscription: Id,
     ) -> Result<(), RouteError> {
-        if !self.broker.write().unsubscribe(peer.session, subscription) {
+        let Some(deleted) = self.broker.write().unsubscribe(peer.session, subscription) else {
             return Err(bad(
                 uris::NO_SUCH_SUBSCRIPTION,
                 format!("this session has no subscription {subscription}"),
             ));
-        }
+        };
         let _ = peer.send(&Message::Unsubscribed {
             request,
             details: None,
         });
+        use super::meta::{ids, SUB_ON_DELETE, SUB_ON_UNSUBSCRIBE};
+        self.meta_event(SUB_ON_UNSUBSCRIBE, || ids(peer.session, subscription));
+        if deleted {
+            self.meta_event(SUB_ON_DELETE, || ids(peer.session, subscription));
+        }
         Ok(())
     }
 
@@ -441,16 +615,7 @@ impl Realm {
         }
         let role_disclose = self.require(peer, decision, Action::Publish, topic)?;
         let acknowledge = opt_bool(options, "acknowledge")?.unwrap_or(false);
-        let audience = Audience {
-            publisher: peer.session,
-            exclude_me: opt_bool(options, "exclude_me")?.unwrap_or(true),
-            exclude: opt_ids(options, "exclude")?,
-            exclude_authid: opt_strings(options, "exclude_authid")?,
-            exclude_authrole: opt_strings(options, "exclude_authrole")?,
-            eligible: opt_ids(options, "eligible")?,
-            eligible_authid: opt_strings(options, "eligible_authid")?,
-            eligible_authrole: opt_strings(options, "eligible_authrole")?,
-        };
+        let audience = audience_of(peer.session, options)?;
         let mut details = Dict::new();
         if opt_bool(options, "disclose_me")?.unwrap_or(false) || role_disclose {
             details.push(("publisher".into(), Value::UInt(peer.session)));
@@ -507,14 +672,31 @@ impl Realm {
         };
         let disclose_caller = opt_bool(options, "disclose_caller")?.unwrap_or(false);
         self.require(peer, decision, Action::Register, procedure)?;
-        let id = self
-            .dealer
-            .lock()
-            .register(peer, procedure, policy, invoke, disclose_caller)?;
+        let (id, created) = {
+            let mut dealer = self.dealer.lock();
+            if peer.is_gone() {
+                return Ok(());
+            }
+            dealer.register(peer, procedure, policy, invoke, disclose_caller)?
+        };
         let _ = peer.send(&Message::Registered {
             request,
             registration: id,
         });
+        if !peer.trusted {
+            use super::meta::{ids, REG_ON_CREATE, REG_ON_REGISTER};
+            if created {
+                self.meta_event(REG_ON_CREATE, || {
+                    let dealer = self.dealer.lock();
+                    let details = dealer
+                        .get(id)
+                        .map(super::meta::registration_details)
+                        .unwrap_or(Value::Null);
+                    vec![Value::UInt(peer.session), details]
+                });
+            }
+            self.meta_event(REG_ON_REGISTER, || ids(peer.session, id));
+        }
         Ok(())
     }
 
@@ -524,15 +706,21 @@ impl Realm {
         request: Id,
         registration: Id,
     ) -> Result<(), RouteError> {
-        {
+        let deleted = {
             let mut dealer = self.dealer.lock();
-            dealer.unregister(peer.session, registration)?;
+            let deleted = dealer.unregister(peer.session, registration)?;
             self.forget_orphaned_decisions(&dealer);
-        }
+            deleted
+        };
         let _ = peer.send(&Message::Unregistered {
             request,
             details: None,
         });
+        use super::meta::{ids, REG_ON_DELETE, REG_ON_UNREGISTER};
+        self.meta_event(REG_ON_UNREGISTER, || ids(peer.session, registration));
+        if deleted {
+            self.meta_event(REG_ON_DELETE, || ids(peer.session, registration));
+        }
         Ok(())
     }
 
@@ -547,6 +735,16 @@ impl Realm {
     ) -> Result<(), RouteError> {
         check_uri(procedure, MatchPolicy::Exact, "procedure")?;
         let role_disclose = self.require(peer, decision, Action::Call, procedure)?;
+        if uri::is_reserved(procedure) {
+            // The router's own procedures (the meta API).
+            let reply = super::meta::call(self, peer, procedure, &payload)?;
+            let _ = peer.send(&Message::Result {
+                request,
+                details: Dict::new(),
+                payload: reply,
+            });
+            return Ok(());
+        }
         let timeout_ms = match dict_get(options, "timeout") {
             None | Some(Value::Null) => 0,
             Some(v) => v.as_u64().ok_or_else(|| {
@@ -562,6 +760,9 @@ impl Realm {
             disclose_me: opt_bool(options, "disclose_me")?.unwrap_or(false),
         };
         let mut dealer = self.dealer.lock();
+        if peer.is_gone() {
+            return Ok(());
+        }
         let key = dealer.call(peer, request, opts, procedure, payload, role_disclose)?;
         if timeout_ms > 0 {
             let realm = self.me.clone();

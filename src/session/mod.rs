@@ -118,6 +118,8 @@ fn router_roles() -> Value {
                 "subscriber_blackwhite_listing",
                 "publisher_identification",
                 "pattern_based_subscription",
+                "session_meta_api",
+                "subscription_meta_api",
             ]),
         ),
         (
@@ -129,6 +131,9 @@ fn router_roles() -> Value {
                 "caller_identification",
                 "pattern_based_registration",
                 "shared_registration",
+                "session_meta_api",
+                "registration_meta_api",
+                "testament_meta_api",
             ]),
         ),
     ])
@@ -487,14 +492,17 @@ impl Session {
         let realm_name = realm.name().to_owned();
         let realm_name = realm_name.as_str();
         let features = ClientFeatures::from_hello(details);
-        let peer = match realm.join(
-            self.session_id,
-            principal,
-            self.serializer,
-            self.transport.framing,
+        let link = crate::router::peer::Attachment {
+            serializer: self.serializer,
+            framing: self.transport.framing,
             features,
-            self.outbox.clone(),
-        ) {
+            outbox: self.outbox.clone(),
+            transport: Some(auth::TransportInfo {
+                http_headers: None,
+                ..self.transport.clone()
+            }),
+        };
+        let peer = match realm.join(self.session_id, principal, link) {
             Ok(p) => p,
             Err(e) => return self.abort(e.uri, e.message),
         };
@@ -523,6 +531,7 @@ impl Session {
             details,
         });
         tracing::debug!(session = peer.session, realm = realm_name, authid = %p.authid, "session joined");
+        realm.announce_join(&peer);
         self.phase = Phase::Joined { realm, peer };
         Flow::Continue
     }

@@ -13,6 +13,7 @@ pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
 pub const NO_AUTH_METHOD: &str = "wamp.error.no_auth_method";
 pub const AUTHORIZATION_FAILED: &str = "wamp.error.authorization_failed";
 pub const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed";
+pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
 pub const NO_SUCH_PRINCIPAL: &str = "wamp.error.no_such_principal";
 pub const CANCELED: &str = "wamp.error.canceled";
 pub const TIMEOUT: &str = "wamp.error.timeout";

@@ -16,6 +16,7 @@ mod http_api;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
 mod limits;
 mod local_client;
+mod meta;
 /// The binary itself: zero-config start, warning, graceful shutdown.
 mod process;
 /// SUBSCRIBE/PUBLISH/EVENT and the Advanced Profile pub/sub features.
