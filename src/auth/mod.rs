@@ -2,6 +2,7 @@
 
 pub mod cryptosign;
 pub mod permissions;
+pub mod scram;
 pub mod throttle;
 pub mod wampcra;
 
