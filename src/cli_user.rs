@@ -122,6 +122,7 @@ fn add(
     role: &str,
     wampcra: bool,
 ) -> Result<(), String> {
+    crate::store::principals::validate(name, realm, role).map_err(|e| e.to_string())?;
     let store = open(dir)?;
     let principals = store.principals();
     // Refuse a duplicate before asking for a password.

@@ -10,6 +10,7 @@
 
 use super::{codec, StoreError};
 use crate::auth::scram::{Credential, Kdf};
+use crate::wamp::uri::{self, MatchPolicy};
 use base64::Engine as _;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -138,11 +139,16 @@ fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn check_record(rec: &PrincipalRecord) -> Result<(), StoreError> {
-    check_name("authid", &rec.authid)?;
-    check_name("role", &rec.role)?;
-    if let Some(r) = &rec.realm {
+/// Checks the names of a record to be added: non-empty, no control characters, the realm a
+/// valid URI.
+pub fn validate(authid: &str, realm: Option<&str>, role: &str) -> Result<(), StoreError> {
+    check_name("authid", authid)?;
+    check_name("role", role)?;
+    if let Some(r) = realm {
         check_name("realm", r)?;
+        if !uri::is_valid(r, MatchPolicy::Exact) {
+            return Err(invalid(format!("'{r}' is not a valid realm URI")));
+        }
     }
     Ok(())
 }
@@ -166,7 +172,7 @@ impl Principals {
 
     /// Adds a record; refuses one whose (realm, authid) exists. Durable when it returns.
     pub fn add(&self, rec: &PrincipalRecord) -> Result<(), StoreError> {
-        check_record(rec)?;
+        validate(&rec.authid, rec.realm.as_deref(), &rec.role)?;
         let k = key(rec.realm.as_deref(), &rec.authid);
         let value = codec::encode(rec)?;
         match self.tree.compare_and_swap(k, None::<&[u8]>, Some(value))? {
@@ -313,6 +319,8 @@ mod tests {
             rec("x", None, ""),
             rec("x", Some(""), "r"),
             rec("x", Some("a\0b"), "r"),
+            rec("x", Some("my realm"), "r"),
+            rec("x", Some("realm..one"), "r"),
         ] {
             assert!(
                 matches!(p.add(&bad), Err(StoreError::Invalid(_))),

@@ -218,6 +218,14 @@ fn errors_exit_2_with_a_reason() {
     assert!(fails(&user(&missing, &["remove", "joe"], "")).contains("no user 'joe'"));
     assert!(!missing.exists());
 
+    // Names are checked before the password is asked for.
+    let e = fails(&user(
+        &dir,
+        &["add", "amy", "--role", "user", "--realm", "my realm"],
+        "pw\n",
+    ));
+    assert!(e.contains("not a valid realm URI"), "{e}");
+
     // There is no way to put a password on the command line.
     let e = fails(&user(
         &dir,
