@@ -76,6 +76,9 @@ enum Command {
         /// Crossbar-style config, JSON or TOML (by extension).
         file: PathBuf,
     },
+    /// Manage the built-in users (SCRAM / WAMP-CRA principals) in the data store.
+    #[command(subcommand)]
+    User(switchboard::cli_user::UserCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Some(Command::Bench(cmd)) => return switchboard::bench::run(cmd),
         Some(Command::CheckConfig { file }) => return check_config(&file),
+        Some(Command::User(cmd)) => return switchboard::cli_user::main(cmd),
         None => {}
     }
     tracing_subscriber::fmt()

@@ -4,6 +4,7 @@ pub mod authorizer;
 pub mod cryptosign;
 pub mod dynamic;
 pub mod permissions;
+pub mod scram;
 pub mod throttle;
 pub mod wampcra;
 

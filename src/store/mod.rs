@@ -4,6 +4,7 @@
 //! 512 MB VPS) and flushed before anything is acknowledged as durable and on close.
 
 pub mod codec;
+pub mod principals;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -18,6 +19,26 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    #[error(
+        "the data directory {0} is in use by another process (a running switchboard server?): \
+         stop the server or use another --data-dir"
+    )]
+    Locked(String),
+    #[error("principal '{authid}' ({}) already exists", realm_label(realm.as_deref()))]
+    Duplicate {
+        authid: String,
+        realm: Option<String>,
+    },
+    #[error("invalid principal: {0}")]
+    Invalid(String),
+}
+
+/// How a principal's realm reads in messages: `realm 'x'` or `any realm`.
+pub fn realm_label(realm: Option<&str>) -> String {
+    match realm {
+        Some(r) => format!("realm '{r}'"),
+        None => "any realm".to_owned(),
+    }
 }
 
 /// What the node remembers about itself across restarts.
@@ -32,6 +53,7 @@ pub struct NodeRecord {
 pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
+    principals: sled::Tree,
 }
 
 const NODE_KEY: &[u8] = b"node";
@@ -42,9 +64,26 @@ impl Store {
             .path(dir)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::LowSpace)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled reports its exclusive file lock held elsewhere as this I/O error.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
         let meta = db.open_tree("meta")?;
-        Ok(Store { db, meta })
+        let principals = db.open_tree(principals::TREE)?;
+        Ok(Store {
+            db,
+            meta,
+            principals,
+        })
+    }
+
+    /// The built-in principal store (`switchboard user …`).
+    pub fn principals(&self) -> principals::Principals {
+        principals::Principals::new(self.db.clone(), self.principals.clone())
     }
 
     /// Records one more start and returns the updated record (durable before it returns).

@@ -27,3 +27,5 @@ mod rawsocket;
 mod rpc;
 /// HELLO/WELCOME/ABORT/GOODBYE, phases and protocol violations.
 mod session;
+/// `switchboard user …`: the built-in principal store from the shell.
+mod user_cli;
