@@ -173,7 +173,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let node = store.record_start().await.map_err(store_err)?;
     tracing::info!(starts = node.starts, dir = %opts.data_dir.display(), "data store opened");
     let conns = Connections::new(opts.node.router.limits.clone());
-    let router = Router::new(opts.node.router.clone());
+    let router = Router::with_principals(opts.node.router.clone(), Some(store.principals()));
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut listeners = Vec::new();

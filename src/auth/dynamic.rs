@@ -7,8 +7,8 @@
 //! This module builds the call's arguments and reads its answer; the session makes the call.
 
 use super::{
-    cra_challenge, cryptosign, cryptosign_challenge, denied, principal, random_authid, AuthError,
-    Outcome, TransportInfo,
+    cra_challenge, cryptosign, cryptosign_challenge, denied, principal, random_authid, scram,
+    scram_challenge, AuthError, Outcome, TransportInfo,
 };
 use crate::config::{CraSalt, CraUser, DynamicAuth, Secret};
 use crate::wamp::uris;
@@ -24,6 +24,9 @@ pub enum Step {
     Cra,
     /// Before the challenge: the answer must name the key the HELLO offered.
     Cryptosign([u8; 32]),
+    /// Before the challenge: the answer carries the stored SCRAM credential; the HELLO (its
+    /// client nonce) is kept for the challenge.
+    Scram(Box<Dict>),
 }
 
 /// A question for a dynamic authenticator.
@@ -274,6 +277,29 @@ impl Ask {
                 }
                 cryptosign_challenge(p, offered)
             }
+            Step::Scram(hello) => {
+                let field = |key: &str| text(key);
+                let (Some(kdf), Some(salt), Some(stored), Some(server)) = (
+                    field("kdf")?,
+                    field("salt")?,
+                    field("stored-key")?,
+                    field("server-key")?,
+                ) else {
+                    return Err(garbage(
+                        "for scram the authenticator must return kdf, iterations, salt, stored-key and server-key"
+                            .into(),
+                    ));
+                };
+                let iterations = dict_get(d, "iterations")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let memory = dict_get(d, "memory").and_then(Value::as_u64);
+                let credential = scram::Credential::from_fields(
+                    &kdf, iterations, memory, &salt, &stored, &server,
+                )
+                .map_err(garbage)?;
+                scram_challenge(p, &credential, &hello)?
+            }
         };
         Ok(Answered { outcome, realm })
     }
@@ -285,6 +311,7 @@ fn step_method(step: &Step) -> &'static str {
         Step::Ticket => "ticket",
         Step::Cra => "wampcra",
         Step::Cryptosign(_) => "cryptosign",
+        Step::Scram(_) => scram::AUTHMETHOD,
     }
 }
 

@@ -71,6 +71,55 @@ enum Expect {
         challenge: [u8; 32],
         pubkey: [u8; 32],
     },
+    Scram(Box<scram::Exchange>),
+}
+
+/// The SCRAM challenge for `principal` holding `credential`, answering the HELLO's nonce.
+fn scram_challenge(
+    principal: Principal,
+    credential: &scram::Credential,
+    hello: &Dict,
+) -> Result<Outcome, AuthError> {
+    let empty = Dict::new();
+    let authextra = dict_get(hello, "authextra")
+        .and_then(Value::as_dict)
+        .unwrap_or(&empty);
+    let (extra, exchange) = scram::challenge(credential, &principal.authid, authextra)
+        .map_err(|e| denied(crate::wamp::uris::INVALID_ARGUMENT, e))?;
+    Ok(Outcome::Challenge {
+        authmethod: scram::AUTHMETHOD,
+        extra,
+        pending: Pending {
+            principal,
+            expect: Expect::Scram(Box::new(exchange)),
+        },
+    })
+}
+
+/// A principal of the built-in store (`switchboard user`), for `realm`.
+fn stored(
+    store: Option<&crate::store::principals::Principals>,
+    realm: &str,
+    authid: Option<&str>,
+    method: &str,
+) -> Result<crate::store::principals::PrincipalRecord, AuthError> {
+    let id = authid.ok_or_else(|| needs_authid(method))?;
+    let found = match store {
+        Some(s) => s.get(realm, id).map_err(|e| {
+            tracing::error!(error = %e, "principal store lookup failed");
+            denied(
+                crate::wamp::uris::AUTHENTICATION_FAILED,
+                "the principal store is unavailable",
+            )
+        })?,
+        None => None,
+    };
+    found.ok_or_else(|| {
+        denied(
+            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+            format!("no principal with authid '{id}'"),
+        )
+    })
 }
 
 fn denied(uri: &'static str, message: impl Into<String>) -> AuthError {
@@ -117,14 +166,23 @@ fn needs_authid(method: &str) -> AuthError {
 
 /// The WAMP-CRA challenge for `principal` with `user`'s secret.
 fn cra_challenge(principal: Principal, user: &crate::config::CraUser) -> Outcome {
+    cra_challenge_with(principal, user.salt.as_ref(), wampcra::candidate_keys(user))
+}
+
+/// The WAMP-CRA challenge telling the client `salt` (if the key is derived), answered by a
+/// signature with one of `keys`.
+fn cra_challenge_with(
+    principal: Principal,
+    salt: Option<&crate::config::CraSalt>,
+    keys: Vec<Vec<u8>>,
+) -> Outcome {
     let challenge = wampcra::challenge(&principal);
     let mut extra = vec![("challenge".to_owned(), Value::Str(challenge.clone()))];
-    if let Some(s) = &user.salt {
+    if let Some(s) = salt {
         extra.push(("salt".into(), Value::Str(s.salt.clone())));
         extra.push(("iterations".into(), Value::UInt(u64::from(s.iterations))));
         extra.push(("keylen".into(), Value::UInt(u64::from(s.keylen))));
     }
-    let keys = wampcra::candidate_keys(user);
     Outcome::Challenge {
         authmethod: "wampcra",
         extra,
@@ -234,6 +292,7 @@ pub fn hello(
     details: &Dict,
     session: crate::wamp::Id,
     transport: &TransportInfo,
+    store: Option<&crate::store::principals::Principals>,
 ) -> Result<Outcome, AuthError> {
     let offered: Vec<&str> = match dict_get(details, "authmethods") {
         None => vec!["anonymous"],
@@ -304,6 +363,14 @@ pub fn hello(
                     }
                     return Ok(Outcome::Ask(ask(dynamic::Step::Cra)));
                 }
+                "scram" => {
+                    if authid.is_none() {
+                        return Err(needs_authid(scram::AUTHMETHOD));
+                    }
+                    return Ok(Outcome::Ask(ask(dynamic::Step::Scram(Box::new(
+                        details.clone(),
+                    )))));
+                }
                 "cryptosign" => match hello_pubkey(details) {
                     Some(pubkey) => {
                         return Ok(Outcome::Ask(ask(dynamic::Step::Cryptosign(pubkey))))
@@ -344,8 +411,45 @@ pub fn hello(
             }
             "wampcra" => {
                 if let Some(users) = &auth.wampcra {
-                    let (u, principal) = lookup(users, authid, "wampcra", |u| &u.role)?;
-                    return Ok(cra_challenge(principal, u));
+                    if let Some(u) = authid.and_then(|id| users.get(id)) {
+                        let (_, principal) = lookup(users, authid, "wampcra", |u| &u.role)?;
+                        return Ok(cra_challenge(principal, u));
+                    }
+                    // Not in the config: the built-in store.
+                    let rec = stored(store, &realm.name, authid, "wampcra")?;
+                    let Some(cra) = rec.wampcra else {
+                        return Err(denied(
+                            crate::wamp::uris::NO_SUCH_PRINCIPAL,
+                            format!("'{}' has no WAMP-CRA credential", rec.authid),
+                        ));
+                    };
+                    let p = principal(rec.authid, rec.role, "wampcra", "static");
+                    let salt = crate::config::CraSalt {
+                        salt: cra.salt,
+                        iterations: cra.iterations,
+                        keylen: cra.keylen,
+                    };
+                    return Ok(cra_challenge_with(
+                        p,
+                        Some(&salt),
+                        vec![cra.key.into_bytes()],
+                    ));
+                }
+            }
+            "scram" => {
+                if let Some(principals) = &auth.scram {
+                    if let Some(p) = authid.and_then(|id| principals.get(id)) {
+                        let who = principal(
+                            authid.unwrap_or_default().to_owned(),
+                            p.role.clone(),
+                            scram::AUTHMETHOD,
+                            "static",
+                        );
+                        return scram_challenge(who, &p.credential, details);
+                    }
+                    let rec = stored(store, &realm.name, authid, scram::AUTHMETHOD)?;
+                    let who = principal(rec.authid, rec.role, scram::AUTHMETHOD, "static");
+                    return scram_challenge(who, &rec.scram, details);
                 }
             }
             "cryptosign" => {
@@ -403,7 +507,7 @@ pub fn hello(
 
 /// Checks the AUTHENTICATE signature (and its `extra`) against the pending challenge: a
 /// principal to welcome, or (dynamic ticket) a question for the authenticator.
-pub fn verify(pending: Pending, signature: &str, _extra: &Dict) -> Result<Outcome, AuthError> {
+pub fn verify(pending: Pending, signature: &str, extra: &Dict) -> Result<Outcome, AuthError> {
     use subtle::ConstantTimeEq;
     let ok = match pending.expect {
         Expect::Ticket(t) => t.0.as_bytes().ct_eq(signature.as_bytes()).into(),
@@ -412,6 +516,14 @@ pub fn verify(pending: Pending, signature: &str, _extra: &Dict) -> Result<Outcom
         Expect::Cryptosign { challenge, pubkey } => {
             cryptosign::verify(&pubkey, &challenge, signature)
         }
+        Expect::Scram(exchange) => match scram::verify(&exchange, signature, extra) {
+            Ok(authextra) => {
+                let mut p = pending.principal;
+                p.authextra = authextra;
+                return Ok(Outcome::Welcome(p));
+            }
+            Err(()) => false,
+        },
     };
     if ok {
         Ok(Outcome::Welcome(pending.principal))

@@ -7,8 +7,8 @@
 
 use super::{
     Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, DynamicAuth, Endpoint, Limits,
-    ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig, Secret,
-    TicketPrincipal, TransportAuth, WampEndpoint,
+    ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig,
+    ScramPrincipal, Secret, TicketPrincipal, TransportAuth, WampEndpoint,
 };
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::Serializer;
@@ -583,9 +583,12 @@ fn auth(
                         let key = if method == "ticket" { "principals" } else { "users" };
                         ctx.unknown(c, &mp, &["type", key]);
                         let pp = format!("{mp}.{key}");
+                        let empty = serde_json::Map::new();
                         let list = match c.get(key) {
                             Some(v) => ctx.obj(v, &pp)?,
-                            None => return ctx.err(&pp, "missing (required for static authentication)"),
+                            // WAMP-CRA users may all live in the built-in store (`switchboard user`).
+                            None if method == "wampcra" => &empty,
+                            None => return ctx.err(&pp, "missing (required for static ticket authentication)"),
                         };
                         let mut tickets = HashMap::new();
                         let mut users = HashMap::new();
@@ -662,7 +665,48 @@ fn auth(
                     other => ctx.warn(&format!("{mp}.type"), format!("'{other}' cryptosign authentication is not supported yet; clients that offer only cryptosign are refused")),
                 }
             }
-            "scram" | "cookie" | "tls" => {
+            "scram" => {
+                let c = ctx.obj(cfg, &mp)?;
+                match ctx.string(c, "type", &mp)?.unwrap_or("static") {
+                    "static" => {
+                        ctx.unknown(c, &mp, &["type", "principals"]);
+                        let pp = format!("{mp}.principals");
+                        let empty = serde_json::Map::new();
+                        // Without principals, SCRAM users come from the built-in store only.
+                        let list = match c.get("principals") {
+                            Some(v) => ctx.obj(v, &pp)?,
+                            None => &empty,
+                        };
+                        let mut principals = HashMap::new();
+                        for (authid, p) in list {
+                            let ap = format!("{pp}.{authid}");
+                            let p = ctx.obj(p, &ap)?;
+                            ctx.unknown(p, &ap, &["role", "kdf", "iterations", "memory", "salt", "stored-key", "server-key"]);
+                            let role = ctx.required_string(p, "role", &ap)?.to_owned();
+                            if !roles.contains(&role) {
+                                return ctx.err(&format!("{ap}.role"), format!("role '{role}' is not defined in any realm"));
+                            }
+                            let kdf = ctx.required_string(p, "kdf", &ap)?;
+                            let iterations = match p.get("iterations").and_then(Value::as_u64) {
+                                Some(n) => n,
+                                None => return ctx.err(&format!("{ap}.iterations"), "missing or not a positive integer"),
+                            };
+                            let memory = p.get("memory").and_then(Value::as_u64);
+                            let salt = ctx.required_string(p, "salt", &ap)?;
+                            let stored = ctx.required_string(p, "stored-key", &ap)?;
+                            let server = ctx.required_string(p, "server-key", &ap)?;
+                            let credential = match crate::auth::scram::Credential::from_fields(kdf, iterations, memory, salt, stored, server) {
+                                Ok(c) => c,
+                                Err(e) => return ctx.err(&ap, e),
+                            };
+                            principals.insert(authid.clone(), ScramPrincipal { role, credential });
+                        }
+                        out.scram = Some(principals);
+                    }
+                    other => ctx.warn(&format!("{mp}.type"), format!("'{other}' scram authentication is not supported; clients that offer only scram are refused")),
+                }
+            }
+            "cookie" | "tls" => {
                 ctx.warn(&mp, format!("authentication method '{method}' is not supported yet; clients that offer only it are refused"));
             }
             _ => ctx.warn(
@@ -1137,7 +1181,7 @@ mod tests {
         assert_eq!(has("authorizer"), 0, "dynamic authorizers are supported");
         assert_eq!(has("realms[0].store"), 1);
         assert_eq!(has("serializers[1]"), 1);
-        assert_eq!(has("auth.scram"), 1);
+        assert_eq!(has("auth.scram"), 0, "scram is supported");
         assert_eq!(has("options.auto_ping_interval"), 1);
         assert_eq!(has("transports[1].type"), 1);
         assert!(
@@ -1200,6 +1244,49 @@ mod tests {
         );
         let e = load_json(&cfg(r#"{"ticket":{"type":"static"}}"#)).unwrap_err();
         assert_eq!(e.path, "workers[0].transports[0].auth.ticket.principals");
+        // WAMP-CRA and SCRAM without principals: the built-in store holds them.
+        let l = load_json(&cfg(
+            r#"{"wampcra":{"type":"static"},"scram":{"type":"static"}}"#,
+        ))
+        .unwrap();
+        let auth = &l.node.listeners[0].websocket[0].1.auth;
+        assert_eq!(auth.wampcra.as_ref().map(|u| u.len()), Some(0));
+        assert_eq!(auth.scram.as_ref().map(|u| u.len()), Some(0));
+        // A SCRAM principal in Crossbar's shape (hex salt and keys).
+        let key = "11".repeat(32);
+        let good = format!(
+            r#"{{"scram":{{"type":"static","principals":{{"carol":{{"role":"user","kdf":"argon2id-13","iterations":4096,"memory":512,"salt":"00112233445566778899aabbccddeeff","stored-key":"{key}","server-key":"{key}"}}}}}}}}"#
+        );
+        let l = load_json(&cfg(&good)).unwrap();
+        let p = &l.node.listeners[0].websocket[0]
+            .1
+            .auth
+            .scram
+            .as_ref()
+            .unwrap()["carol"];
+        assert_eq!(p.role, "user");
+        assert_eq!(p.credential.iterations, 4096);
+        for (bad, path) in [
+            (
+                good.replace("argon2id-13", "md5"),
+                "auth.scram.principals.carol",
+            ),
+            (
+                good.replace(&format!(r#""stored-key":"{key}""#), r#""stored-key":"zz""#),
+                "auth.scram.principals.carol",
+            ),
+            (
+                good.replace(r#""iterations":4096,"#, ""),
+                "auth.scram.principals.carol.iterations",
+            ),
+            (
+                good.replace(r#""role":"user""#, r#""role":"ghost""#),
+                "auth.scram.principals.carol.role",
+            ),
+        ] {
+            let e = load_json(&cfg(&bad)).unwrap_err();
+            assert!(e.path.ends_with(path), "{bad}: {e}");
+        }
         let l = load_json(&cfg(r#"{"ticket":{"type":"dynamic","authenticator":"com.auth"},"wampcra":{"type":"dynamic","authenticator":"com.auth","authenticator-realm":"r","authenticator-role":"user"},"anonymous":{"type":"static","role":"user"}}"#)).unwrap();
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         let auth = &l.node.listeners[0].websocket[0].1.auth;

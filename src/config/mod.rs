@@ -119,6 +119,8 @@ pub struct TransportAuth {
     pub wampcra: Option<HashMap<String, CraUser>>,
     /// WAMP-Cryptosign principals by authid (static).
     pub cryptosign: Option<HashMap<String, CryptosignPrincipal>>,
+    /// WAMP-SCRAM principals by authid (static; the built-in store is consulted too).
+    pub scram: Option<HashMap<String, ScramPrincipal>>,
     /// Methods whose principals a dynamic authenticator decides, by method name
     /// (anonymous, ticket, wampcra, cryptosign, scram).
     pub dynamic: HashMap<String, DynamicAuth>,
@@ -142,6 +144,12 @@ pub struct CryptosignPrincipal {
     pub authorized_keys: Vec<[u8; 32]>,
     /// The only realm this principal may join, if set.
     pub realm: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramPrincipal {
+    pub role: String,
+    pub credential: crate::auth::scram::Credential,
 }
 
 /// A secret from the config: compared, never printed.

@@ -47,6 +47,8 @@ pub struct Router {
     pub counters: Arc<Counters>,
     /// Failed-authentication counters shared by every transport.
     pub throttle: crate::auth::throttle::Throttle,
+    /// The built-in principal store (`switchboard user`), consulted after the config.
+    pub principals: Option<crate::store::principals::Principals>,
     /// Router-internal sessions that call authenticators and authorizers, by (realm, role).
     local_clients: parking_lot::Mutex<HashMap<(String, String), Arc<local::LocalClient>>>,
 }
@@ -56,6 +58,13 @@ pub const TRUSTED_ROLE: &str = "trusted";
 
 impl Router {
     pub fn new(config: RouterConfig) -> Arc<Router> {
+        Self::with_principals(config, None)
+    }
+
+    pub fn with_principals(
+        config: RouterConfig,
+        principals: Option<crate::store::principals::Principals>,
+    ) -> Arc<Router> {
         let realms = config
             .realms
             .iter()
@@ -66,6 +75,7 @@ impl Router {
             config,
             counters: Arc::new(Counters::default()),
             throttle: Default::default(),
+            principals,
             local_clients: Default::default(),
         })
     }

@@ -334,6 +334,7 @@ impl Session {
             details,
             self.session_id,
             &self.transport,
+            self.router.principals.as_ref(),
         );
         self.proceed(realm, Box::new(details.clone()), outcome, None)
     }

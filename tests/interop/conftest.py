@@ -33,8 +33,8 @@ def binary_path() -> Path:
 
 
 class Server:
-    def __init__(self, *extra_args: str):
-        self.data_dir = tempfile.mkdtemp(prefix="sb-interop-")
+    def __init__(self, *extra_args: str, data_dir: str | None = None):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="sb-interop-")
         args = [str(binary_path()), "--listen", "127.0.0.1:0", "--data-dir", self.data_dir, *extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         deadline = time.time() + 30

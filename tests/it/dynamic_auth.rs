@@ -26,7 +26,8 @@ const CONFIG: &str = r#"{
         "ws": {"type": "websocket", "auth": {
           "ticket": {"type": "dynamic", "authenticator": "com.example.authenticate"},
           "wampcra": {"type": "dynamic", "authenticator": "com.example.authenticate", "authenticator-realm": "realm1"},
-          "cryptosign": {"type": "dynamic", "authenticator": "com.example.authenticate"}
+          "cryptosign": {"type": "dynamic", "authenticator": "com.example.authenticate"},
+          "scram": {"type": "dynamic", "authenticator": "com.example.authenticate"}
         }},
         "backend": {"type": "websocket", "auth": {"anonymous": {"type": "static", "role": "backend"}}},
         "review": {"type": "websocket", "auth": {"anonymous": {"type": "static", "role": "reviewer"}}}
@@ -248,6 +249,91 @@ async fn cryptosign_key_is_checked_against_the_authenticator() {
     let (req, _) = invocation(&mut w).await;
     w.send(json!([70, req, {}, [{"pubkey": "00".repeat(32), "role": "user"}]]))
         .await;
+    c.expect_abort("wamp.error.not_authorized").await;
+}
+
+fn hmac_raw(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("key");
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn scram_credential_comes_from_the_authenticator() {
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (password, salt, iterations) = ("s3cret", b"pepper-and-salt!".to_vec(), 4096u32);
+    // The credential a back end stores (computed here from the spec's definitions).
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iterations, &mut salted);
+    let client_key = hmac_raw(&salted, b"Client Key");
+    let stored_key = sha2::Sha256::digest(&client_key).to_vec();
+    let server_key = hmac_raw(&salted, b"Server Key");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+
+    let srv = server().await;
+    let (mut w, _) = worker(&srv, "com.example.authenticate").await;
+    let client_nonce = "rOprNGfwEbeRWgbNEkqO";
+    let mut c = hello(
+        &srv,
+        json!(["scram"]),
+        "erin",
+        json!({"nonce": client_nonce}),
+    )
+    .await;
+    let (req, args) = invocation(&mut w).await;
+    assert_eq!(args[2]["authmethod"], "scram");
+    assert_eq!(args[2]["authextra"]["nonce"], client_nonce);
+    w.send(
+        json!([70, req, {}, [{"role": "user", "kdf": "pbkdf2", "iterations": iterations,
+        "salt": hex(&salt), "stored-key": hex(&stored_key), "server-key": hex(&server_key)}]]),
+    )
+    .await;
+    let ch = c.recv().await;
+    assert_eq!(ch[1], "scram", "{ch}");
+    let nonce = ch[2]["nonce"].as_str().expect("nonce").to_owned();
+    assert!(nonce.starts_with(client_nonce));
+    assert_eq!(ch[2]["kdf"], "pbkdf2");
+    assert_eq!(ch[2]["salt"], b64.encode(&salt));
+    // RFC 5802 AuthMessage, no channel binding ("biws" = base64 of "n,,").
+    let auth_message = format!(
+        "n=erin,r={client_nonce},r={nonce},s={},i={iterations},c=biws,r={nonce}",
+        b64.encode(&salt)
+    );
+    let signature = hmac_raw(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    c.send(json!([5, b64.encode(&proof), {"nonce": nonce}]))
+        .await;
+    let welcome = c.recv().await;
+    assert_eq!(welcome[0], 2, "{welcome}");
+    assert_eq!(welcome[2]["authmethod"], "scram");
+    assert_eq!(welcome[2]["authprovider"], "dynamic");
+    let expected = b64.encode(hmac_raw(&server_key, auth_message.as_bytes()));
+    assert_eq!(
+        welcome[2]["authextra"]["scram_server_signature"], expected,
+        "mutual authentication"
+    );
+
+    // A wrong proof is refused by the router.
+    let mut c = hello(
+        &srv,
+        json!(["scram"]),
+        "erin",
+        json!({"nonce": client_nonce}),
+    )
+    .await;
+    let (req, _) = invocation(&mut w).await;
+    w.send(
+        json!([70, req, {}, [{"role": "user", "kdf": "pbkdf2", "iterations": iterations,
+        "salt": hex(&salt), "stored-key": hex(&stored_key), "server-key": hex(&server_key)}]]),
+    )
+    .await;
+    c.recv().await;
+    c.send(json!([5, b64.encode([0u8; 32]), {}])).await;
     c.expect_abort("wamp.error.not_authorized").await;
 }
 
