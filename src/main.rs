@@ -151,6 +151,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Handlers are in place before anyone is told we are up: a SIGTERM right after the ready
+    // line must shut down cleanly, not kill the process.
+    let signals = Signals::install();
     let addr = running.addr;
     for b in &running.listeners {
         let at = b
@@ -166,7 +169,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         println!("switchboard rawsocket on tcp://{r}");
     }
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     match running.shutdown().await {
         Ok(()) => {
@@ -215,17 +218,33 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// SIGTERM and SIGINT, registered at once (not on first poll).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn wait(mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => {}
         }
     }
 }
