@@ -210,6 +210,7 @@ fn permissions(c: &mut Criterion) {
         .collect();
     let realm = Realm::new(RealmConfig {
         name: "realm1".into(),
+        history: Vec::new(),
         roles: vec![
             RoleConfig {
                 name: "anonymous".into(),

@@ -173,7 +173,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let node = store.record_start().await.map_err(store_err)?;
     tracing::info!(starts = node.starts, dir = %opts.data_dir.display(), "data store opened");
     let conns = Connections::new(opts.node.router.limits.clone());
-    let router = Router::with_principals(opts.node.router.clone(), Some(store.principals()));
+    let router = Router::with_store(
+        opts.node.router.clone(),
+        Some(store.principals()),
+        Some(store.history()),
+    );
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut listeners = Vec::new();

@@ -28,6 +28,20 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// RFC 3339 UTC timestamp with milliseconds (`2026-11-26T00:42:28.123Z`).
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Unix milliseconds of an RFC 3339 timestamp (UTC `Z` form, any sub-second precision).
+pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +52,15 @@ mod tests {
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_653_748);
         assert_eq!(rfc3339(t), "2026-11-26T00:42:28Z");
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_795_653_748_123), "2026-11-26T00:42:28.123Z");
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26T00:42:28.123Z"),
+            Some(1_795_653_748_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26T00:42:28Z"),
+            Some(1_795_653_748_000)
+        );
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

@@ -46,6 +46,7 @@ fn static_and_cached_decisions_do_not_allocate() {
     };
     let realm = Realm::new(RealmConfig {
         name: "realm1".into(),
+        history: Vec::new(),
         roles: vec![
             RoleConfig {
                 name: "user".into(),

@@ -124,6 +124,7 @@ mod tests {
         };
         Permissions::from_config(&RealmConfig {
             name: "r".into(),
+            history: Vec::new(),
             roles: vec![RoleConfig {
                 name: "user".into(),
                 permissions: vec![

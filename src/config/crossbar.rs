@@ -6,8 +6,8 @@
 //! with an error naming the file, the path inside it and what is wrong.
 
 use super::{
-    Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, DynamicAuth, Endpoint, Limits,
-    ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig,
+    Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, DynamicAuth, Endpoint, HistoryRule,
+    Limits, ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig,
     ScramPrincipal, Secret, TicketPrincipal, TransportAuth, WampEndpoint,
 };
 use crate::wamp::uri::{self, MatchPolicy};
@@ -286,12 +286,10 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
 fn realm(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RealmConfig, ConfigError> {
     let o = ctx.obj(v, path)?;
     ctx.unknown(o, path, &["name", "roles", "store", "options"]);
-    if o.contains_key("store") {
-        ctx.warn(
-            &format!("{path}.store"),
-            "event history is not supported yet, ignored",
-        );
-    }
+    let history = match o.get("store") {
+        Some(st) => store(ctx, st, &format!("{path}.store"))?,
+        None => Vec::new(),
+    };
     let name = ctx.required_string(o, "name", path)?;
     if !uri::is_valid(name, MatchPolicy::Exact) {
         return ctx.err(
@@ -308,7 +306,60 @@ fn realm(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RealmConfig, ConfigErro
     Ok(RealmConfig {
         name: name.to_owned(),
         roles,
+        history,
     })
+}
+
+/// Crossbar's realm `store`: {`type`: memory|cfxdb, `limit`, `event-history`: [{`uri`, `match`,
+/// `limit`}]}. Switchboard keeps the history in its sled store whichever type is named, so it
+/// survives restarts.
+fn store(ctx: &mut Ctx, v: &Value, path: &str) -> Result<Vec<HistoryRule>, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(
+        o,
+        path,
+        &["type", "limit", "event-history", "path", "maxsize"],
+    );
+    match ctx.string(o, "type", path)?.unwrap_or("memory") {
+        "memory" | "cfxdb" => {}
+        other => {
+            return ctx.err(
+                &format!("{path}.type"),
+                format!("expected 'memory' or 'cfxdb', got '{other}'"),
+            )
+        }
+    }
+    let default_limit = match o.get("limit") {
+        None => 1000,
+        Some(_) => positive(ctx, o, "limit", path)?,
+    };
+    let mut rules = Vec::new();
+    if let Some(list) = o.get("event-history") {
+        let lp = format!("{path}.event-history");
+        for (i, r) in ctx.list(list, &lp)?.iter().enumerate() {
+            let rp = format!("{lp}[{i}]");
+            let ro = ctx.obj(r, &rp)?;
+            ctx.unknown(ro, &rp, &["uri", "match", "limit"]);
+            let (uri, policy) = uri_pattern(ctx, ro, &rp)?;
+            let limit = match ro.get("limit") {
+                None => default_limit,
+                Some(_) => positive(ctx, ro, "limit", &rp)?,
+            };
+            rules.push(HistoryRule { uri, policy, limit });
+        }
+    }
+    Ok(rules)
+}
+
+/// A positive integer at `key` (at most 1,000,000).
+fn positive(ctx: &Ctx, o: &Obj, key: &str, path: &str) -> Result<usize, ConfigError> {
+    match o.get(key).and_then(Value::as_u64) {
+        Some(n) if (1..=1_000_000).contains(&n) => Ok(n as usize),
+        _ => ctx.err(
+            &format!("{path}.{key}"),
+            "expected a whole number from 1 to 1000000",
+        ),
+    }
 }
 
 fn role(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RoleConfig, ConfigError> {
@@ -342,9 +393,9 @@ fn role(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RoleConfig, ConfigError>
     })
 }
 
-fn permission(ctx: &mut Ctx, v: &Value, path: &str) -> Result<PermissionConfig, ConfigError> {
-    let o = ctx.obj(v, path)?;
-    ctx.unknown(o, path, &["uri", "match", "allow", "disclose", "cache"]);
+/// `uri` and `match` of a rule; `match` inferred as Crossbar does when absent (a trailing `*`
+/// means prefix, empty components wildcard).
+fn uri_pattern(ctx: &Ctx, o: &Obj, path: &str) -> Result<(String, MatchPolicy), ConfigError> {
     let raw = ctx.required_string(o, "uri", path)?;
     let (uri, policy) = match ctx.string(o, "match", path)? {
         Some(m) => match MatchPolicy::parse(m) {
@@ -377,6 +428,13 @@ fn permission(ctx: &mut Ctx, v: &Value, path: &str) -> Result<PermissionConfig, 
             ),
         );
     }
+    Ok((uri, policy))
+}
+
+fn permission(ctx: &mut Ctx, v: &Value, path: &str) -> Result<PermissionConfig, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(o, path, &["uri", "match", "allow", "disclose", "cache"]);
+    let (uri, policy) = uri_pattern(ctx, o, path)?;
     if o.contains_key("cache") {
         ctx.bool(o, "cache", path)?;
     }
@@ -1169,7 +1227,7 @@ mod tests {
     fn unsupported_keys_warn_once_with_their_path() {
         let text = r#"{"version":2,"workers":[
             {"type":"container"},
-            {"type":"router","realms":[{"name":"realm1","store":{"type":"memory"},"roles":[{"name":"anonymous","authorizer":"com.auth","permissions":[{"uri":"","match":"prefix","allow":{"call":true,"fly":true}}]}]}],
+            {"type":"router","realms":[{"name":"realm1","store":{"type":"memory","colour":"blue"},"roles":[{"name":"anonymous","authorizer":"com.auth","permissions":[{"uri":"","match":"prefix","allow":{"call":true,"fly":true}}]}]}],
              "transports":[{"type":"websocket","endpoint":{"type":"tcp","port":0,"interface":"127.0.0.1"},"serializers":["json","ubjson"],
                             "auth":{"scram":{"type":"static","principals":{}},"anonymous":{"type":"static","role":"anonymous"}},
                             "options":{"auto_ping_interval":10000}},
@@ -1179,7 +1237,11 @@ mod tests {
         assert_eq!(has("workers[0].type"), 1);
         assert_eq!(has("roles[0].permissions[0].allow.fly"), 1);
         assert_eq!(has("authorizer"), 0, "dynamic authorizers are supported");
-        assert_eq!(has("realms[0].store"), 1);
+        assert_eq!(
+            has("realms[0].store.colour"),
+            1,
+            "store is supported, unknown keys in it warned"
+        );
         assert_eq!(has("serializers[1]"), 1);
         assert_eq!(has("auth.scram"), 0, "scram is supported");
         assert_eq!(has("options.auto_ping_interval"), 1);

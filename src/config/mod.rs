@@ -204,6 +204,16 @@ pub struct RouterConfig {
 pub struct RealmConfig {
     pub name: String,
     pub roles: Vec<RoleConfig>,
+    /// Topics whose last events are stored (Crossbar's `store.event-history`).
+    pub history: Vec<HistoryRule>,
+}
+
+/// Keep the last `limit` events of each topic matching (uri, policy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRule {
+    pub uri: String,
+    pub policy: MatchPolicy,
+    pub limit: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -312,6 +322,7 @@ impl RouterConfig {
                     }],
                     authorizer: None,
                 }],
+                history: Vec::new(),
             }],
             limits,
             dev_mode: true,

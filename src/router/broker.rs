@@ -32,7 +32,7 @@ pub struct Broker {
 }
 
 /// Who among the subscribers receives a publication (publisher exclusion, black/white lists).
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Audience {
     pub publisher: Id,
     pub exclude_me: bool,
@@ -45,7 +45,18 @@ pub struct Audience {
 }
 
 impl Audience {
-    fn admits(&self, peer: &Peer) -> bool {
+    /// Whether the publication named sessions, authids or roles to include or exclude (such
+    /// events are not kept in the event history).
+    pub fn has_lists(&self) -> bool {
+        self.exclude.is_some()
+            || self.exclude_authid.is_some()
+            || self.exclude_authrole.is_some()
+            || self.eligible.is_some()
+            || self.eligible_authid.is_some()
+            || self.eligible_authrole.is_some()
+    }
+
+    pub fn admits(&self, peer: &Peer) -> bool {
         if self.exclude_me && peer.session == self.publisher {
             return false;
         }

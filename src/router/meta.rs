@@ -323,6 +323,7 @@ pub fn call(
                 _ => Value::UInt(s.subscribers.len() as u64),
             }))
         }
+        "wamp.subscription.get_events" => get_events(realm, caller, p),
         "wamp.registration.list" => {
             let (mut exact, mut prefix, mut wildcard) = (Vec::new(), Vec::new(), Vec::new());
             for r in realm.dealer().all() {
@@ -449,3 +450,140 @@ fn add_testament(realm: &Realm, caller: &Arc<Peer>, p: &Payload) -> Result<Paylo
     });
     Ok(Payload::default())
 }
+
+/// `wamp.subscription.get_events`: Crossbar's positional `(subscription, limit=10)` or the
+/// spec's keywords (`limit`, `reverse`, `topic`, `from_time`/`after_time`/`before_time`/
+/// `until_time`, `from_publication`/`after_publication`/`before_publication`/
+/// `until_publication`). Newest first unless `reverse: false`. The caller must be allowed to
+/// subscribe to the subscription's URI.
+fn get_events(realm: &Realm, caller: &Arc<Peer>, p: &Payload) -> Result<Payload, RouteError> {
+    let id = id_arg(p, 0, "subscription")?;
+    let (uri, policy) = {
+        let broker = realm.broker();
+        let s = broker.get(id).ok_or_else(|| {
+            bad(
+                uris::NO_SUCH_SUBSCRIPTION,
+                format!("no subscription {id} in this realm"),
+            )
+        })?;
+        (s.uri.clone(), s.policy)
+    };
+    if !realm.may_subscribe_now(caller, &uri) {
+        return Err(bad(
+            uris::NOT_AUTHORIZED,
+            format!("session is not authorized to subscribe to '{uri}'"),
+        ));
+    }
+    let number = |v: Option<&Value>, what: &str| -> Result<Option<u64>, RouteError> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                bad(
+                    uris::INVALID_ARGUMENT,
+                    format!("'{what}' must be a non-negative integer"),
+                )
+            }),
+        }
+    };
+    let limit = number(arg(p, 1).or_else(|| kwarg(p, "limit")), "limit")?.unwrap_or(10) as usize;
+    let reverse = match kwarg(p, "reverse") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad(uris::INVALID_ARGUMENT, "'reverse' must be a bool")),
+    };
+    let topic = match kwarg(p, "topic") {
+        None | Some(Value::Null) => None,
+        Some(Value::Str(t)) => Some(t.as_str()),
+        Some(_) => return Err(bad(uris::INVALID_ARGUMENT, "'topic' must be a string")),
+    };
+    let time = |key: &str| -> Result<Option<u64>, RouteError> {
+        match kwarg(p, key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Str(s)) => crate::clock::parse_rfc3339_ms(s).map(Some).ok_or_else(|| {
+                bad(
+                    uris::INVALID_ARGUMENT,
+                    format!("'{key}' must be an RFC 3339 timestamp"),
+                )
+            }),
+            Some(_) => Err(bad(
+                uris::INVALID_ARGUMENT,
+                format!("'{key}' must be an RFC 3339 timestamp"),
+            )),
+        }
+    };
+    let (from_t, after_t, before_t, until_t) = (
+        time("from_time")?,
+        time("after_time")?,
+        time("before_time")?,
+        time("until_time")?,
+    );
+    let publication = |key: &str| number(kwarg(p, key), key);
+    let (from_p, after_p, before_p, until_p) = (
+        publication("from_publication")?,
+        publication("after_publication")?,
+        publication("before_publication")?,
+        publication("until_publication")?,
+    );
+    let Some(stored) = realm.stored_events(&uri, policy) else {
+        return Err(bad(
+            HISTORY_UNAVAILABLE,
+            format!("this realm keeps no event history for '{uri}'"),
+        ));
+    };
+    let stored = stored.map_err(|e| {
+        tracing::error!(error = %e, "reading event history failed");
+        bad(HISTORY_UNAVAILABLE, "the event history cannot be read")
+    })?;
+    // Publication bounds refer to positions in the (chronological) history.
+    let position = |publication: Option<u64>| {
+        publication.and_then(|id| stored.iter().position(|e| e.publication == id))
+    };
+    let (from_i, after_i, before_i, until_i) = (
+        position(from_p),
+        position(after_p),
+        position(before_p),
+        position(until_p),
+    );
+    let mut events: Vec<Value> = stored
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| topic.is_none_or(|t| t == e.topic))
+        .filter(|(_, e)| from_t.is_none_or(|t| e.timestamp_ms >= t))
+        .filter(|(_, e)| after_t.is_none_or(|t| e.timestamp_ms > t))
+        .filter(|(_, e)| before_t.is_none_or(|t| e.timestamp_ms < t))
+        .filter(|(_, e)| until_t.is_none_or(|t| e.timestamp_ms <= t))
+        .filter(|(i, _)| from_i.is_none_or(|b| *i >= b))
+        .filter(|(i, _)| after_i.is_none_or(|b| *i > b))
+        .filter(|(i, _)| before_i.is_none_or(|b| *i < b))
+        .filter(|(i, _)| until_i.is_none_or(|b| *i <= b))
+        .map(|(_, e)| {
+            let payload = super::history::decode_payload(&e.payload);
+            let mut d: Dict = vec![
+                (
+                    "timestamp".into(),
+                    crate::clock::rfc3339_ms(e.timestamp_ms).into(),
+                ),
+                ("subscription".into(), Value::UInt(id)),
+                ("publication".into(), Value::UInt(e.publication)),
+                ("topic".into(), e.topic.clone().into()),
+            ];
+            d.push((
+                "args".into(),
+                payload.args.map(Value::List).unwrap_or(Value::List(vec![])),
+            ));
+            d.push((
+                "kwargs".into(),
+                payload.kwargs.map(Value::Dict).unwrap_or(Value::Null),
+            ));
+            Value::Dict(d)
+        })
+        .collect();
+    if reverse {
+        events.reverse();
+    }
+    events.truncate(limit);
+    Ok(one(Value::List(events)))
+}
+
+/// The realm keeps no history for what was asked (Crossbar's URI for it).
+pub const HISTORY_UNAVAILABLE: &str = "wamp.error.history_unavailable";

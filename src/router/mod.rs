@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod dealer;
+pub mod history;
 pub mod local;
 pub mod meta;
 pub mod peer;
@@ -65,10 +66,29 @@ impl Router {
         config: RouterConfig,
         principals: Option<crate::store::principals::Principals>,
     ) -> Arc<Router> {
+        Self::with_store(config, principals, None)
+    }
+
+    /// A router backed by the data store: principals for authentication, and event history
+    /// (its writer task starts here, so this needs a Tokio runtime when `history` is given).
+    pub fn with_store(
+        config: RouterConfig,
+        principals: Option<crate::store::principals::Principals>,
+        history: Option<crate::store::history::History>,
+    ) -> Arc<Router> {
+        let wants_history = config.realms.iter().any(|r| !r.history.is_empty());
+        let writer = history
+            .filter(|_| wants_history)
+            .map(history::Writer::start);
         let realms = config
             .realms
             .iter()
-            .map(|r| (r.name.clone(), Realm::new(r.clone())))
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    Realm::with_history(r.clone(), writer.clone()),
+                )
+            })
             .collect();
         Arc::new(Router {
             realms,

@@ -27,6 +27,9 @@ pub struct Realm {
     permissions: Permissions,
     /// Decisions dynamic authorizers asked to cache.
     decisions: DecisionCache,
+    /// Event history (when the realm's config keeps any).
+    history: Option<super::history::RealmHistory>,
+    retained: super::history::RetainedEvents,
     sessions: RwLock<HashMap<Id, Arc<Peer>>>,
     broker: RwLock<Broker>,
     dealer: Mutex<Dealer>,
@@ -213,11 +216,19 @@ impl Realm {
     }
 
     pub fn new(config: RealmConfig) -> Arc<Realm> {
+        Self::with_history(config, None)
+    }
+
+    /// A realm whose history rules (if any) write through `writer`.
+    pub fn with_history(config: RealmConfig, writer: Option<super::history::Writer>) -> Arc<Realm> {
         let permissions = Permissions::from_config(&config);
+        let history = writer.and_then(|w| super::history::RealmHistory::new(&config.history, w));
         Arc::new_cyclic(|me| Realm {
             config,
             permissions,
             decisions: DecisionCache::default(),
+            history,
+            retained: Default::default(),
             sessions: RwLock::new(HashMap::new()),
             broker: RwLock::new(Broker::default()),
             dealer: Mutex::new(Dealer::default()),
@@ -314,9 +325,38 @@ impl Realm {
         self.dealer.lock()
     }
 
+    /// Whether `peer` may subscribe to `topic` without asking an authorizer.
+    pub fn may_subscribe_now(&self, peer: &Peer, topic: &str) -> bool {
+        self.decide_now(peer, Action::Subscribe, topic).allowed
+    }
+
     /// Whether `peer` may publish to `topic` without asking an authorizer.
     pub fn may_publish_now(&self, peer: &Peer, topic: &str) -> bool {
         self.decide_now(peer, Action::Publish, topic).allowed
+    }
+
+    /// The stored events a subscription (uri, policy) may read, oldest first per topic; `None`
+    /// when the realm keeps no history for it.
+    pub fn stored_events(
+        &self,
+        uri: &str,
+        policy: MatchPolicy,
+    ) -> Option<Result<Vec<crate::store::history::StoredEvent>, crate::store::StoreError>> {
+        let h = self.history.as_ref().filter(|h| h.covers(uri, policy))?;
+        let store = h.store();
+        Some((|| {
+            if policy == MatchPolicy::Exact {
+                return store.read(self.name(), uri);
+            }
+            let mut all = Vec::new();
+            for t in store.topics(self.name())? {
+                if uri::matches(uri, policy, &t) {
+                    all.extend(store.read(self.name(), &t)?);
+                }
+            }
+            all.sort_by_key(|e| e.timestamp_ms);
+            Ok(all)
+        })())
     }
 
     /// A session by id.
@@ -550,6 +590,24 @@ impl Realm {
             request,
             subscription: done.id,
         });
+        if opt_bool(options, "get_retained")?.unwrap_or(false) {
+            for (t, e) in self.retained.matching(topic, policy) {
+                if !e.audience.admits(peer) {
+                    continue;
+                }
+                let mut details = e.details.clone();
+                details.push(("retained".into(), Value::Bool(true)));
+                if policy != MatchPolicy::Exact {
+                    details.push(("topic".into(), t.into()));
+                }
+                let _ = peer.send(&Message::Event {
+                    subscription: done.id,
+                    publication: e.publication,
+                    details,
+                    payload: e.payload.clone(),
+                });
+            }
+        }
         if !peer.trusted && !uri::is_reserved(topic) {
             use super::meta::{ids, SUB_ON_CREATE, SUB_ON_SUBSCRIBE};
             if done.created {
@@ -628,12 +686,51 @@ impl Realm {
                 peer.principal.authrole.clone().into(),
             ));
         }
+        let retain = opt_bool(options, "retain")?.unwrap_or(false);
         let publication = random_id();
         let payload = Arc::new(payload);
         self.broker
             .read()
             .publish(topic, publication, &details, &payload, &audience);
-        if acknowledge {
+        if retain {
+            self.retained.keep(
+                topic,
+                super::history::Retained {
+                    publication,
+                    details: details.clone(),
+                    payload: payload.clone(),
+                    audience: audience.clone(),
+                },
+            );
+        }
+        // With history, PUBLISHED waits until the event is durable (the writer sends it).
+        let mut answered = false;
+        if let Some(h) = &self.history {
+            if let Some(limit) = h.limit(topic).filter(|_| !audience.has_lists()) {
+                let ack = acknowledge.then(|| super::history::Ack {
+                    peer: peer.clone(),
+                    request,
+                    publication,
+                });
+                match h.record(self.name(), limit, topic, publication, &payload, ack) {
+                    Ok(()) => answered = acknowledge,
+                    Err(Some(ack)) => {
+                        let _ = ack.peer.send(&Message::Error {
+                            request_type: crate::wamp::message::code::PUBLISH,
+                            request,
+                            details: Dict::new(),
+                            error: super::history::STORAGE_FAILED.to_owned(),
+                            payload: Payload::message(
+                                "the event was delivered but the history writer is overloaded; it was not stored",
+                            ),
+                        });
+                        answered = true;
+                    }
+                    Err(None) => {}
+                }
+            }
+        }
+        if acknowledge && !answered {
             let _ = peer.send(&Message::Published {
                 request,
                 publication,

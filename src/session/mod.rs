@@ -120,6 +120,8 @@ fn router_roles() -> Value {
                 "pattern_based_subscription",
                 "session_meta_api",
                 "subscription_meta_api",
+                "event_history",
+                "event_retention",
             ]),
         ),
         (

@@ -4,6 +4,7 @@
 //! 512 MB VPS) and flushed before anything is acknowledged as durable and on close.
 
 pub mod codec;
+pub mod history;
 pub mod principals;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,7 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     principals: sled::Tree,
+    history: sled::Tree,
 }
 
 const NODE_KEY: &[u8] = b"node";
@@ -74,16 +76,23 @@ impl Store {
             })?;
         let meta = db.open_tree("meta")?;
         let principals = db.open_tree(principals::TREE)?;
+        let history = db.open_tree(history::TREE)?;
         Ok(Store {
             db,
             meta,
             principals,
+            history,
         })
     }
 
     /// The built-in principal store (`switchboard user …`).
     pub fn principals(&self) -> principals::Principals {
         principals::Principals::new(self.db.clone(), self.principals.clone())
+    }
+
+    /// Event history (`store.event-history` in a realm's config).
+    pub fn history(&self) -> history::History {
+        history::History::new(self.db.clone(), self.history.clone())
     }
 
     /// Records one more start and returns the updated record (durable before it returns).

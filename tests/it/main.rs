@@ -12,6 +12,7 @@ mod bench;
 mod config;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
+mod history;
 mod http_api;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
 mod limits;

@@ -21,6 +21,10 @@ async fn welcome_announces_roles_for_every_serializer() {
             "subscriber_blackwhite_listing",
             "publisher_identification",
             "pattern_based_subscription",
+            "session_meta_api",
+            "subscription_meta_api",
+            "event_history",
+            "event_retention",
         ] {
             assert_eq!(
                 d["roles"]["broker"]["features"][f], true,
@@ -40,9 +44,12 @@ async fn welcome_announces_roles_for_every_serializer() {
                 "{ser:?} dealer {f}"
             );
         }
-        // Not implemented yet, so not announced.
+        // Not implemented, so not announced.
         assert!(d["roles"]["broker"]["features"]
-            .get("event_history")
+            .get("subscription_revocation")
+            .is_none());
+        assert!(d["roles"]["dealer"]["features"]
+            .get("payload_passthru_mode")
             .is_none());
     }
 }
