@@ -57,6 +57,42 @@ pub struct LocalEvent {
     pub payload: Payload,
 }
 
+/// An INVOCATION for a procedure a local session registered.
+#[derive(Debug, Clone)]
+pub struct LocalInvocation {
+    pub procedure: String,
+    pub details: Dict,
+    pub payload: Payload,
+}
+
+impl LocalInvocation {
+    /// The caller's session id, authid and authrole (registrations of local sessions always
+    /// ask the dealer to disclose the caller).
+    pub fn caller(&self) -> Option<(Id, &str, &str)> {
+        use crate::wamp::value::dict_get;
+        Some((
+            dict_get(&self.details, "caller")?.as_u64()?,
+            dict_get(&self.details, "caller_authid")?.as_str()?,
+            dict_get(&self.details, "caller_authrole")?.as_str()?,
+        ))
+    }
+}
+
+/// What answers a local registration.
+pub type Handler = Arc<
+    dyn Fn(
+            LocalInvocation,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Payload, CallFailure>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+struct LocalRegistration {
+    procedure: String,
+    handler: Handler,
+}
+
 struct LocalSubscription {
     topic: String,
     tx: tokio::sync::mpsc::Sender<LocalEvent>,
@@ -68,6 +104,10 @@ pub struct LocalClient {
     /// Requests waiting for RESULT, PUBLISHED, SUBSCRIBED or ERROR.
     pending: Mutex<HashMap<Id, oneshot::Sender<Reply>>>,
     subscriptions: Mutex<HashMap<Id, LocalSubscription>>,
+    registrations: Mutex<HashMap<Id, LocalRegistration>>,
+    /// Handlers of REGISTERs not answered yet, by request id (installed before the REGISTERED
+    /// reply is passed on, so no INVOCATION can find its registration without a handler).
+    registering: Mutex<HashMap<Id, LocalRegistration>>,
     next_request: AtomicU64,
 }
 
@@ -85,6 +125,8 @@ impl LocalClient {
             peer,
             pending: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
+            registrations: Mutex::new(HashMap::new()),
+            registering: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&client);
@@ -143,6 +185,24 @@ impl LocalClient {
                 request,
                 subscription,
             } => (request, Ok(Payload::args(vec![Value::UInt(subscription)]))),
+            Message::Registered {
+                request,
+                registration,
+            } => {
+                if let Some(r) = self.registering.lock().remove(&request) {
+                    self.registrations.lock().insert(registration, r);
+                }
+                (request, Ok(Payload::args(vec![Value::UInt(registration)])))
+            }
+            Message::Invocation {
+                request,
+                registration,
+                details,
+                payload,
+            } => {
+                self.invoke(request, registration, details, payload);
+                return;
+            }
             Message::Error {
                 request,
                 error,
@@ -184,6 +244,73 @@ impl LocalClient {
         if let Some(tx) = self.pending.lock().remove(&request) {
             let _ = tx.send(reply);
         }
+    }
+
+    /// Runs the handler of a local registration in its own task and answers with YIELD or
+    /// ERROR.
+    fn invoke(&self, request: Id, registration: Id, details: Dict, payload: Payload) {
+        let found = self
+            .registrations
+            .lock()
+            .get(&registration)
+            .map(|r| (r.procedure.clone(), r.handler.clone()));
+        let (realm, peer) = (self.realm.clone(), self.peer.clone());
+        let Some((procedure, handler)) = found else {
+            realm.invocation_error(
+                &peer,
+                request,
+                crate::wamp::uris::NO_SUCH_REGISTRATION.to_owned(),
+                Payload::message("the registration is gone"),
+            );
+            return;
+        };
+        tokio::spawn(async move {
+            let inv = LocalInvocation {
+                procedure,
+                details,
+                payload,
+            };
+            match handler(inv).await {
+                Ok(result) => realm.yield_(&peer, request, &Dict::new(), result),
+                Err(f) => realm.invocation_error(&peer, request, f.uri, f.payload),
+            }
+        });
+    }
+
+    /// Registers `procedure` (with `options`, e.g. a match policy); `handler` answers each
+    /// call. The caller is always disclosed to it.
+    pub async fn register(
+        &self,
+        procedure: &str,
+        mut options: Dict,
+        handler: Handler,
+    ) -> Result<Id, CallFailure> {
+        options.retain(|(k, _)| k != "disclose_caller");
+        options.push(("disclose_caller".into(), Value::Bool(true)));
+        let reg = LocalRegistration {
+            procedure: procedure.to_owned(),
+            handler,
+        };
+        let reply = self
+            .request(
+                "REGISTER",
+                Duration::from_secs(10),
+                |request| {
+                    self.registering.lock().insert(request, reg);
+                    let r = self
+                        .realm
+                        .register_local(&self.peer, request, &options, procedure);
+                    if r.is_err() {
+                        self.registering.lock().remove(&request);
+                    }
+                    r
+                },
+                |request| {
+                    self.registering.lock().remove(&request);
+                },
+            )
+            .await?;
+        first_id(&reply)
     }
 
     /// Sends a request with `send(request_id)` and waits up to `timeout` for its answer.

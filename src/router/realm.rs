@@ -190,6 +190,18 @@ impl Realm {
         self.publish(peer, request, options, topic, payload, d)
     }
 
+    /// REGISTER from a router-internal session.
+    pub fn register_local(
+        &self,
+        peer: &Arc<Peer>,
+        request: Id,
+        options: &Dict,
+        procedure: &str,
+    ) -> Result<(), RouteError> {
+        let d = self.decide_now(peer, Action::Register, procedure);
+        self.register(peer, request, options, procedure, d)
+    }
+
     /// SUBSCRIBE from a router-internal session.
     pub fn subscribe_local(
         &self,

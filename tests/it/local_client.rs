@@ -74,3 +74,50 @@ async fn local_session_publishes_subscribes_and_calls() {
         .expect_err("reserved topic");
     assert_eq!(e.uri, "wamp.error.invalid_uri");
 }
+
+#[tokio::test]
+async fn local_session_serves_procedures_with_the_caller_disclosed() {
+    use switchboard::router::local::{CallFailure, Handler};
+    use switchboard::wamp::Payload;
+    let srv = TestServer::start().await;
+    let router = srv.running.as_ref().expect("running").router.clone();
+    let local = router.local_client("realm1", None).expect("realm1");
+    let handler: Handler = std::sync::Arc::new(|inv| {
+        Box::pin(async move {
+            let (session, authid, role) = inv
+                .caller()
+                .ok_or_else(|| CallFailure::new("com.test.no_caller", "caller not disclosed"))?;
+            match inv.payload.args.as_deref() {
+                Some([Value::Str(s)]) if s == "fail" => {
+                    Err(CallFailure::new("com.test.failed", "asked to fail"))
+                }
+                _ => Ok(Payload::args(vec![
+                    Value::UInt(session),
+                    Value::Str(authid.to_owned()),
+                    Value::Str(role.to_owned()),
+                    Value::Str(inv.procedure.clone()),
+                ])),
+            }
+        })
+    });
+    local
+        .register("com.local.whoami", vec![], handler)
+        .await
+        .expect("registered");
+    let mut remote = srv.joined(Ser::Json).await;
+    let r = remote.request_id();
+    remote
+        .send(json!([48, r, {}, "com.local.whoami", []]))
+        .await;
+    let m = remote.recv().await;
+    assert_eq!(m[0], 50, "{m}");
+    assert_eq!(m[3][0], remote.session);
+    assert_eq!(m[3][2], "anonymous");
+    assert_eq!(m[3][3], "com.local.whoami");
+    let r = remote.request_id();
+    let (uri, args) = remote
+        .expect_error(json!([48, r, {}, "com.local.whoami", ["fail"]]))
+        .await;
+    assert_eq!(uri, "com.test.failed");
+    assert_eq!(args, json!(["asked to fail"]));
+}
