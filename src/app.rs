@@ -75,6 +75,8 @@ pub enum StartError {
         endpoint: Endpoint,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Chat(String),
 }
 
 /// A listener after binding: its configuration and actual address.
@@ -178,6 +180,12 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         Some(store.principals()),
         Some(store.history()),
     );
+    if let Some(cfg) = &opts.node.router.chat {
+        let chat_store = store.chat().map_err(store_err)?;
+        crate::chat::service::start(router.clone(), chat_store, cfg.clone())
+            .await
+            .map_err(StartError::Chat)?;
+    }
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut listeners = Vec::new();

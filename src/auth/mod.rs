@@ -6,6 +6,7 @@ pub mod dynamic;
 pub mod permissions;
 pub mod scram;
 pub mod throttle;
+pub mod visitor;
 pub mod wampcra;
 
 use crate::config::{RealmConfig, TransportAuth};
@@ -61,6 +62,8 @@ impl Pending {
 
 enum Expect {
     Ticket(crate::config::Secret),
+    /// A visitor token or an app-signed JWT (the chat widget).
+    Visitor(Box<visitor::VisitorAuth>),
     /// The authenticator judges the ticket (the call waits for AUTHENTICATE).
     TicketDynamic(dynamic::Ask),
     Cra {
@@ -396,6 +399,26 @@ pub fn hello(
                     )));
                 }
             }
+            "ticket" if auth.visitor.is_some() => {
+                if let Some(v) = &auth.visitor {
+                    return Ok(Outcome::Challenge {
+                        authmethod: "ticket",
+                        extra: Dict::new(),
+                        pending: Pending {
+                            // Visitors are throttled by address only: who they are is
+                            // known from the ticket, and a shared authid would let one
+                            // bad ticket lock every visitor out.
+                            principal: principal(
+                                String::new(),
+                                v.role.clone(),
+                                "ticket",
+                                "visitor",
+                            ),
+                            expect: Expect::Visitor(Box::new(v.clone())),
+                        },
+                    });
+                }
+            }
             "ticket" => {
                 if let Some(principals) = &auth.ticket {
                     let (p, principal) = lookup(principals, authid, "ticket", |p| &p.role)?;
@@ -512,6 +535,21 @@ pub fn verify(pending: Pending, signature: &str, extra: &Dict) -> Result<Outcome
     let ok = match pending.expect {
         Expect::Ticket(t) => t.0.as_bytes().ct_eq(signature.as_bytes()).into(),
         Expect::TicketDynamic(ask) => return Ok(Outcome::Ask(ask.with_ticket(signature))),
+        Expect::Visitor(v) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            return match visitor::identify(&v, signature, now) {
+                Ok((authid, authextra)) => {
+                    let mut p = pending.principal;
+                    p.authid = authid;
+                    p.authextra = authextra;
+                    Ok(Outcome::Welcome(p))
+                }
+                Err(why) => Err(denied(crate::wamp::uris::NOT_AUTHORIZED, why)),
+            };
+        }
         Expect::Cra { challenge, keys } => wampcra::verify(&keys, &challenge, signature),
         Expect::Cryptosign { challenge, pubkey } => {
             cryptosign::verify(&pubkey, &challenge, signature)

@@ -220,7 +220,7 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
     ctx.unknown(
         w,
         &wpath,
-        &["type", "id", "realms", "transports", "options"],
+        &["type", "id", "realms", "transports", "options", "chat"],
     );
     if let Some(opts) = w.get("options") {
         let o = ctx.obj(opts, &format!("{wpath}.options"))?;
@@ -273,13 +273,85 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
             "no usable transport: clients could not connect",
         );
     }
+    let chat = match w.get("chat") {
+        Some(c) => Some(chat(ctx, c, &format!("{wpath}.chat"), &realms)?),
+        None => None,
+    };
     Ok(NodeConfig {
         router: RouterConfig {
             realms,
             limits,
             dev_mode: false,
+            chat,
         },
         listeners,
+    })
+}
+
+/// Switchboard's own `chat` section of the router worker: {`realm`, `visitor_role`
+/// (default "visitor"), `staff_roles` (default ["staff"]), `max_message_length` (4000)}.
+fn chat(
+    ctx: &mut Ctx,
+    v: &Value,
+    path: &str,
+    realms: &[RealmConfig],
+) -> Result<crate::chat::ChatConfig, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(
+        o,
+        path,
+        &["realm", "visitor_role", "staff_roles", "max_message_length"],
+    );
+    let realm_name = ctx.required_string(o, "realm", path)?.to_owned();
+    let Some(realm) = realms.iter().find(|r| r.name == realm_name) else {
+        return ctx.err(
+            &format!("{path}.realm"),
+            format!("realm '{realm_name}' is not defined"),
+        );
+    };
+    let has_role = |r: &str| realm.roles.iter().any(|x| x.name == r);
+    let visitor = ctx
+        .string(o, "visitor_role", path)?
+        .unwrap_or("visitor")
+        .to_owned();
+    if !has_role(&visitor) {
+        return ctx.err(
+            &format!("{path}.visitor_role"),
+            format!("role '{visitor}' is not defined in realm '{realm_name}'"),
+        );
+    }
+    let mut staff = Vec::new();
+    match o.get("staff_roles") {
+        None => staff.push("staff".to_owned()),
+        Some(list) => {
+            let lp = format!("{path}.staff_roles");
+            for (i, r) in ctx.list(list, &lp)?.iter().enumerate() {
+                match r.as_str() {
+                    Some(r) if has_role(r) => staff.push(r.to_owned()),
+                    _ => {
+                        return ctx.err(
+                            &format!("{lp}[{i}]"),
+                            format!("expected a role defined in realm '{realm_name}'"),
+                        )
+                    }
+                }
+            }
+        }
+    }
+    if staff.iter().any(|s| !has_role(s)) {
+        return ctx.err(
+            &format!("{path}.staff_roles"),
+            format!("role 'staff' is not defined in realm '{realm_name}'"),
+        );
+    }
+    let max_text = match o.get("max_message_length") {
+        None => 4000,
+        Some(_) => positive(ctx, o, "max_message_length", path)?,
+    };
+    Ok(crate::chat::ChatConfig {
+        realm: realm_name,
+        roles: crate::chat::Roles { visitor, staff },
+        max_text,
     })
 }
 
@@ -637,6 +709,9 @@ fn auth(
             "ticket" | "wampcra" => {
                 let c = ctx.obj(cfg, &mp)?;
                 match ctx.string(c, "type", &mp)?.unwrap_or("static") {
+                    "visitor" if method == "ticket" => {
+                        out.visitor = Some(visitor_auth(ctx, c, &mp, roles)?);
+                    }
                     "static" => {
                         let key = if method == "ticket" { "principals" } else { "users" };
                         ctx.unknown(c, &mp, &["type", key]);
@@ -774,6 +849,48 @@ fn auth(
         }
     }
     Ok(Arc::new(out))
+}
+
+/// Switchboard's `ticket` type for website visitors (the chat widget): {`type`: `visitor`,
+/// `role` (default "visitor"), `jwt_hs256_secret`?, `jwt_ed25519_public_key`? (hex)}.
+fn visitor_auth(
+    ctx: &mut Ctx,
+    c: &Obj,
+    path: &str,
+    roles: &HashSet<String>,
+) -> Result<crate::auth::visitor::VisitorAuth, ConfigError> {
+    ctx.unknown(
+        c,
+        path,
+        &["type", "role", "jwt_hs256_secret", "jwt_ed25519_public_key"],
+    );
+    let role = ctx.string(c, "role", path)?.unwrap_or("visitor").to_owned();
+    if !roles.contains(&role) {
+        return ctx.err(
+            &format!("{path}.role"),
+            format!("role '{role}' is not defined in any realm"),
+        );
+    }
+    let hs256 = ctx
+        .string(c, "jwt_hs256_secret", path)?
+        .map(|s| Secret(s.to_owned()));
+    let ed25519 = match ctx.string(c, "jwt_ed25519_public_key", path)? {
+        None => None,
+        Some(k) => match crate::auth::cryptosign::parse_key(k) {
+            Some(k) => Some(k),
+            None => {
+                return ctx.err(
+                    &format!("{path}.jwt_ed25519_public_key"),
+                    "expected 64 hex digits (an Ed25519 public key)",
+                )
+            }
+        },
+    };
+    Ok(crate::auth::visitor::VisitorAuth {
+        role,
+        hs256,
+        ed25519,
+    })
 }
 
 /// Methods a dynamic authenticator may decide.

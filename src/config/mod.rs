@@ -119,6 +119,8 @@ pub struct TransportAuth {
     pub wampcra: Option<HashMap<String, CraUser>>,
     /// WAMP-Cryptosign principals by authid (static).
     pub cryptosign: Option<HashMap<String, CryptosignPrincipal>>,
+    /// Website visitors (the chat widget): tickets are visitor tokens or app-signed JWTs.
+    pub visitor: Option<crate::auth::visitor::VisitorAuth>,
     /// WAMP-SCRAM principals by authid (static; the built-in store is consulted too).
     pub scram: Option<HashMap<String, ScramPrincipal>>,
     /// Methods whose principals a dynamic authenticator decides, by method name
@@ -198,6 +200,8 @@ pub struct RouterConfig {
     pub limits: Limits,
     /// True for the zero-config development default (shown in status and warned about).
     pub dev_mode: bool,
+    /// The built-in chat service, if enabled.
+    pub chat: Option<crate::chat::ChatConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -326,6 +330,7 @@ impl RouterConfig {
             }],
             limits,
             dev_mode: true,
+            chat: None,
         }
     }
 }

@@ -375,6 +375,13 @@ impl LocalClient {
         first_id(&reply)
     }
 
+    /// Publishes without waiting for anything (no acknowledgement is asked for).
+    pub fn publish_now(&self, topic: &str, payload: Payload) -> Result<(), CallFailure> {
+        self.realm
+            .publish_local(&self.peer, 0, &Dict::new(), topic, payload)
+            .map_err(|e| CallFailure::new(e.uri, e.message))
+    }
+
     /// Subscribes; events arrive on the returned channel (at most `capacity` waiting; more are
     /// dropped with a warning rather than growing memory).
     pub async fn subscribe(

@@ -27,6 +27,8 @@ pub struct Realm {
     permissions: Permissions,
     /// Decisions dynamic authorizers asked to cache.
     decisions: DecisionCache,
+    /// A built-in component's policy for URIs under its prefix.
+    policy: std::sync::OnceLock<(String, Arc<dyn AccessPolicy>)>,
     /// Event history (when the realm's config keeps any).
     history: Option<super::history::RealmHistory>,
     retained: super::history::RetainedEvents,
@@ -34,6 +36,12 @@ pub struct Realm {
     broker: RwLock<Broker>,
     dealer: Mutex<Dealer>,
     me: Weak<Realm>,
+}
+
+/// A built-in component's say over a URI prefix it owns (the chat service decides who may
+/// subscribe to a thread). `None` leaves the decision to the role's rules.
+pub trait AccessPolicy: Send + Sync {
+    fn decide(&self, peer: &Peer, action: Action, uri: &str) -> Option<Decision>;
 }
 
 /// Whether an action may proceed: known now, or to be asked of the role's authorizer.
@@ -239,6 +247,7 @@ impl Realm {
             config,
             permissions,
             decisions: DecisionCache::default(),
+            policy: std::sync::OnceLock::new(),
             history,
             retained: Default::default(),
             sessions: RwLock::new(HashMap::new()),
@@ -517,6 +526,13 @@ impl Realm {
         if peer.trusted {
             return Authorization::Decided(ALLOWED);
         }
+        if let Some((prefix, policy)) = self.policy.get() {
+            if uri.starts_with(prefix.as_str()) {
+                if let Some(d) = policy.decide(peer, action, uri) {
+                    return Authorization::Decided(d);
+                }
+            }
+        }
         let role = peer.principal.authrole.as_str();
         let d = self.permissions.authorize(role, action, uri);
         if d.allowed {
@@ -529,6 +545,11 @@ impl Realm {
                 None => Authorization::Ask(procedure.to_owned()),
             },
         }
+    }
+
+    /// Gives a built-in component the say over URIs starting with `prefix` (once per realm).
+    pub fn set_policy(&self, prefix: &str, policy: Arc<dyn AccessPolicy>) -> bool {
+        self.policy.set((prefix.to_owned(), policy)).is_ok()
     }
 
     /// Whether sessions of `role` are subject to a dynamic authorizer.

@@ -461,7 +461,9 @@ impl Session {
     fn throttled(&self, realm: &str, authid: &str) -> Result<(), std::time::Duration> {
         use auth::throttle::{PER_ADDRESS, PER_AUTHID};
         let t = &self.router.throttle;
-        t.check(&Self::authid_key(realm, authid), PER_AUTHID)?;
+        if !authid.is_empty() {
+            t.check(&Self::authid_key(realm, authid), PER_AUTHID)?;
+        }
         match self.addr_key() {
             Some(k) => t.check(&k, PER_ADDRESS),
             None => Ok(()),
@@ -469,7 +471,7 @@ impl Session {
     }
 
     fn record_failure(&self, realm: &str, authid: Option<&str>) {
-        if let Some(id) = authid {
+        if let Some(id) = authid.filter(|id| !id.is_empty()) {
             self.router.throttle.fail(&Self::authid_key(realm, id));
         }
         if let Some(k) = self.addr_key() {

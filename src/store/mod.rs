@@ -3,6 +3,7 @@
 //! sled 0.34.7 is opened with an explicit, small page cache (its 1 GB default does not fit a
 //! 512 MB VPS) and flushed before anything is acknowledged as durable and on close.
 
+pub mod chat;
 pub mod codec;
 pub mod history;
 pub mod principals;
@@ -88,6 +89,11 @@ impl Store {
     /// The built-in principal store (`switchboard user …`).
     pub fn principals(&self) -> principals::Principals {
         principals::Principals::new(self.db.clone(), self.principals.clone())
+    }
+
+    /// Chat threads and messages.
+    pub fn chat(&self) -> Result<chat::ChatStore, StoreError> {
+        chat::ChatStore::open(&self.db)
     }
 
     /// Event history (`store.event-history` in a realm's config).

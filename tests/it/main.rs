@@ -9,6 +9,7 @@ mod auth;
 /// `switchboard bench` scenarios at small scale.
 mod bench;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
+mod chat;
 mod config;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.

@@ -1,0 +1,63 @@
+//! Who may touch what under the chat prefix — enforced by the router for every session, not by
+//! the UI: a visitor subscribes only to its own threads, staff to all of them and to the inbox;
+//! nobody but the chat service publishes or registers there; the procedures are callable by
+//! visitors and staff (each checks membership of the thread it is given).
+
+use super::Roles;
+use crate::auth::permissions::{Action, Decision};
+use crate::router::peer::Peer;
+use crate::router::realm::AccessPolicy;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// thread id → the visitor who owns it.
+pub type Owners = Arc<RwLock<HashMap<u64, String>>>;
+
+pub struct ChatPolicy {
+    pub prefix: String,
+    pub roles: Roles,
+    pub owners: Owners,
+}
+
+const ALLOW: Decision = Decision {
+    allowed: true,
+    disclose: false,
+};
+const DENY: Decision = Decision {
+    allowed: false,
+    disclose: false,
+};
+
+impl AccessPolicy for ChatPolicy {
+    fn decide(&self, peer: &Peer, action: Action, uri: &str) -> Option<Decision> {
+        let role = peer.principal.authrole.as_str();
+        let staff = self.roles.is_staff(role);
+        let visitor = role == self.roles.visitor;
+        let rest = &uri[self.prefix.len()..];
+        let d = match action {
+            Action::Call if staff || visitor => ALLOW,
+            Action::Subscribe => match rest.strip_prefix("thread.") {
+                Some(id) => match id.parse::<u64>() {
+                    Ok(_) if staff => ALLOW,
+                    Ok(id) if visitor => {
+                        let owner = self.owners.read().get(&id).cloned();
+                        if owner.as_deref() == Some(peer.principal.authid.as_str()) {
+                            ALLOW
+                        } else {
+                            DENY
+                        }
+                    }
+                    _ => DENY,
+                },
+                None => match rest {
+                    "inbox" | "presence" if staff => ALLOW,
+                    "status" if staff || visitor => ALLOW,
+                    _ => DENY,
+                },
+            },
+            _ => DENY,
+        };
+        Some(d)
+    }
+}

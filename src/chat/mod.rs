@@ -1,0 +1,50 @@
+//! The built-in chat service: threads between a visitor and the staff, durable numbered
+//! messages, read receipts, typing, presence. It joins its realm as a router-internal session
+//! (`LocalClient`) and offers a WAMP API under `switchboard.chat.` that any client can use —
+//! the widget, the staff inbox, Autobahn|JS or |Python, an app's worker. The router enforces
+//! who may see what (`access::ChatPolicy`).
+//!
+//! API (all procedures take positional arguments; results are dicts or lists of dicts):
+//! - `open()` kwargs {name?} → thread: the caller's (visitor's) open thread, created if needed;
+//! - `send(thread, text)` kwargs {client_id?} → {seq, ts}: validated, numbered, durable, then
+//!   published on `thread.<id>`; a retry with the same client_id returns the first result;
+//! - `history(thread)` kwargs {after?, before?, limit?} → messages: after a seq (oldest first, to
+//!   catch up after a reconnect) or before a cursor (newest first, to scroll back);
+//! - `read(thread, seq)` → "read up to" for the caller, published as a receipt;
+//! - `typing(thread)` → published as a typing indicator;
+//! - `threads()` → the caller's threads (staff: all), with unread counts;
+//! - `resolve(thread)`, `reopen(thread)`, `assign(thread, authid)` — staff;
+//! - `page(url, title)` — a visitor reports the page it is on;
+//! - `presence()` → staff: online visitors and staff; visitors: {staff_online}.
+//!
+//! Topics: `thread.<id>` (kwargs {type: message|typing|read, …}), `inbox` (staff: new threads
+//! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
+
+pub mod access;
+pub mod presence;
+pub mod service;
+
+/// The chat roles of a realm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub visitor: String,
+    pub staff: Vec<String>,
+}
+
+impl Roles {
+    pub fn is_staff(&self, role: &str) -> bool {
+        self.staff.iter().any(|s| s == role)
+    }
+}
+
+/// `chat` in the router worker's config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatConfig {
+    pub realm: String,
+    pub roles: Roles,
+    /// Longest message text, in characters.
+    pub max_text: usize,
+}
+
+/// The URI prefix of the chat API.
+pub const PREFIX: &str = "switchboard.chat.";

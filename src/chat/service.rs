@@ -1,0 +1,745 @@
+//! The chat service's procedures, its group-commit writer and its presence feed.
+
+use super::access::{ChatPolicy, Owners};
+use super::presence::{Change, Presence};
+use super::{ChatConfig, PREFIX};
+use crate::router::local::{CallFailure, Handler, LocalClient, LocalInvocation};
+use crate::router::realm::Realm;
+use crate::router::Router;
+use crate::store::chat::{ChatMessage, ChatStore, Thread, ThreadStatus};
+use crate::wamp::uris;
+use crate::wamp::value::{dict_get, Dict, Value};
+use crate::wamp::Payload;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub const NO_SUCH_THREAD: &str = "switchboard.chat.error.no_such_thread";
+pub const OVERLOADED: &str = "switchboard.chat.error.overloaded";
+pub const STORAGE: &str = "switchboard.chat.error.storage";
+
+/// Writes waiting for the writer, at most (then senders are told to retry).
+const QUEUE: usize = 65_536;
+const BATCH: usize = 1024;
+
+/// One durable change: a thread record (and maybe a message), then what to publish once it is
+/// on disk, in order.
+struct Job {
+    thread: Thread,
+    message: Option<ChatMessage>,
+    events: Vec<(String, Payload)>,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+type PendingKey = (u64, String, String);
+
+pub struct Chat {
+    cfg: ChatConfig,
+    store: ChatStore,
+    client: Arc<LocalClient>,
+    realm: Arc<Realm>,
+    owners: Owners,
+    /// The current record of every thread (seq allocation happens here, under the lock).
+    threads: Mutex<HashMap<u64, Thread>>,
+    /// Sends numbered but not yet durable, by (thread, sender, client id) → (seq, ts).
+    pending: Mutex<HashMap<PendingKey, (u64, u64)>>,
+    writer: mpsc::Sender<Job>,
+    pub presence: Arc<Presence>,
+    next_thread: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn fail(uri: &str, message: impl Into<String>) -> CallFailure {
+    CallFailure::new(uri, message)
+}
+
+fn kwargs_only(d: Dict) -> Payload {
+    Payload {
+        args: Some(Vec::new()),
+        kwargs: Some(d),
+    }
+}
+
+fn message_value(m: &ChatMessage) -> Value {
+    Value::Dict(vec![
+        ("type".into(), "message".into()),
+        ("thread".into(), Value::UInt(m.thread)),
+        ("seq".into(), Value::UInt(m.seq)),
+        ("ts".into(), crate::clock::rfc3339_ms(m.ts_ms).into()),
+        ("ts_ms".into(), Value::UInt(m.ts_ms)),
+        ("sender".into(), m.sender.clone().into()),
+        ("sender_role".into(), m.sender_role.clone().into()),
+        (
+            "sender_name".into(),
+            m.sender_name.clone().map(Value::Str).unwrap_or(Value::Null),
+        ),
+        ("text".into(), m.text.clone().into()),
+        (
+            "client_id".into(),
+            m.client_id.clone().map(Value::Str).unwrap_or(Value::Null),
+        ),
+    ])
+}
+
+fn as_dict(v: Value) -> Dict {
+    match v {
+        Value::Dict(d) => d,
+        _ => Dict::new(),
+    }
+}
+
+/// Who is calling.
+struct Caller {
+    authid: String,
+    role: String,
+    name: Option<String>,
+}
+
+impl Chat {
+    fn thread_topic(id: u64) -> String {
+        format!("{PREFIX}thread.{id}")
+    }
+
+    fn is_staff(&self, c: &Caller) -> bool {
+        self.cfg.roles.is_staff(&c.role)
+    }
+
+    fn caller(&self, inv: &LocalInvocation) -> Result<Caller, CallFailure> {
+        let (session, authid, role) = inv
+            .caller()
+            .ok_or_else(|| fail(uris::NOT_AUTHORIZED, "the caller is not identified"))?;
+        let name = self.realm.session(session).and_then(|p| {
+            dict_get(&p.principal.authextra, "name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        Ok(Caller {
+            authid: authid.to_owned(),
+            role: role.to_owned(),
+            name,
+        })
+    }
+
+    /// The thread, if the caller may use it.
+    fn member_thread(&self, c: &Caller, id: u64) -> Result<Thread, CallFailure> {
+        let t = self
+            .threads
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
+        if self.is_staff(c) || t.visitor == c.authid {
+            Ok(t)
+        } else {
+            // The same answer as for a thread that does not exist: nothing leaks.
+            Err(fail(NO_SUCH_THREAD, format!("no thread {id}")))
+        }
+    }
+
+    fn thread_summary(&self, t: &Thread, reader: &str) -> Value {
+        let read = self.store.read_up_to(t.id, reader).unwrap_or(0);
+        Value::Dict(vec![
+            ("thread".into(), Value::UInt(t.id)),
+            ("topic".into(), Self::thread_topic(t.id).into()),
+            (
+                "status".into(),
+                match t.status {
+                    ThreadStatus::Open => "open",
+                    ThreadStatus::Resolved => "resolved",
+                }
+                .into(),
+            ),
+            ("visitor".into(), t.visitor.clone().into()),
+            (
+                "visitor_name".into(),
+                t.visitor_name
+                    .clone()
+                    .map(Value::Str)
+                    .unwrap_or(Value::Null),
+            ),
+            (
+                "visitor_online".into(),
+                Value::Bool(self.presence.is_online(&t.visitor)),
+            ),
+            (
+                "assignee".into(),
+                t.assignee.clone().map(Value::Str).unwrap_or(Value::Null),
+            ),
+            ("last_seq".into(), Value::UInt(t.last_seq)),
+            ("last_ts_ms".into(), Value::UInt(t.last_ms)),
+            ("read".into(), Value::UInt(read)),
+            (
+                "unread".into(),
+                Value::UInt(t.last_seq.saturating_sub(read)),
+            ),
+            ("created_ms".into(), Value::UInt(t.created_ms)),
+        ])
+    }
+
+    /// Queues a durable change; resolves once it is on disk (and its events published).
+    fn commit(
+        &self,
+        thread: Thread,
+        message: Option<ChatMessage>,
+        events: Vec<(String, Payload)>,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, CallFailure> {
+        let (ack, done) = oneshot::channel();
+        self.writer
+            .try_send(Job {
+                thread,
+                message,
+                events,
+                ack,
+            })
+            .map_err(|_| fail(OVERLOADED, "the chat service is overloaded; retry shortly"))?;
+        Ok(done)
+    }
+
+    async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), CallFailure> {
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(fail(STORAGE, format!("could not store: {e}"))),
+            Err(_) => Err(fail(STORAGE, "the chat writer stopped")),
+        }
+    }
+
+    async fn open(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        if self.is_staff(c) {
+            return Err(fail(
+                uris::INVALID_ARGUMENT,
+                "staff answer threads; visitors open them",
+            ));
+        }
+        let name = p
+            .kwargs
+            .as_ref()
+            .and_then(|k| dict_get(k, "name"))
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(100).collect::<String>())
+            .or_else(|| c.name.clone());
+        let existing = {
+            let threads = self.threads.lock();
+            threads
+                .values()
+                .filter(|t| t.visitor == c.authid && t.status == ThreadStatus::Open)
+                .max_by_key(|t| t.id)
+                .cloned()
+        };
+        let t = match existing {
+            Some(t) => t,
+            None => {
+                let t = Thread {
+                    id: self.next_thread.fetch_add(1, Ordering::Relaxed),
+                    created_ms: now_ms(),
+                    visitor: c.authid.clone(),
+                    visitor_name: name,
+                    status: ThreadStatus::Open,
+                    assignee: None,
+                    last_seq: 0,
+                    last_ms: 0,
+                };
+                self.threads.lock().insert(t.id, t.clone());
+                self.owners.write().insert(t.id, t.visitor.clone());
+                let note = kwargs_only(as_dict(Value::Dict(vec![
+                    ("type".into(), "thread".into()),
+                    ("thread".into(), self.thread_summary(&t, "")),
+                ])));
+                let done = self.commit(t.clone(), None, vec![(format!("{PREFIX}inbox"), note)])?;
+                Self::durable(done).await?;
+                t
+            }
+        };
+        Ok(Payload::args(vec![self.thread_summary(&t, &c.authid)]))
+    }
+
+    async fn send(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let args = p.args.as_deref().unwrap_or(&[]);
+        let id = args.first().and_then(Value::as_u64).ok_or_else(|| {
+            fail(
+                uris::INVALID_ARGUMENT,
+                "send(thread, text): thread id missing",
+            )
+        })?;
+        let text = args
+            .get(1)
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "send(thread, text): text missing"))?;
+        let chars = text.chars().count();
+        if text.trim().is_empty() {
+            return Err(fail(uris::INVALID_ARGUMENT, "the message is empty"));
+        }
+        if chars > self.cfg.max_text {
+            return Err(fail(
+                uris::INVALID_ARGUMENT,
+                format!(
+                    "the message has {chars} characters; at most {} are allowed",
+                    self.cfg.max_text
+                ),
+            ));
+        }
+        let client_id = match p.kwargs.as_ref().and_then(|k| dict_get(k, "client_id")) {
+            None | Some(Value::Null) => None,
+            Some(Value::Str(s)) if !s.is_empty() && s.len() <= 128 => Some(s.clone()),
+            Some(_) => {
+                return Err(fail(
+                    uris::INVALID_ARGUMENT,
+                    "client_id must be a string of 1 to 128 bytes",
+                ))
+            }
+        };
+        self.member_thread(c, id)?;
+        let answer = |seq: u64, ts: u64| {
+            Payload::args(vec![Value::Dict(vec![
+                ("thread".into(), Value::UInt(id)),
+                ("seq".into(), Value::UInt(seq)),
+                ("ts".into(), crate::clock::rfc3339_ms(ts).into()),
+                ("ts_ms".into(), Value::UInt(ts)),
+            ])])
+        };
+        // A retry of a send we have seen: the first result, no second message.
+        if let Some(cid) = &client_id {
+            let key = (id, c.authid.clone(), cid.clone());
+            if let Some((seq, ts)) = self.pending.lock().get(&key).copied() {
+                return Ok(answer(seq, ts));
+            }
+            if let Ok(Some(m)) = self.store.deduplicated(id, &c.authid, cid) {
+                return Ok(answer(m.seq, m.ts_ms));
+            }
+        }
+        let (done, seq, ts) = {
+            let mut threads = self.threads.lock();
+            let t = threads
+                .get_mut(&id)
+                .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
+            let ts = now_ms().max(t.last_ms);
+            let m = ChatMessage {
+                thread: id,
+                seq: t.last_seq + 1,
+                ts_ms: ts,
+                sender: c.authid.clone(),
+                sender_role: c.role.clone(),
+                sender_name: c.name.clone().or_else(|| {
+                    (t.visitor == c.authid)
+                        .then(|| t.visitor_name.clone())
+                        .flatten()
+                }),
+                text: text.to_owned(),
+                client_id: client_id.clone(),
+            };
+            let mut next = t.clone();
+            next.last_seq = m.seq;
+            next.last_ms = ts;
+            let event = kwargs_only(as_dict(message_value(&m)));
+            let inbox = kwargs_only(as_dict(message_value(&m)));
+            let done = self.commit(
+                next.clone(),
+                Some(m.clone()),
+                vec![
+                    (Self::thread_topic(id), event),
+                    (format!("{PREFIX}inbox"), inbox),
+                ],
+            )?;
+            *t = next;
+            if let Some(cid) = &client_id {
+                self.pending
+                    .lock()
+                    .insert((id, c.authid.clone(), cid.clone()), (m.seq, ts));
+            }
+            (done, m.seq, ts)
+        };
+        let result = Self::durable(done).await;
+        if let Some(cid) = client_id {
+            self.pending.lock().remove(&(id, c.authid.clone(), cid));
+        }
+        result?;
+        Ok(answer(seq, ts))
+    }
+
+    fn history(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let id = p
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "history(thread): thread id missing"))?;
+        let t = self.member_thread(c, id)?;
+        let kw = |key: &str| {
+            p.kwargs
+                .as_ref()
+                .and_then(|k| dict_get(k, key))
+                .and_then(Value::as_u64)
+        };
+        let limit = kw("limit").unwrap_or(50).clamp(1, 500) as usize;
+        let found = match (kw("after"), kw("before")) {
+            (Some(after), _) => {
+                self.store
+                    .messages(id, after + 1..=t.last_seq.max(after + 1), limit, false)
+            }
+            (None, Some(before)) if before > 1 => {
+                self.store.messages(id, 1..=before - 1, limit, true)
+            }
+            (None, Some(_)) => Ok(Vec::new()),
+            (None, None) => self.store.messages(id, 1..=t.last_seq.max(1), limit, true),
+        }
+        .map_err(|e| fail(STORAGE, e.to_string()))?;
+        Ok(Payload::args(vec![Value::List(
+            found.iter().map(message_value).collect(),
+        )]))
+    }
+
+    async fn read(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let args = p.args.as_deref().unwrap_or(&[]);
+        let (Some(id), Some(seq)) = (
+            args.first().and_then(Value::as_u64),
+            args.get(1).and_then(Value::as_u64),
+        ) else {
+            return Err(fail(uris::INVALID_ARGUMENT, "read(thread, seq)"));
+        };
+        let t = self.member_thread(c, id)?;
+        let seq = seq.min(t.last_seq);
+        self.store
+            .set_read(id, &c.authid, seq)
+            .map_err(|e| fail(STORAGE, e.to_string()))?;
+        let _ = self.client.publish_now(
+            &Self::thread_topic(id),
+            kwargs_only(vec![
+                ("type".into(), "read".into()),
+                ("thread".into(), Value::UInt(id)),
+                ("member".into(), c.authid.clone().into()),
+                ("seq".into(), Value::UInt(seq)),
+            ]),
+        );
+        Ok(Payload::default())
+    }
+
+    fn typing(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let id = p
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "typing(thread)"))?;
+        self.member_thread(c, id)?;
+        let _ = self.client.publish_now(
+            &Self::thread_topic(id),
+            kwargs_only(vec![
+                ("type".into(), "typing".into()),
+                ("thread".into(), Value::UInt(id)),
+                ("member".into(), c.authid.clone().into()),
+                (
+                    "name".into(),
+                    c.name.clone().map(Value::Str).unwrap_or(Value::Null),
+                ),
+            ]),
+        );
+        Ok(Payload::default())
+    }
+
+    fn list(&self, c: &Caller) -> Payload {
+        let staff = self.is_staff(c);
+        let mut threads: Vec<Thread> = self
+            .threads
+            .lock()
+            .values()
+            .filter(|t| staff || t.visitor == c.authid)
+            .cloned()
+            .collect();
+        threads.sort_by_key(|t| std::cmp::Reverse(t.last_ms.max(t.created_ms)));
+        Payload::args(vec![Value::List(
+            threads
+                .iter()
+                .map(|t| self.thread_summary(t, &c.authid))
+                .collect(),
+        )])
+    }
+
+    async fn staff_update(
+        &self,
+        c: &Caller,
+        p: &Payload,
+        change: impl FnOnce(&mut Thread, &Payload) -> Result<(), CallFailure>,
+    ) -> Result<Payload, CallFailure> {
+        if !self.is_staff(c) {
+            return Err(fail(uris::NOT_AUTHORIZED, "only staff may do this"));
+        }
+        let id = p
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "thread id missing"))?;
+        let (next, done) = {
+            let mut threads = self.threads.lock();
+            let t = threads
+                .get_mut(&id)
+                .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
+            let mut next = t.clone();
+            change(&mut next, p)?;
+            let note = kwargs_only(vec![
+                ("type".into(), "thread".into()),
+                ("thread".into(), self.thread_summary(&next, "")),
+            ]);
+            let done = self.commit(next.clone(), None, vec![(format!("{PREFIX}inbox"), note)])?;
+            *t = next.clone();
+            (next, done)
+        };
+        Self::durable(done).await?;
+        Ok(Payload::args(vec![self.thread_summary(&next, &c.authid)]))
+    }
+
+    fn presence_view(&self, c: &Caller) -> Payload {
+        let staff_online = !self
+            .presence
+            .online(|r| self.cfg.roles.is_staff(r))
+            .is_empty();
+        if !self.is_staff(c) {
+            return Payload::args(vec![Value::Dict(vec![(
+                "staff_online".into(),
+                Value::Bool(staff_online),
+            )])]);
+        }
+        let people = |pred: &dyn Fn(&str) -> bool| -> Value {
+            Value::List(
+                self.presence
+                    .online(pred)
+                    .into_iter()
+                    .map(|p| {
+                        let (url, title) = p.page.unwrap_or_default();
+                        Value::Dict(vec![
+                            ("authid".into(), p.authid.into()),
+                            ("role".into(), p.role.into()),
+                            ("sessions".into(), Value::UInt(p.sessions as u64)),
+                            ("page_url".into(), url.into()),
+                            ("page_title".into(), title.into()),
+                        ])
+                    })
+                    .collect(),
+            )
+        };
+        let visitor_role = self.cfg.roles.visitor.clone();
+        Payload::args(vec![Value::Dict(vec![
+            ("staff_online".into(), Value::Bool(staff_online)),
+            ("visitors".into(), people(&|r| r == visitor_role)),
+            ("staff".into(), people(&|r| self.cfg.roles.is_staff(r))),
+        ])])
+    }
+
+    async fn dispatch(&self, name: &str, inv: LocalInvocation) -> Result<Payload, CallFailure> {
+        let c = self.caller(&inv)?;
+        let p = &inv.payload;
+        match name {
+            "open" => self.open(&c, p).await,
+            "send" => self.send(&c, p).await,
+            "history" => self.history(&c, p),
+            "read" => self.read(&c, p).await,
+            "typing" => self.typing(&c, p),
+            "threads" => Ok(self.list(&c)),
+            "resolve" => {
+                self.staff_update(&c, p, |t, _| {
+                    t.status = ThreadStatus::Resolved;
+                    Ok(())
+                })
+                .await
+            }
+            "reopen" => {
+                self.staff_update(&c, p, |t, _| {
+                    t.status = ThreadStatus::Open;
+                    Ok(())
+                })
+                .await
+            }
+            "assign" => {
+                self.staff_update(&c, p, |t, p| {
+                    let who = p
+                        .args
+                        .as_deref()
+                        .and_then(|a| a.get(1))
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "assign(thread, authid)"))?;
+                    t.assignee = Some(who.to_owned());
+                    Ok(())
+                })
+                .await
+            }
+            "page" => {
+                let args = p.args.as_deref().unwrap_or(&[]);
+                let text = |i: usize| {
+                    args.get(i)
+                        .and_then(Value::as_str)
+                        .map(|s| s.chars().take(500).collect::<String>())
+                        .unwrap_or_default()
+                };
+                self.presence.set_page(&c.authid, text(0), text(1));
+                Ok(Payload::default())
+            }
+            "presence" => Ok(self.presence_view(&c)),
+            other => Err(fail(
+                uris::NO_SUCH_PROCEDURE,
+                format!("the chat service has no procedure '{other}'"),
+            )),
+        }
+    }
+
+    fn presence_changed(&self, change: Change) {
+        let (online, person) = match change {
+            Change::Online(p) => (true, p),
+            Change::Offline(p) => (false, p),
+        };
+        let _ = self.client.publish_now(
+            &format!("{PREFIX}presence"),
+            kwargs_only(vec![
+                ("authid".into(), person.authid.clone().into()),
+                ("role".into(), person.role.clone().into()),
+                ("online".into(), Value::Bool(online)),
+                ("last_seen_ms".into(), Value::UInt(person.last_seen_ms)),
+            ]),
+        );
+        if self.cfg.roles.is_staff(&person.role) {
+            let staff_online = !self
+                .presence
+                .online(|r| self.cfg.roles.is_staff(r))
+                .is_empty();
+            let _ = self.client.publish_now(
+                &format!("{PREFIX}status"),
+                kwargs_only(vec![("staff_online".into(), Value::Bool(staff_online))]),
+            );
+        }
+    }
+}
+
+const PROCEDURES: &[&str] = &[
+    "open", "send", "history", "read", "typing", "threads", "resolve", "reopen", "assign", "page",
+    "presence",
+];
+
+/// Starts the chat service on its realm: loads the threads, installs the access policy, the
+/// writer and the presence feed, registers the procedures.
+pub async fn start(
+    router: Arc<Router>,
+    store: ChatStore,
+    cfg: ChatConfig,
+) -> Result<Arc<Chat>, String> {
+    let realm = router
+        .realm(&cfg.realm)
+        .cloned()
+        .ok_or_else(|| format!("chat: realm '{}' does not exist", cfg.realm))?;
+    let client = router
+        .local_client(&cfg.realm, None)
+        .ok_or_else(|| format!("chat: realm '{}' does not exist", cfg.realm))?;
+    let all = store.threads().map_err(|e| format!("chat: {e}"))?;
+    let next = all.iter().map(|t| t.id).max().unwrap_or(0) + 1;
+    let owners: Owners = Arc::new(parking_lot::RwLock::new(
+        all.iter().map(|t| (t.id, t.visitor.clone())).collect(),
+    ));
+    realm.set_policy(
+        PREFIX,
+        Arc::new(ChatPolicy {
+            prefix: PREFIX.to_owned(),
+            roles: cfg.roles.clone(),
+            owners: owners.clone(),
+        }),
+    );
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let chat = Arc::new(Chat {
+        cfg,
+        store: store.clone(),
+        client: client.clone(),
+        realm,
+        owners,
+        threads: Mutex::new(all.into_iter().map(|t| (t.id, t)).collect()),
+        pending: Mutex::new(HashMap::new()),
+        writer: tx,
+        presence: Arc::new(Presence::default()),
+        next_thread: AtomicU64::new(next),
+    });
+    tokio::spawn(write_loop(store, client.clone(), rx));
+    for name in PROCEDURES {
+        let c = chat.clone();
+        let handler: Handler = Arc::new(move |inv| {
+            let c = c.clone();
+            Box::pin(async move { c.dispatch(name, inv).await })
+        });
+        client
+            .register(&format!("{PREFIX}{name}"), Dict::new(), handler)
+            .await
+            .map_err(|e| format!("chat: cannot register {PREFIX}{name}: {}", e.message()))?;
+    }
+    for (topic, joined) in [
+        ("wamp.session.on_join", true),
+        ("wamp.session.on_leave", false),
+    ] {
+        let (_, mut events) = client
+            .subscribe(topic, Dict::new(), 4096)
+            .await
+            .map_err(|e| format!("chat: cannot follow {topic}: {}", e.message()))?;
+        let chat = chat.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let args = ev.payload.args.unwrap_or_default();
+                let change = if joined {
+                    let d = args.first().and_then(Value::as_dict);
+                    let field = |k: &str| d.and_then(|d| dict_get(d, k));
+                    match (
+                        field("session").and_then(Value::as_u64),
+                        field("authid").and_then(Value::as_str),
+                        field("authrole").and_then(Value::as_str),
+                    ) {
+                        (Some(s), Some(a), Some(r)) => chat.presence.joined(s, a, r),
+                        _ => None,
+                    }
+                } else {
+                    args.first()
+                        .and_then(Value::as_u64)
+                        .and_then(|s| chat.presence.left(s))
+                };
+                if let Some(change) = change {
+                    chat.presence_changed(change);
+                }
+            }
+        });
+    }
+    Ok(chat)
+}
+
+/// Group commit: applies each batch in order, flushes once, publishes what the batch asked to
+/// publish (in order, so subscribers see messages in sequence), then acknowledges.
+async fn write_loop(store: ChatStore, client: Arc<LocalClient>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut result = Ok(());
+        for job in &batch {
+            let applied = store
+                .put_thread(&job.thread)
+                .and_then(|()| match &job.message {
+                    Some(m) => store.put_message(m),
+                    None => Ok(()),
+                });
+            if let Err(e) = applied {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = store.flush().await.map_err(|e| e.to_string());
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "chat write failed");
+        }
+        for job in batch.drain(..) {
+            if result.is_ok() {
+                for (topic, payload) in job.events {
+                    let _ = client.publish_now(&topic, payload);
+                }
+            }
+            let _ = job.ack.send(result.clone());
+        }
+    }
+}

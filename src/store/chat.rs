@@ -1,0 +1,221 @@
+//! Chat threads and messages in sled.
+//!
+//! Trees: `chat_threads` (thread id → `Thread`), `chat_messages` (thread ‖ seq → `ChatMessage`,
+//! both big-endian so a thread's messages are contiguous and ordered), `chat_dedupe` (thread ‖
+//! sender ‖ 0 ‖ client id → seq: a retried send finds its first result), `chat_reads` (thread ‖
+//! member → "read up to" seq), `chat_by_visitor` (visitor ‖ 0 ‖ thread → ()).
+//!
+//! Writes are applied by the caller in order and made durable together: `flush` is one
+//! `flush_async` for a whole batch (group commit).
+
+use super::codec;
+use super::StoreError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThreadStatus {
+    Open,
+    Resolved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    pub id: u64,
+    pub created_ms: u64,
+    /// The visitor's authid (the thread's owner).
+    pub visitor: String,
+    pub visitor_name: Option<String>,
+    pub status: ThreadStatus,
+    /// The staff member it is assigned to.
+    pub assignee: Option<String>,
+    /// The last message's sequence number (0: none yet) and time.
+    pub last_seq: u64,
+    pub last_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub thread: u64,
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub sender: String,
+    pub sender_role: String,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub client_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ChatStore {
+    db: sled::Db,
+    threads: sled::Tree,
+    messages: sled::Tree,
+    dedupe: sled::Tree,
+    reads: sled::Tree,
+    by_visitor: sled::Tree,
+}
+
+fn msg_key(thread: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&thread.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn dedupe_key(thread: u64, sender: &str, client_id: &str) -> Vec<u8> {
+    let mut k = thread.to_be_bytes().to_vec();
+    k.extend_from_slice(sender.as_bytes());
+    k.push(0);
+    k.extend_from_slice(client_id.as_bytes());
+    k
+}
+
+fn member_key(thread: u64, member: &str) -> Vec<u8> {
+    let mut k = thread.to_be_bytes().to_vec();
+    k.extend_from_slice(member.as_bytes());
+    k
+}
+
+fn visitor_key(visitor: &str, thread: u64) -> Vec<u8> {
+    let mut k = visitor.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&thread.to_be_bytes());
+    k
+}
+
+impl ChatStore {
+    pub(super) fn open(db: &sled::Db) -> Result<ChatStore, StoreError> {
+        Ok(ChatStore {
+            db: db.clone(),
+            threads: db.open_tree("chat_threads")?,
+            messages: db.open_tree("chat_messages")?,
+            dedupe: db.open_tree("chat_dedupe")?,
+            reads: db.open_tree("chat_reads")?,
+            by_visitor: db.open_tree("chat_by_visitor")?,
+        })
+    }
+
+    pub fn thread(&self, id: u64) -> Result<Option<Thread>, StoreError> {
+        match self.threads.get(id.to_be_bytes())? {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        self.threads.insert(t.id.to_be_bytes(), codec::encode(t)?)?;
+        self.by_visitor.insert(visitor_key(&t.visitor, t.id), &[])?;
+        Ok(())
+    }
+
+    /// Every thread (the staff inbox), in id order.
+    pub fn threads(&self) -> Result<Vec<Thread>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.threads.iter() {
+            out.push(codec::decode(&kv?.1)?);
+        }
+        Ok(out)
+    }
+
+    /// A visitor's thread ids.
+    pub fn threads_of(&self, visitor: &str) -> Result<Vec<u64>, StoreError> {
+        let mut p = visitor.as_bytes().to_vec();
+        p.push(0);
+        let mut out = Vec::new();
+        for kv in self.by_visitor.scan_prefix(&p) {
+            let (k, _) = kv?;
+            if let Some(id) = k.get(p.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                out.push(u64::from_be_bytes(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a message (not yet durable: `flush`).
+    pub fn put_message(&self, m: &ChatMessage) -> Result<(), StoreError> {
+        self.messages
+            .insert(msg_key(m.thread, m.seq), codec::encode(m)?)?;
+        if let Some(c) = &m.client_id {
+            self.dedupe
+                .insert(dedupe_key(m.thread, &m.sender, c), &m.seq.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The message an earlier send with this client id created.
+    pub fn deduplicated(
+        &self,
+        thread: u64,
+        sender: &str,
+        client_id: &str,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        let Some(seq) = self.dedupe.get(dedupe_key(thread, sender, client_id))? else {
+            return Ok(None);
+        };
+        let Ok(seq) = <[u8; 8]>::try_from(&seq[..]) else {
+            return Ok(None);
+        };
+        match self
+            .messages
+            .get(msg_key(thread, u64::from_be_bytes(seq)))?
+        {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Messages of a thread with seq in `range`, oldest first, at most `limit`; with `newest`,
+    /// the last `limit` of the range, newest first.
+    pub fn messages(
+        &self,
+        thread: u64,
+        range: std::ops::RangeInclusive<u64>,
+        limit: usize,
+        newest: bool,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let iter = self
+            .messages
+            .range(msg_key(thread, *range.start())..=msg_key(thread, *range.end()));
+        let mut out = Vec::new();
+        let mut push =
+            |kv: Result<(sled::IVec, sled::IVec), sled::Error>| -> Result<bool, StoreError> {
+                out.push(codec::decode(&kv?.1)?);
+                Ok(out.len() < limit)
+            };
+        if newest {
+            for kv in iter.rev() {
+                if !push(kv)? {
+                    break;
+                }
+            }
+        } else {
+            for kv in iter {
+                if !push(kv)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn set_read(&self, thread: u64, member: &str, seq: u64) -> Result<(), StoreError> {
+        self.reads
+            .insert(member_key(thread, member), &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn read_up_to(&self, thread: u64, member: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .reads
+            .get(member_key(thread, member))?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Makes everything applied so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
