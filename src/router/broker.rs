@@ -149,17 +149,19 @@ impl Broker {
     }
 
     /// Removes `session` from subscription `id`: `None` if it was not subscribed, else whether
-    /// the subscription was deleted (its last subscriber left).
-    pub fn unsubscribe(&mut self, session: Id, id: Id) -> Option<bool> {
+    /// the subscription was deleted (its last subscriber left) and whether it was to a `wamp.`
+    /// topic (those make no meta events).
+    pub fn unsubscribe(&mut self, session: Id, id: Id) -> Option<(bool, bool)> {
         let sub = self.subscriptions.get_mut(&id)?;
         sub.subscribers.remove(&session)?;
+        let meta_topic = crate::wamp::uri::is_reserved(&sub.uri);
         if let Some(list) = self.by_session.get_mut(&session) {
             list.retain(|s| *s != id);
             if list.is_empty() {
                 self.by_session.remove(&session);
             }
         }
-        Some(self.drop_if_empty(id))
+        Some((self.drop_if_empty(id), meta_topic))
     }
 
     /// Deletes subscription `id` if nobody is left on it; true if it did.
@@ -174,18 +176,20 @@ impl Broker {
         false
     }
 
-    /// Forgets every subscription of a session that left; returns (subscription, deleted) for
-    /// each, for the meta events.
-    pub fn remove_session(&mut self, session: Id) -> Vec<(Id, bool)> {
-        let mut out = self.by_session.remove(&session).unwrap_or_default();
-        let mut deleted = Vec::with_capacity(out.len());
-        for id in &out {
-            if let Some(sub) = self.subscriptions.get_mut(id) {
+    /// Forgets every subscription of a session that left; returns (subscription, deleted,
+    /// to a `wamp.` topic) for each, for the meta events.
+    pub fn remove_session(&mut self, session: Id) -> Vec<(Id, bool, bool)> {
+        let ids = self.by_session.remove(&session).unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut meta_topic = false;
+            if let Some(sub) = self.subscriptions.get_mut(&id) {
                 sub.subscribers.remove(&session);
+                meta_topic = crate::wamp::uri::is_reserved(&sub.uri);
             }
-            deleted.push(self.drop_if_empty(*id));
+            out.push((id, self.drop_if_empty(id), meta_topic));
         }
-        out.drain(..).zip(deleted).collect()
+        out
     }
 
     pub fn subscription_count(&self) -> usize {
@@ -395,7 +399,7 @@ mod tests {
         let second = b.subscribe(&p2, "a.", MatchPolicy::Prefix);
         assert_eq!((second.id, second.created, second.added), (id, false, true));
         assert!(!b.subscribe(&p2, "a.", MatchPolicy::Prefix).added);
-        assert_eq!(b.remove_session(1), vec![(id, false)]);
+        assert_eq!(b.remove_session(1), vec![(id, false, false)]);
         assert_eq!(b.subscription_count(), 1);
         assert_eq!(
             b.unsubscribe(2, id),

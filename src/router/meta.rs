@@ -136,7 +136,8 @@ fn role_filter(p: &Payload) -> Result<Option<Vec<&str>>, RouteError> {
 /// `reason` and `message` of the kill procedures.
 fn kill_reason(p: &Payload) -> Result<(String, Option<String>), RouteError> {
     let reason = match kwarg(p, "reason") {
-        None | Some(Value::Null) => uris::CLOSE_KILLED.to_owned(),
+        // The spec: "if not provided the reason defaults to wamp.close.normal".
+        None | Some(Value::Null) => uris::CLOSE_NORMAL.to_owned(),
         Some(Value::Str(r)) if uri::is_valid(r, MatchPolicy::Exact) => r.clone(),
         Some(_) => {
             return Err(bad(
@@ -270,8 +271,10 @@ pub fn call(
                 .filter(|s| s.session != caller.session)
                 .map(|s| s.session)
                 .collect();
+            // The spec: closing all sessions generates no session meta or testament events
+            // (no subscriber would remain to receive them).
             for v in &victims {
-                realm.kill(*v, &reason, message.as_deref());
+                realm.kill_quietly(*v, &reason, message.as_deref());
             }
             Ok(one(Value::UInt(victims.len() as u64)))
         }
@@ -283,7 +286,7 @@ pub fn call(
         }
         "wamp.subscription.list" => {
             let (mut exact, mut prefix, mut wildcard) = (Vec::new(), Vec::new(), Vec::new());
-            for s in realm.broker().all() {
+            for s in realm.broker().all().filter(|s| !uri::is_reserved(&s.uri)) {
                 match s.policy {
                     MatchPolicy::Exact => exact.push(s.id),
                     MatchPolicy::Prefix => prefix.push(s.id),
@@ -295,11 +298,18 @@ pub fn call(
         "wamp.subscription.lookup" => {
             let topic = str_arg(p, 0, "topic")?;
             let policy = policy_option(p, 1)?;
-            Ok(one(optional_id(realm.broker().lookup(topic, policy))))
+            let found = (!uri::is_reserved(topic))
+                .then(|| realm.broker().lookup(topic, policy))
+                .flatten();
+            Ok(one(optional_id(found)))
         }
         "wamp.subscription.match" => {
             let topic = str_arg(p, 0, "topic")?;
-            let ids = realm.broker().matching(topic);
+            let ids = if uri::is_reserved(topic) {
+                Vec::new()
+            } else {
+                realm.broker().matching(topic)
+            };
             Ok(one(if ids.is_empty() {
                 Value::Null
             } else {
@@ -311,12 +321,16 @@ pub fn call(
         | "wamp.subscription.count_subscribers" => {
             let id = id_arg(p, 0, "subscription")?;
             let broker = realm.broker();
-            let s = broker.get(id).ok_or_else(|| {
-                bad(
-                    uris::NO_SUCH_SUBSCRIPTION,
-                    format!("no subscription {id} in this realm"),
-                )
-            })?;
+            // Subscriptions to the meta topics are the router's business, as in Crossbar.
+            let s = broker
+                .get(id)
+                .filter(|s| !uri::is_reserved(&s.uri))
+                .ok_or_else(|| {
+                    bad(
+                        uris::NO_SUCH_SUBSCRIPTION,
+                        format!("no subscription {id} in this realm"),
+                    )
+                })?;
             Ok(one(match procedure {
                 "wamp.subscription.get" => subscription_details(s),
                 "wamp.subscription.list_subscribers" => ids_value(s.subscribers.keys().copied()),

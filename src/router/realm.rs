@@ -398,6 +398,15 @@ impl Realm {
     /// Ends a session from the router's side (`wamp.session.kill*`): GOODBYE with `reason` and
     /// `message`, then its transport closes. False if there is no such session.
     pub fn kill(&self, session: Id, reason: &str, message: Option<&str>) -> bool {
+        self.end(session, reason, message, true)
+    }
+
+    /// `kill` without meta or testament events (`wamp.session.kill_all`).
+    pub fn kill_quietly(&self, session: Id, reason: &str, message: Option<&str>) -> bool {
+        self.end(session, reason, message, false)
+    }
+
+    fn end(&self, session: Id, reason: &str, message: Option<&str>, announce: bool) -> bool {
         let Some(peer) = self.session(session) else {
             return false;
         };
@@ -414,7 +423,7 @@ impl Realm {
             reason: String::new(),
             flush_first: true,
         });
-        self.leave(session);
+        self.depart(session, announce);
         true
     }
 
@@ -448,6 +457,10 @@ impl Realm {
     /// Removes a session and everything it owned, publishes its testaments and the meta
     /// events. Idempotent.
     pub fn leave(&self, session: Id) {
+        self.depart(session, true);
+    }
+
+    fn depart(&self, session: Id, announce: bool) {
         let Some(peer) = self.sessions.write().remove(&session) else {
             return;
         };
@@ -460,14 +473,17 @@ impl Realm {
             self.forget_orphaned_decisions(&dealer);
             r
         };
-        if peer.trusted {
+        if peer.trusted || !announce {
             return;
         }
         self.publish_testaments(&peer);
         use super::meta::{
             ids, REG_ON_DELETE, REG_ON_UNREGISTER, SUB_ON_DELETE, SUB_ON_UNSUBSCRIBE,
         };
-        for (id, deleted) in subscriptions {
+        for (id, deleted, meta_topic) in subscriptions {
+            if meta_topic {
+                continue;
+            }
             self.meta_event(SUB_ON_UNSUBSCRIBE, || ids(session, id));
             if deleted {
                 self.meta_event(SUB_ON_DELETE, || ids(session, id));
@@ -666,7 +682,9 @@ impl Realm {
         request: Id,
         subscription: Id,
     ) -> Result<(), RouteError> {
-        let Some(deleted) = self.broker.write().unsubscribe(peer.session, subscription) else {
+        let Some((deleted, meta_topic)) =
+            self.broker.write().unsubscribe(peer.session, subscription)
+        else {
             return Err(bad(
                 uris::NO_SUCH_SUBSCRIPTION,
                 format!("this session has no subscription {subscription}"),
@@ -677,6 +695,9 @@ impl Realm {
             details: None,
         });
         use super::meta::{ids, SUB_ON_DELETE, SUB_ON_UNSUBSCRIBE};
+        if meta_topic || peer.trusted {
+            return Ok(());
+        }
         self.meta_event(SUB_ON_UNSUBSCRIBE, || ids(peer.session, subscription));
         if deleted {
             self.meta_event(SUB_ON_DELETE, || ids(peer.session, subscription));

@@ -21,16 +21,9 @@ Two routers are used per run:
 Where Crossbar.io 26.10.1 does something else than the spec (by design, like its one-argument
 on_leave, or by a bug), the test asserts the spec and is marked `xfail(IS_CROSSBAR, strict=True)`
 with what Crossbar does (observed, and read in crossbar/router/{service,session,broker}.py), so
-an XPASS tells us Crossbar changed; the CB_* reasons below list them. Tests where Switchboard
-deviates from the spec are marked `xfail(not IS_CROSSBAR, strict=True)` with the spec passage
-(Crossbar passes all of them):
-
-- kill without `reason`: Switchboard sends GOODBYE wamp.close.killed; the spec's default is
-  wamp.close.normal.
-- kill_all: Switchboard publishes on_leave and testaments for the killed sessions; the spec
-  says closing all sessions "will not generate session meta events or testament events".
-- subscriptions to wamp.* topics: none announced (on_create/on_subscribe), but their end is
-  (on_unsubscribe/on_delete), on UNSUBSCRIBE and when the subscriber leaves.
+an XPASS tells us Crossbar changed; the CB_* reasons below list them. This module found three places where Switchboard deviated from the spec (the default kill
+reason, meta/testament events on kill_all, and unsubscribe events for `wamp.*` topics); they are
+fixed, and the tests that found them now pass on Switchboard as on Crossbar.
 
 Every awaited step is bounded (STEP), and every test body (TEST).
 """
@@ -582,12 +575,6 @@ def test_kill_with_reason_and_message(open_url):
     run(body)
 
 
-@pytest.mark.xfail(
-    not IS_CROSSBAR,
-    strict=True,
-    reason="Switchboard defaults the kill reason to wamp.close.killed; the spec: 'if not provided "
-    "the reason defaults to wamp.close.normal and the message is omitted from the GOODBYE'",
-)
 def test_kill_default_reason_is_normal(open_url):
     async def body(h):
         killer = await h.connect(open_url)
@@ -728,13 +715,6 @@ def test_kill_all_spares_caller(open_url):
     run(body)
 
 
-@pytest.mark.xfail(
-    not IS_CROSSBAR,
-    strict=True,
-    reason="Switchboard publishes wamp.session.on_leave (and testaments) for the sessions "
-    "wamp.session.kill_all closes; the spec: 'Closing all sessions in the realm will not "
-    "generate session meta events or testament events'",
-)
 @xfail_cb(CB_KILL_ALL)
 def test_kill_all_generates_no_meta_or_testament_events(open_url):
     async def body(h):
@@ -983,7 +963,6 @@ def test_no_subscription_events_for_subscribing_to_wamp_topics(open_url):
     run(body)
 
 
-@pytest.mark.xfail(not IS_CROSSBAR, strict=True, reason=SB_WAMP_TOPIC_UNSUB)
 def test_no_subscription_events_for_unsubscribing_from_wamp_topics(open_url):
     async def body(h):
         obs = await h.connect(open_url)
@@ -997,7 +976,6 @@ def test_no_subscription_events_for_unsubscribing_from_wamp_topics(open_url):
     run(body)
 
 
-@pytest.mark.xfail(not IS_CROSSBAR, strict=True, reason=SB_WAMP_TOPIC_UNSUB)
 @pytest.mark.parametrize("how", ["goodbye", "dropped"])
 def test_no_subscription_events_when_leaving_with_wamp_subscriptions(open_url, how):
     async def body(h):

@@ -161,7 +161,7 @@ async fn kill_sends_goodbye_and_refuses_itself() {
     for c in [&mut a, &mut b] {
         let m = c.recv().await;
         assert_eq!(m[0], 6);
-        assert_eq!(m[2], "wamp.close.killed");
+        assert_eq!(m[2], "wamp.close.normal", "the spec's default reason");
     }
     assert_eq!(
         call(&mut admin, "wamp.session.kill_all", json!([]), json!({})).await,
