@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(b.subscription_count(), 1);
         assert_eq!(
             b.unsubscribe(2, id),
-            Some(true),
+            Some((true, false)),
             "the last subscriber deletes it"
         );
         assert_eq!(b.subscription_count(), 0);
