@@ -53,6 +53,7 @@ impl Options {
             websocket: Vec::new(),
             rawsocket: Some(WampEndpoint::development()),
             web: false,
+            bridge: Vec::new(),
             origin: origin.to_owned(),
         };
         if let Some(a) = self.rawsocket_tcp {
