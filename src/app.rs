@@ -2,6 +2,7 @@
 //! listener, and runs the documented shutdown order. The only module that knows all others.
 
 use crate::config::{Endpoint, ListenerConfig, NodeConfig, WampEndpoint};
+use crate::http::bridge::Bridge;
 use crate::http::{serve_connection, HttpState};
 use crate::outbox::close_code;
 use crate::router::Router;
@@ -76,6 +77,9 @@ pub enum StartError {
         endpoint: Endpoint,
         source: std::io::Error,
     },
+    /// A bridge path that cannot run (its realm is missing).
+    #[error("{origin}: {message}")]
+    Component { origin: String, message: String },
 }
 
 /// A listener after binding: its configuration and actual address.
@@ -181,7 +185,15 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let mut accept_tasks = Vec::new();
     for l in opts.listeners() {
         let (socket, addr) = bind(&l).await?;
-        let http = (l.web || !l.websocket.is_empty()).then(|| {
+        let mut bridge = Vec::new();
+        for (path, config) in &l.bridge {
+            let b = Bridge::new(config.clone(), &router).ok_or_else(|| StartError::Component {
+                origin: format!("{}: bridge path {path}", l.origin),
+                message: format!("realm '{}' does not exist", config.realm),
+            })?;
+            bridge.push((path.clone(), Arc::new(b)));
+        }
+        let http = (l.web || !l.websocket.is_empty() || !bridge.is_empty()).then(|| {
             Arc::new(HttpState {
                 router: router.clone(),
                 conns: conns.clone(),
@@ -191,6 +203,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 web: l.web,
                 echo_path: opts.echo_path.clone(),
                 echo_max_message: opts.echo_max_message,
+                bridge,
             })
         });
         let raw = l.rawsocket.clone();

@@ -13,6 +13,8 @@ mod config;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod http_api;
+/// HTTP bridge: publish, call, signatures, limits.
+mod http_bridge;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
 mod limits;
 mod local_client;
