@@ -3,6 +3,7 @@
 
 use crate::config::{Endpoint, ListenerConfig, NodeConfig, WampEndpoint};
 use crate::http::bridge::Bridge;
+use crate::http::webhook::{self, Webhook};
 use crate::http::{serve_connection, HttpState};
 use crate::outbox::close_code;
 use crate::router::Router;
@@ -77,7 +78,8 @@ pub enum StartError {
         endpoint: Endpoint,
         source: std::io::Error,
     },
-    /// A bridge path that cannot run (its realm is missing).
+    /// A bridge path or webhook that cannot run (its realm is missing, its role may not
+    /// subscribe, …).
     #[error("{origin}: {message}")]
     Component { origin: String, message: String },
 }
@@ -101,6 +103,7 @@ pub struct Running {
     pub conns: Arc<Connections>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    webhooks: Vec<Webhook>,
     store: Arc<Store>,
     grace: Duration,
 }
@@ -181,6 +184,16 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let router = Router::new(opts.node.router.clone());
     let started = Instant::now();
     let started_at = SystemTime::now();
+    let mut webhooks = Vec::new();
+    for w in &opts.node.webhooks {
+        let origin = w.origin.clone();
+        webhooks.push(
+            webhook::start(w.clone(), &router)
+                .await
+                .map_err(|message| StartError::Component { origin, message })?,
+        );
+    }
+    let webhook_stats: Arc<[_]> = webhooks.iter().map(|w| w.stats.clone()).collect();
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
     for l in opts.listeners() {
@@ -204,6 +217,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 echo_path: opts.echo_path.clone(),
                 echo_max_message: opts.echo_max_message,
                 bridge,
+                webhooks: webhook_stats.clone(),
             })
         });
         let raw = l.rawsocket.clone();
@@ -271,18 +285,22 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         conns,
         accept_tasks,
         sweeper,
+        webhooks,
         store: Arc::new(store),
         grace: opts.shutdown_grace,
     })
 }
 
 impl Running {
-    /// The shutdown order: stop accepting → ask every connection to close (a WebSocket close
-    /// 1001 "going away", not a WAMP GOODBYE, so Autobahn clients reconnect) → wait for them
-    /// within the grace period → flush and close the store.
+    /// The shutdown order: stop accepting → stop the webhooks → ask every connection to close
+    /// (a WebSocket close 1001 "going away", not a WAMP GOODBYE, so Autobahn clients reconnect)
+    /// → wait for them within the grace period → flush and close the store.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         for t in &self.accept_tasks {
             t.abort();
+        }
+        for w in &self.webhooks {
+            w.stop();
         }
         for b in &self.listeners {
             if let Endpoint::Unix(p) = &b.config.endpoint {

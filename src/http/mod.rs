@@ -6,6 +6,7 @@ mod assets;
 pub mod bridge;
 mod query;
 pub mod signature;
+pub mod webhook;
 
 use crate::auth::TransportInfo;
 use crate::config::WampEndpoint;
@@ -46,6 +47,8 @@ pub struct HttpState {
     pub echo_max_message: usize,
     /// HTTP bridge paths on this listener.
     pub bridge: Vec<(String, Arc<bridge::Bridge>)>,
+    /// The node's webhooks (their counters are in the status).
+    pub webhooks: Arc<[Arc<webhook::Stats>]>,
 }
 
 pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
@@ -293,7 +296,7 @@ fn upgrade(
 }
 
 #[derive(serde::Serialize)]
-struct Status {
+struct Status<'a> {
     name: &'static str,
     version: &'static str,
     uptime_secs: u64,
@@ -310,6 +313,8 @@ struct Status {
     pid: u32,
     rss_bytes: Option<u64>,
     cpu_seconds: Option<f64>,
+    /// Per webhook: events delivered, failed, dropped, retries.
+    webhooks: Vec<webhook::StatsView<'a>>,
 }
 
 fn status(state: &HttpState) -> Response<Body> {
@@ -329,6 +334,7 @@ fn status(state: &HttpState) -> Response<Body> {
         pid: std::process::id(),
         rss_bytes: crate::procfs::rss_bytes(std::process::id()),
         cpu_seconds: crate::procfs::cpu_seconds(std::process::id()),
+        webhooks: state.webhooks.iter().map(|w| w.view()).collect(),
     };
     let body = serde_json::to_vec(&s).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));

@@ -14,7 +14,7 @@ use crate::wamp::value::{Dict, List, Value};
 use crate::wamp::{Id, Message, Payload, Serializer};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -69,6 +69,8 @@ pub struct LocalClient {
     pending: Mutex<HashMap<Id, oneshot::Sender<Reply>>>,
     subscriptions: Mutex<HashMap<Id, LocalSubscription>>,
     next_request: AtomicU64,
+    /// Events dropped because a subscription's channel was full.
+    dropped: AtomicU64,
 }
 
 /// Bytes that may wait for the drain task; replies to a handful of calls never come close.
@@ -86,6 +88,7 @@ impl LocalClient {
             pending: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -118,6 +121,11 @@ impl LocalClient {
 
     pub fn session(&self) -> Id {
         self.peer.session
+    }
+
+    /// Events this session's subscriptions dropped because their channels were full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     fn receive(&self, msg: Message) {
@@ -174,7 +182,15 @@ impl LocalClient {
                         payload: Arc::unwrap_or_clone(payload),
                     };
                     if s.tx.try_send(event).is_err() {
-                        tracing::warn!(subscription, "local subscriber is behind; event dropped");
+                        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        // Logged at 1, 2, 4, 8, … drops: visible without flooding the log.
+                        if n.is_power_of_two() {
+                            tracing::warn!(
+                                subscription,
+                                dropped = n,
+                                "local subscriber is behind; events dropped"
+                            );
+                        }
                     }
                 }
                 return;

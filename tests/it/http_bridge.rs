@@ -1,5 +1,6 @@
-//! The HTTP bridge, driven by an HTTP client (hyper-util's) against the real server, with
-//! WebSocket subscribers and callees on the other side.
+//! The HTTP bridge and webhooks, driven by an HTTP client (hyper-util's) against the real
+//! server, with WebSocket subscribers and callees on the other side, and a small HTTP server
+//! in the test receiving webhooks.
 
 use crate::support::*;
 use base64::Engine as _;
@@ -7,7 +8,9 @@ use bytes::Bytes;
 use hmac::{KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchboard::config::{crossbar, Limits};
 
@@ -517,4 +520,232 @@ async fn signed_requests() {
     };
     let (r, ()) = tokio::join!(post(srv.addr, &target, body), answer);
     assert_eq!((r.status, &r.body), (200, &json!({"args": ["hi"]})));
+}
+
+/// A webhook receiver: records JSON bodies; answers with the queued statuses first, then 200.
+struct Receiver {
+    addr: SocketAddr,
+    bodies: Arc<parking_lot::Mutex<Vec<Value>>>,
+    statuses: Arc<parking_lot::Mutex<VecDeque<u16>>>,
+}
+
+async fn receiver() -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let statuses = Arc::new(parking_lot::Mutex::new(VecDeque::new()));
+    let (b, s) = (bodies.clone(), statuses.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (b, s) = (b.clone(), s.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (b, s) = (b.clone(), s.clone());
+                        async move {
+                            let status = s.lock().pop_front().unwrap_or(200);
+                            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                            if status == 200 {
+                                b.lock().push(serde_json::from_slice(&bytes).unwrap());
+                            }
+                            let mut resp =
+                                hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Receiver {
+        addr,
+        bodies,
+        statuses,
+    }
+}
+
+fn webhook(url: &str, extra: &str) -> String {
+    format!(
+        r#", "webhooks": [{{"realm": "realm1", "role": "hooks", "topics": ["com.app.*"], "url": "{url}"{extra}}}]"#
+    )
+}
+
+/// Waits until `f` holds (polling), or fails the test.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn webhook_stats(srv: &TestServer) -> Value {
+    srv.status().await["webhooks"][0].clone()
+}
+
+#[tokio::test]
+async fn webhook_delivers_events_as_json() {
+    let rx = receiver().await;
+    let srv = server(&webhook(&format!("http://{}/hook?token=abc", rx.addr), "")).await;
+    let mut publisher = srv.joined(Ser::Cbor).await;
+    for (topic, args) in [
+        ("com.app.order.new", json!([1, "\u{0}AQI="])),
+        ("com.elsewhere.x", json!([2])),
+        ("com.app.order.paid", json!([3])),
+    ] {
+        let r = publisher.request_id();
+        publisher
+            .send(json!([16, r, {"acknowledge": true}, topic, args, {"k": "v"}]))
+            .await;
+        assert_eq!(publisher.recv().await[0], 17);
+    }
+    // And one through the HTTP bridge.
+    let r = post(
+        srv.addr,
+        "/publish",
+        r#"{"topic": "com.app.order.shipped", "args": [4]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    eventually("three deliveries", || rx.bodies.lock().len() >= 3).await;
+    let bodies = rx.bodies.lock().clone();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert_eq!(bodies[0]["topic"], "com.app.order.new");
+    assert!(bodies[0]["publication"].as_u64().is_some());
+    assert_eq!(bodies[0]["args"], json!([1, "\u{0}AQI="]));
+    assert_eq!(bodies[0]["kwargs"], json!({"k": "v"}));
+    assert_eq!(bodies[0]["details"]["topic"], "com.app.order.new");
+    assert_eq!(
+        bodies[1]["args"],
+        json!([3]),
+        "in order, other topics left out"
+    );
+    assert_eq!(bodies[2]["args"], json!([4]));
+    assert_eq!(bodies[2]["kwargs"], json!({}));
+    assert_eq!(bodies[2]["publication"], r.body["id"]);
+    let s = webhook_stats(&srv).await;
+    assert_eq!(
+        (&s["delivered"], &s["failed"], &s["dropped"], &s["retries"]),
+        (&json!(3), &json!(0), &json!(0), &json!(0)),
+        "{s}"
+    );
+    assert_eq!(s["topics"], json!(["com.app.*"]));
+    assert_eq!(
+        s["target"],
+        format!("http://{}/hook", rx.addr),
+        "no query (it may hold a token)"
+    );
+}
+
+#[tokio::test]
+async fn webhook_retries_after_a_failure_and_gives_up_on_a_refusal() {
+    let rx = receiver().await;
+    rx.statuses.lock().extend([503, 200, 400]);
+    let srv = server(&webhook(
+        &format!("http://{}/hook", rx.addr),
+        r#", "retry_delay_ms": 50"#,
+    ))
+    .await;
+    // 503 then 200: delivered on the retry.
+    let r = post(
+        srv.addr,
+        "/publish",
+        r#"{"topic": "com.app.a", "args": [1]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    eventually("the retried delivery", || rx.bodies.lock().len() == 1).await;
+    // 400: the receiver refuses this event; no retry.
+    post(
+        srv.addr,
+        "/publish",
+        r#"{"topic": "com.app.b", "args": [2]}"#,
+    )
+    .await;
+    post(
+        srv.addr,
+        "/publish",
+        r#"{"topic": "com.app.c", "args": [3]}"#,
+    )
+    .await;
+    eventually("the third event", || rx.bodies.lock().len() == 2).await;
+    assert_eq!(rx.bodies.lock()[1]["args"], json!([3]));
+    let s = webhook_stats(&srv).await;
+    assert_eq!(
+        (&s["delivered"], &s["failed"], &s["retries"]),
+        (&json!(2), &json!(1), &json!(1)),
+        "{s}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_receiver_fills_the_queue_and_drops_are_counted() {
+    // A port nobody listens on.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let srv = server(&webhook(
+        &format!("http://{dead}/hook"),
+        r#", "max_queue": 2, "retries": 1, "retry_delay_ms": 300"#,
+    ))
+    .await;
+    let mut publisher = srv.joined(Ser::Json).await;
+    let started = std::time::Instant::now();
+    for i in 0..10 {
+        let r = publisher.request_id();
+        publisher
+            .send(json!([16, r, {"acknowledge": true}, "com.app.tick", [i]]))
+            .await;
+        assert_eq!(publisher.recv().await[0], 17);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "publishing never waits for the webhook"
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let last = loop {
+        let last = webhook_stats(&srv).await;
+        let (f, d) = (
+            last["failed"].as_u64().unwrap(),
+            last["dropped"].as_u64().unwrap(),
+        );
+        if f + d == 10 {
+            break last;
+        }
+        assert!(std::time::Instant::now() < deadline, "{last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // One in flight and two queued fail after their retry; the other seven were dropped.
+    assert_eq!(last["delivered"], 0, "{last}");
+    assert_eq!(last["failed"], 3, "{last}");
+    assert_eq!(last["dropped"], 7, "{last}");
+    assert_eq!(last["retries"], 3, "{last}");
+}
+
+#[tokio::test]
+async fn a_webhook_whose_role_may_not_subscribe_stops_start_up() {
+    let text = config(
+        r#", "webhooks": [{"realm": "realm1", "role": "php", "topics": ["com.app.*"], "url": "http://127.0.0.1:1/"}]"#,
+    );
+    let loaded = crossbar::parse(&text, false, "bridge.json", Limits::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts =
+        switchboard::app::Options::development("127.0.0.1:0".parse().unwrap(), dir.path().into());
+    opts.node = loaded.node;
+    let err = switchboard::app::start(opts).await.err().expect("refused");
+    let msg = err.to_string();
+    assert!(msg.starts_with("workers[0].webhooks[0]: "), "{msg}");
+    assert!(msg.contains("not_authorized"), "{msg}");
 }

@@ -13,7 +13,7 @@ mod config;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod http_api;
-/// HTTP bridge: publish, call, signatures, limits.
+/// HTTP bridge (publish, call, signatures, limits) and webhooks.
 mod http_bridge;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
 mod limits;
