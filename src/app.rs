@@ -2,6 +2,8 @@
 //! listener, and runs the documented shutdown order. The only module that knows all others.
 
 use crate::config::{Endpoint, ListenerConfig, NodeConfig, WampEndpoint};
+use crate::http::bridge::Bridge;
+use crate::http::webhook::{self, Webhook};
 use crate::http::{serve_connection, HttpState};
 use crate::outbox::close_code;
 use crate::router::Router;
@@ -53,6 +55,7 @@ impl Options {
             websocket: Vec::new(),
             rawsocket: Some(WampEndpoint::development()),
             web: false,
+            bridge: Vec::new(),
             origin: origin.to_owned(),
         };
         if let Some(a) = self.rawsocket_tcp {
@@ -77,6 +80,10 @@ pub enum StartError {
     },
     #[error("{0}")]
     Chat(String),
+    /// A bridge path or webhook that cannot run (its realm is missing, its role may not
+    /// subscribe, …).
+    #[error("{origin}: {message}")]
+    Component { origin: String, message: String },
 }
 
 /// A listener after binding: its configuration and actual address.
@@ -98,6 +105,7 @@ pub struct Running {
     pub conns: Arc<Connections>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    webhooks: Vec<Webhook>,
     store: Arc<Store>,
     grace: Duration,
 }
@@ -188,11 +196,29 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     }
     let started = Instant::now();
     let started_at = SystemTime::now();
+    let mut webhooks = Vec::new();
+    for w in &opts.node.webhooks {
+        let origin = w.origin.clone();
+        webhooks.push(
+            webhook::start(w.clone(), &router)
+                .await
+                .map_err(|message| StartError::Component { origin, message })?,
+        );
+    }
+    let webhook_stats: Arc<[_]> = webhooks.iter().map(|w| w.stats.clone()).collect();
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
     for l in opts.listeners() {
         let (socket, addr) = bind(&l).await?;
-        let http = (l.web || !l.websocket.is_empty()).then(|| {
+        let mut bridge = Vec::new();
+        for (path, config) in &l.bridge {
+            let b = Bridge::new(config.clone(), &router).ok_or_else(|| StartError::Component {
+                origin: format!("{}: bridge path {path}", l.origin),
+                message: format!("realm '{}' does not exist", config.realm),
+            })?;
+            bridge.push((path.clone(), Arc::new(b)));
+        }
+        let http = (l.web || !l.websocket.is_empty() || !bridge.is_empty()).then(|| {
             Arc::new(HttpState {
                 router: router.clone(),
                 conns: conns.clone(),
@@ -202,6 +228,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 web: l.web,
                 echo_path: opts.echo_path.clone(),
                 echo_max_message: opts.echo_max_message,
+                bridge,
+                webhooks: webhook_stats.clone(),
             })
         });
         let raw = l.rawsocket.clone();
@@ -269,18 +297,22 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         conns,
         accept_tasks,
         sweeper,
+        webhooks,
         store: Arc::new(store),
         grace: opts.shutdown_grace,
     })
 }
 
 impl Running {
-    /// The shutdown order: stop accepting → ask every connection to close (a WebSocket close
-    /// 1001 "going away", not a WAMP GOODBYE, so Autobahn clients reconnect) → wait for them
-    /// within the grace period → flush and close the store.
+    /// The shutdown order: stop accepting → stop the webhooks → ask every connection to close
+    /// (a WebSocket close 1001 "going away", not a WAMP GOODBYE, so Autobahn clients reconnect)
+    /// → wait for them within the grace period → flush and close the store.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         for t in &self.accept_tasks {
             t.abort();
+        }
+        for w in &self.webhooks {
+            w.stop();
         }
         for b in &self.listeners {
             if let Endpoint::Unix(p) = &b.config.endpoint {

@@ -161,7 +161,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             .map(|a| a.to_string())
             .unwrap_or_else(|| b.config.endpoint.to_string());
         let ws: Vec<&str> = b.config.websocket.iter().map(|(p, _)| p.as_str()).collect();
-        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, RawSocket {}, web UI {}", b.config.rawsocket.is_some(), b.config.web);
+        let bridge: Vec<&str> = b.config.bridge.iter().map(|(p, _)| p.as_str()).collect();
+        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, HTTP bridge paths {bridge:?}, RawSocket {}, web UI {}", b.config.rawsocket.is_some(), b.config.web);
     }
     println!("switchboard listening on http://{addr}");
     if let Some(r) = running.rawsocket_addr {

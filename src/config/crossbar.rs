@@ -6,10 +6,12 @@
 //! with an error naming the file, the path inside it and what is wrong.
 
 use super::{
-    Allow, CraSalt, CraUser, CryptosignPrincipal, Disclose, DynamicAuth, Endpoint, HistoryRule,
-    Limits, ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig, RouterConfig,
-    ScramPrincipal, Secret, TicketPrincipal, TransportAuth, WampEndpoint,
+    Allow, BridgeConfig, CraSalt, CraUser, CryptosignPrincipal, Disclose, DynamicAuth, Endpoint,
+    HistoryRule, Limits, ListenerConfig, NodeConfig, PermissionConfig, RealmConfig, RoleConfig,
+    RouterConfig, ScramPrincipal, Secret, TicketPrincipal, TransportAuth, WampEndpoint,
 };
+mod bridge;
+
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::Serializer;
 use serde_json::{Map, Value};
@@ -39,6 +41,10 @@ struct Ctx {
     warnings: Vec<String>,
     /// Realm names, once read (for `authenticator-realm`).
     realms: HashSet<String>,
+    /// The roles of each realm, once read (bridge paths and webhooks act in one realm).
+    realm_roles: HashMap<String, HashSet<String>>,
+    /// `--max-message-size`: the bridge's body limit when the config sets none.
+    max_message_size: usize,
 }
 
 type Obj = Map<String, Value>;
@@ -164,6 +170,8 @@ pub fn parse(text: &str, toml: bool, file: &str, limits: Limits) -> Result<Loade
         file: file.to_owned(),
         warnings: Vec::new(),
         realms: HashSet::new(),
+        realm_roles: HashMap::new(),
+        max_message_size: limits.max_message_size,
     };
     let node = node(&mut ctx, &value, limits)?;
     Ok(Loaded {
@@ -220,7 +228,15 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
     ctx.unknown(
         w,
         &wpath,
-        &["type", "id", "realms", "transports", "options", "chat"],
+        &[
+            "type",
+            "id",
+            "realms",
+            "transports",
+            "options",
+            "chat",
+            "webhooks",
+        ],
     );
     if let Some(opts) = w.get("options") {
         let o = ctx.obj(opts, &format!("{wpath}.options"))?;
@@ -247,6 +263,13 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
         realms.push(realm);
     }
     ctx.realms = names.clone();
+    ctx.realm_roles = realms
+        .iter()
+        .map(|r| {
+            let roles = r.roles.iter().map(|x| x.name.clone()).collect();
+            (r.name.clone(), roles)
+        })
+        .collect();
     if realms.is_empty() {
         return ctx.err(
             &format!("{wpath}.realms"),
@@ -277,6 +300,10 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
         Some(c) => Some(chat(ctx, c, &format!("{wpath}.chat"), &realms)?),
         None => None,
     };
+    let webhooks = match w.get("webhooks") {
+        Some(v) => bridge::webhooks(ctx, v, &format!("{wpath}.webhooks"))?,
+        None => Vec::new(),
+    };
     Ok(NodeConfig {
         router: RouterConfig {
             realms,
@@ -285,6 +312,7 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
             chat,
         },
         listeners,
+        webhooks,
     })
 }
 
@@ -465,6 +493,15 @@ fn role(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RoleConfig, ConfigError>
     })
 }
 
+/// Crossbar infers the match policy: a trailing `*` means prefix, empty components wildcard.
+fn infer_match(raw: &str) -> (String, MatchPolicy) {
+    match raw.strip_suffix('*') {
+        Some(prefix) => (prefix.to_owned(), MatchPolicy::Prefix),
+        None if raw.split('.').any(str::is_empty) => (raw.to_owned(), MatchPolicy::Wildcard),
+        None => (raw.to_owned(), MatchPolicy::Exact),
+    }
+}
+
 /// `uri` and `match` of a rule; `match` inferred as Crossbar does when absent (a trailing `*`
 /// means prefix, empty components wildcard).
 fn uri_pattern(ctx: &Ctx, o: &Obj, path: &str) -> Result<(String, MatchPolicy), ConfigError> {
@@ -479,12 +516,7 @@ fn uri_pattern(ctx: &Ctx, o: &Obj, path: &str) -> Result<(String, MatchPolicy), 
                 )
             }
         },
-        // Crossbar infers the policy: a trailing `*` means prefix, empty components wildcard.
-        None => match raw.strip_suffix('*') {
-            Some(prefix) => (prefix.to_owned(), MatchPolicy::Prefix),
-            None if raw.split('.').any(str::is_empty) => (raw.to_owned(), MatchPolicy::Wildcard),
-            None => (raw.to_owned(), MatchPolicy::Exact),
-        },
+        None => infer_match(raw),
     };
     let uri = if policy == MatchPolicy::Prefix {
         uri.trim_end_matches('*').to_owned()
@@ -1015,26 +1047,42 @@ const WAMP_KEYS: &[&str] = &[
     "id",
 ];
 
+/// What a web transport's `paths` serve.
+#[derive(Default)]
+struct WebPaths {
+    websocket: Vec<(String, WampEndpoint)>,
+    bridge: Vec<(String, BridgeConfig)>,
+}
+
+/// A path name as a URL path (`"ws"` → `"/ws"`).
+fn url_path(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}
+
 /// Web `paths`: `{"ws": {"type": "websocket", ...}, "/": {"type": "static", ...}, ...}`.
 fn web_paths(
     ctx: &mut Ctx,
     v: &Value,
     path: &str,
     roles: &HashSet<String>,
-) -> Result<Vec<(String, WampEndpoint)>, ConfigError> {
+) -> Result<WebPaths, ConfigError> {
     let paths = ctx.obj(v, path)?;
-    let mut out = Vec::new();
+    let mut out = WebPaths::default();
     for (name, spec) in paths {
         let p = format!("{path}.{name}");
         let s = ctx.obj(spec, &p)?;
         match ctx.string(s, "type", &p)? {
             Some("websocket") => {
-                let url_path = if name.starts_with('/') {
-                    name.clone()
-                } else {
-                    format!("/{name}")
-                };
-                out.push((url_path, wamp_endpoint(ctx, s, &p, roles, WAMP_KEYS)?));
+                let ep = wamp_endpoint(ctx, s, &p, roles, WAMP_KEYS)?;
+                out.websocket.push((url_path(name), ep));
+            }
+            Some(kind @ ("publisher" | "caller")) => {
+                let b = bridge::bridge_path(ctx, s, &p, kind)?;
+                out.bridge.push((url_path(name), b));
             }
             Some("static") | Some("info") | Some("nodeinfo") => {
                 if name == "/" {
@@ -1069,6 +1117,7 @@ fn transport(
                 websocket: vec![("*".into(), ep)],
                 rawsocket: None,
                 web: true,
+                bridge: Vec::new(),
                 origin: path.to_owned(),
             }
         }
@@ -1079,20 +1128,22 @@ fn transport(
                 websocket: Vec::new(),
                 rawsocket: Some(ep),
                 web: false,
+                bridge: Vec::new(),
                 origin: path.to_owned(),
             }
         }
         "web" => {
             ctx.unknown(o, path, &["type", "endpoint", "paths", "options", "id"]);
-            let websocket = match o.get("paths") {
+            let paths = match o.get("paths") {
                 Some(p) => web_paths(ctx, p, &format!("{path}.paths"), roles)?,
-                None => Vec::new(),
+                None => WebPaths::default(),
             };
             ListenerConfig {
                 endpoint: endpoint(ctx, o, path)?,
-                websocket,
+                websocket: paths.websocket,
                 rawsocket: None,
                 web: true,
+                bridge: paths.bridge,
                 origin: path.to_owned(),
             }
         }
@@ -1118,23 +1169,24 @@ fn transport(
                     for (name, spec) in w {
                         let sp = format!("{p}.{name}");
                         let s = ctx.obj(spec, &sp)?;
-                        let url_path = if name.starts_with('/') {
-                            name.clone()
-                        } else {
-                            format!("/{name}")
-                        };
-                        out.push((url_path, wamp_endpoint(ctx, s, &sp, roles, WAMP_KEYS)?));
+                        out.push((
+                            url_path(name),
+                            wamp_endpoint(ctx, s, &sp, roles, WAMP_KEYS)?,
+                        ));
                     }
                     out
                 }
                 None => Vec::new(),
             };
+            let mut bridge = Vec::new();
             if let Some(web) = o.get("web") {
                 let p = format!("{path}.web");
                 let w = ctx.obj(web, &p)?;
                 ctx.unknown(w, &p, &["paths", "options"]);
                 if let Some(paths) = w.get("paths") {
-                    websocket.extend(web_paths(ctx, paths, &format!("{p}.paths"), roles)?);
+                    let paths = web_paths(ctx, paths, &format!("{p}.paths"), roles)?;
+                    websocket.extend(paths.websocket);
+                    bridge = paths.bridge;
                 }
             }
             ListenerConfig {
@@ -1142,6 +1194,7 @@ fn transport(
                 websocket,
                 rawsocket,
                 web: true,
+                bridge,
                 origin: path.to_owned(),
             }
         }

@@ -6,6 +6,7 @@
 //! (`NodeConfig::development`); `crossbar::load` builds others from a Crossbar-style file.
 
 pub mod crossbar;
+pub mod ipnet;
 
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::Serializer;
@@ -20,6 +21,8 @@ use std::time::Duration;
 pub struct NodeConfig {
     pub router: RouterConfig,
     pub listeners: Vec<ListenerConfig>,
+    /// Topics whose events are POSTed to HTTP endpoints.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// Where a listener accepts connections.
@@ -104,7 +107,71 @@ pub struct ListenerConfig {
     pub rawsocket: Option<WampEndpoint>,
     /// Serve the web UI and `/api/status` on this listener.
     pub web: bool,
+    /// HTTP bridge paths (Crossbar's `publisher` and `caller` web paths), by URL path.
+    pub bridge: Vec<(String, BridgeConfig)>,
     /// Where this listener was configured (a config path, or "command line"), for errors.
+    pub origin: String,
+}
+
+/// What an HTTP bridge path does with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BridgeKind {
+    /// `POST {"topic", "args", "kwargs", "options"}` → PUBLISH.
+    Publisher,
+    /// `POST {"procedure", "args", "kwargs"}` → CALL.
+    Caller,
+}
+
+/// The key and secret a signed bridge request is computed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeKey {
+    pub key: String,
+    pub secret: Secret,
+}
+
+/// One HTTP bridge path: a router-internal session of `role` in `realm` publishes or calls
+/// on behalf of HTTP clients, with that role's permissions.
+#[derive(Clone, Debug)]
+pub struct BridgeConfig {
+    pub kind: BridgeKind,
+    pub realm: String,
+    pub role: String,
+    /// When set, every request must be signed with it.
+    pub signing: Option<BridgeKey>,
+    /// Largest request body accepted (larger: 413).
+    pub body_limit: usize,
+    /// How far a signed request's timestamp may be from now; also how long a signature is
+    /// remembered to refuse its replay. `None`: any timestamp (Crossbar's `0`).
+    pub timestamp_window: Option<Duration>,
+    /// Client addresses allowed; `None`: any.
+    pub require_ip: Option<Vec<ipnet::IpNet>>,
+    /// Only requests over TLS (Switchboard's listeners have none, so all are refused).
+    pub require_tls: bool,
+    /// Log every request (never secrets or signatures).
+    pub debug: bool,
+    /// How long a bridged call may take before the client gets 504.
+    pub call_timeout: Duration,
+}
+
+/// Events of `topics` in `realm` are POSTed as JSON to `url`.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub realm: String,
+    /// The role its router-internal session subscribes as; `None`: the built-in `trusted`.
+    pub role: Option<String>,
+    pub topics: Vec<(String, MatchPolicy)>,
+    /// `http://host[:port]/path`.
+    pub url: String,
+    /// Events that may wait for delivery; more are dropped (and counted).
+    pub max_queue: usize,
+    /// Attempts after the first failed one.
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time up to `max_retry_delay`.
+    pub retry_delay: Duration,
+    pub max_retry_delay: Duration,
+    /// How long one POST may take.
+    pub timeout: Duration,
+    /// Where it was configured, for logs and errors.
     pub origin: String,
 }
 
@@ -304,8 +371,10 @@ impl NodeConfig {
                 websocket: vec![("/ws".into(), WampEndpoint::development())],
                 rawsocket: None,
                 web: true,
+                bridge: Vec::new(),
                 origin: "--listen".into(),
             }],
+            webhooks: Vec::new(),
         }
     }
 }

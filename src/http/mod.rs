@@ -1,8 +1,12 @@
-//! The HTTP surface: WebSocket upgrades (WAMP at `/ws`, the optional echo endpoint), the status
-//! API and the embedded web UI. Subprotocol negotiation happens here, because fastwebsockets'
-//! upgrade does not look at `Sec-WebSocket-Protocol`.
+//! The HTTP surface: WebSocket upgrades (WAMP at `/ws`, the optional echo endpoint), the HTTP
+//! bridge paths, the status API and the embedded web UI. Subprotocol negotiation happens here,
+//! because fastwebsockets' upgrade does not look at `Sec-WebSocket-Protocol`.
 
 mod assets;
+pub mod bridge;
+mod query;
+pub mod signature;
+pub mod webhook;
 
 use crate::auth::TransportInfo;
 use crate::config::WampEndpoint;
@@ -41,6 +45,10 @@ pub struct HttpState {
     pub echo_path: Option<String>,
     /// Largest message on the echo endpoint (it is used with the Autobahn Testsuite).
     pub echo_max_message: usize,
+    /// HTTP bridge paths on this listener.
+    pub bridge: Vec<(String, Arc<bridge::Bridge>)>,
+    /// The node's webhooks (their counters are in the status).
+    pub webhooks: Arc<[Arc<webhook::Stats>]>,
 }
 
 pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
@@ -72,9 +80,20 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let io = TokioIo::new(stream);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(req, &state, peer)) }
+        async move {
+            let path = req.uri().path();
+            let resp = match state.bridge.iter().find(|(p, _)| p == path) {
+                Some((_, b)) => {
+                    let mut resp = bridge::handle(b, req, peer).await;
+                    security_headers(&mut resp);
+                    resp
+                }
+                None => route(req, &state, peer),
+            };
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -277,7 +296,7 @@ fn upgrade(
 }
 
 #[derive(serde::Serialize)]
-struct Status {
+struct Status<'a> {
     name: &'static str,
     version: &'static str,
     uptime_secs: u64,
@@ -294,6 +313,8 @@ struct Status {
     pid: u32,
     rss_bytes: Option<u64>,
     cpu_seconds: Option<f64>,
+    /// Per webhook: events delivered, failed, dropped, retries.
+    webhooks: Vec<webhook::StatsView<'a>>,
 }
 
 fn status(state: &HttpState) -> Response<Body> {
@@ -313,6 +334,7 @@ fn status(state: &HttpState) -> Response<Body> {
         pid: std::process::id(),
         rss_bytes: crate::procfs::rss_bytes(std::process::id()),
         cpu_seconds: crate::procfs::cpu_seconds(std::process::id()),
+        webhooks: state.webhooks.iter().map(|w| w.view()).collect(),
     };
     let body = serde_json::to_vec(&s).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));

@@ -14,7 +14,7 @@ use crate::wamp::value::{Dict, List, Value};
 use crate::wamp::{Id, Message, Payload, Serializer};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -109,6 +109,8 @@ pub struct LocalClient {
     /// reply is passed on, so no INVOCATION can find its registration without a handler).
     registering: Mutex<HashMap<Id, LocalRegistration>>,
     next_request: AtomicU64,
+    /// Events dropped because a subscription's channel was full.
+    dropped: AtomicU64,
 }
 
 /// Bytes that may wait for the drain task; replies to a handful of calls never come close.
@@ -128,6 +130,7 @@ impl LocalClient {
             registrations: Mutex::new(HashMap::new()),
             registering: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -160,6 +163,11 @@ impl LocalClient {
 
     pub fn session(&self) -> Id {
         self.peer.session
+    }
+
+    /// Events this session's subscriptions dropped because their channels were full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     fn receive(&self, msg: Message) {
@@ -234,7 +242,15 @@ impl LocalClient {
                         payload: Arc::unwrap_or_clone(payload),
                     };
                     if s.tx.try_send(event).is_err() {
-                        tracing::warn!(subscription, "local subscriber is behind; event dropped");
+                        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        // Logged at 1, 2, 4, 8, … drops: visible without flooding the log.
+                        if n.is_power_of_two() {
+                            tracing::warn!(
+                                subscription,
+                                dropped = n,
+                                "local subscriber is behind; events dropped"
+                            );
+                        }
                     }
                 }
                 return;

@@ -130,6 +130,24 @@ impl Router {
         Some(c)
     }
 
+    /// A router-internal session of its own (not shared with other users of `local_client`),
+    /// e.g. for a component whose subscriptions must not mix with anyone else's. It leaves the
+    /// realm when dropped. Trusted unless `role` is one of the realm's configured roles.
+    pub fn new_local_client(
+        &self,
+        realm: &str,
+        role: Option<&str>,
+    ) -> Option<Arc<local::LocalClient>> {
+        let r = self.realms.get(realm)?;
+        let role = role.unwrap_or(TRUSTED_ROLE);
+        let trusted = !r.config.roles.iter().any(|x| x.name == role);
+        Some(local::LocalClient::attach(
+            r.clone(),
+            local::internal_principal(role),
+            trusted,
+        ))
+    }
+
     /// Whether any role of any realm has a dynamic authorizer.
     pub fn has_authorizers(&self) -> bool {
         self.config

@@ -15,6 +15,8 @@ mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod history;
 mod http_api;
+/// HTTP bridge (publish, call, signatures, limits) and webhooks.
+mod http_bridge;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
 mod limits;
 mod local_client;
