@@ -88,10 +88,34 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 impl WampEndpoint {
+    /// The development default's `/ws`: anonymous clients get role `anonymous` (everything);
+    /// users of the built-in store (`switchboard user add NAME --role staff`) log in with SCRAM
+    /// or WAMP-CRA.
     pub fn development() -> WampEndpoint {
         WampEndpoint {
             serializers: Serializer::ALL.to_vec(),
-            auth: Arc::new(TransportAuth::anonymous("anonymous")),
+            auth: Arc::new(TransportAuth {
+                scram: Some(HashMap::new()),
+                wampcra: Some(HashMap::new()),
+                ..TransportAuth::anonymous("anonymous")
+            }),
+            allowed_origins: None,
+        }
+    }
+
+    /// The development default's `/chat`: website visitors (the chat widget) with visitor
+    /// tokens, from any origin.
+    pub fn development_visitors() -> WampEndpoint {
+        WampEndpoint {
+            serializers: Serializer::ALL.to_vec(),
+            auth: Arc::new(TransportAuth {
+                visitor: Some(crate::auth::visitor::VisitorAuth {
+                    role: "visitor".into(),
+                    hs256: None,
+                    ed25519: None,
+                }),
+                ..TransportAuth::default()
+            }),
             allowed_origins: None,
         }
     }
@@ -368,7 +392,10 @@ impl NodeConfig {
             router: RouterConfig::development(limits),
             listeners: vec![ListenerConfig {
                 endpoint: Endpoint::Tcp(listen),
-                websocket: vec![("/ws".into(), WampEndpoint::development())],
+                websocket: vec![
+                    ("/ws".into(), WampEndpoint::development()),
+                    ("/chat".into(), WampEndpoint::development_visitors()),
+                ],
                 rawsocket: None,
                 web: true,
                 bridge: Vec::new(),
@@ -380,26 +407,43 @@ impl NodeConfig {
 }
 
 impl RouterConfig {
-    /// The zero-config default: one realm `realm1`, anonymous clients may do everything.
+    /// The zero-config default: one realm `realm1` where anonymous clients may do everything
+    /// (except inside the chat service's namespace, which it guards), with the chat service on
+    /// (roles `visitor` and `staff`).
     pub fn development(limits: Limits) -> RouterConfig {
+        let everything = || {
+            vec![PermissionConfig {
+                uri: String::new(),
+                policy: MatchPolicy::Prefix,
+                allow: Allow::ALL,
+                disclose: Disclose::default(),
+            }]
+        };
+        let role = |name: &str, permissions| RoleConfig {
+            name: name.into(),
+            permissions,
+            authorizer: None,
+        };
         RouterConfig {
             realms: vec![RealmConfig {
                 name: "realm1".into(),
-                roles: vec![RoleConfig {
-                    name: "anonymous".into(),
-                    permissions: vec![PermissionConfig {
-                        uri: String::new(),
-                        policy: MatchPolicy::Prefix,
-                        allow: Allow::ALL,
-                        disclose: Disclose::default(),
-                    }],
-                    authorizer: None,
-                }],
+                roles: vec![
+                    role("anonymous", everything()),
+                    role("staff", everything()),
+                    role("visitor", Vec::new()),
+                ],
                 history: Vec::new(),
             }],
             limits,
             dev_mode: true,
-            chat: None,
+            chat: Some(crate::chat::ChatConfig {
+                realm: "realm1".into(),
+                roles: crate::chat::Roles {
+                    visitor: "visitor".into(),
+                    staff: vec!["staff".into()],
+                },
+                max_text: 4000,
+            }),
         }
     }
 }

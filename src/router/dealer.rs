@@ -85,6 +85,11 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// Whether a client (not a router-internal session) is among the callees.
+    pub fn has_client_callee(&self) -> bool {
+        self.callees.iter().any(|c| !c.peer.trusted)
+    }
+
     /// The sessions registered as callees, in invocation order.
     pub fn callee_sessions(&self) -> impl Iterator<Item = Id> + '_ {
         self.callees.iter().map(|c| c.peer.session)

@@ -261,17 +261,30 @@ impl Realm {
         &self.config.name
     }
 
+    /// Figures of what clients did: router-internal sessions (the chat service, the
+    /// authenticator callers) and what only they own are left out.
     pub fn stats(&self) -> RealmStats {
         RealmStats {
             name: self.config.name.clone(),
-            sessions: self.sessions.read().len(),
-            subscriptions: self.broker.read().subscription_count(),
-            registrations: self.dealer.lock().registration_count(),
+            sessions: self.session_count(),
+            subscriptions: self
+                .broker
+                .read()
+                .all()
+                .filter(|s| s.subscribers.values().any(|p| !p.trusted))
+                .count(),
+            registrations: self
+                .dealer
+                .lock()
+                .all()
+                .filter(|r| r.has_client_callee())
+                .count(),
         }
     }
 
+    /// Client sessions (router-internal ones are not counted).
     pub fn session_count(&self) -> usize {
-        self.sessions.read().len()
+        self.sessions.read().values().filter(|p| !p.trusted).count()
     }
 
     /// Admits an authenticated session; returns its handle.
