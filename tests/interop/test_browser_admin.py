@@ -34,7 +34,10 @@ CONFIG = {
         "type": "router",
         "realms": [{"name": "realm1", "roles": [
             {"name": "viewer", "permissions": [{"uri": "com.", "match": "prefix", "allow": ALL}]},
-            {"name": "admin", "permissions": [{"uri": "*", "allow": ALL}]},
+            # What README's "Admin view" section tells an operator to grant.
+            {"name": "admin", "permissions": [
+                {"uri": "wamp.", "match": "prefix", "allow": {"call": True, "subscribe": True}},
+            ]},
         ]}],
         "transports": [{
             "type": "web",
