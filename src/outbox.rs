@@ -8,6 +8,8 @@
 //! subscriber cannot slow a publisher or other subscribers down.
 //!
 //! Invariant: `bytes` counts every frame pushed and not yet reported written.
+//! `frames` counts every WAMP frame ever queued (not keep-alive pings): the meta API reports
+//! it per session as `messages_out`.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -50,6 +52,8 @@ pub enum PushError {
 struct State {
     queue: VecDeque<Bytes>,
     bytes: usize,
+    /// Frames queued so far (`push`, not `push_ping`).
+    frames: u64,
     close: Option<CloseRequest>,
 }
 
@@ -73,6 +77,7 @@ impl Outbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 bytes: 0,
+                frames: 0,
                 close: None,
             }),
             wake: Notify::new(),
@@ -82,6 +87,20 @@ impl Outbox {
 
     /// Queues a frame for the writer.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        self.enqueue(frame, true)
+    }
+
+    /// Queues a keep-alive ping: like `push`, but not counted as a message.
+    pub fn push_ping(&self, frame: Bytes) -> Result<(), PushError> {
+        self.enqueue(frame, false)
+    }
+
+    /// Frames `push` accepted so far (including any later dropped by a close).
+    pub fn frames(&self) -> u64 {
+        self.state.lock().frames
+    }
+
+    fn enqueue(&self, frame: Bytes, counted: bool) -> Result<(), PushError> {
         if frame.len() > self.max_frame {
             return Err(PushError::TooLarge);
         }
@@ -104,6 +123,7 @@ impl Outbox {
             return Err(PushError::Overflow);
         }
         st.bytes += frame.len();
+        st.frames += u64::from(counted);
         st.queue.push_back(frame);
         drop(st);
         self.wake.notify_one();
@@ -191,6 +211,20 @@ mod tests {
         o.take(&mut q);
         o.written(10);
         assert!(o.push(Bytes::from_static(b"1234567890")).is_ok());
+    }
+
+    #[test]
+    fn counts_queued_frames_but_not_pings() {
+        let o = Outbox::new(100);
+        o.push(Bytes::from_static(b"a")).unwrap();
+        o.push_ping(Bytes::from_static(b"p")).unwrap();
+        o.push(Bytes::from_static(b"b")).unwrap();
+        assert_eq!(o.frames(), 2);
+        assert_eq!(
+            o.push(Bytes::from(vec![0u8; 200])),
+            Err(PushError::Overflow)
+        );
+        assert_eq!(o.frames(), 2, "a refused frame is not counted");
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub fn session_details(realm: &str, peer: &Peer) -> Value {
         ("joined".into(), timestamp(peer.joined_at)),
         ("resumed".into(), Value::Bool(false)),
         ("resumable".into(), Value::Bool(false)),
+        // Not in the spec: messages received from / queued for the session since it joined.
+        ("messages_in".into(), Value::UInt(peer.messages_in())),
+        ("messages_out".into(), Value::UInt(peer.messages_out())),
     ];
     if let Some(t) = &peer.transport {
         // (Peers keep no HTTP headers: those are for authenticators and authorizers only.)

@@ -63,6 +63,11 @@ pub struct Peer {
     gone: AtomicBool,
     /// Events to publish when the session goes away (`wamp.session.add_testament`).
     pub testaments: parking_lot::Mutex<Vec<Testament>>,
+    /// Messages received from the session since it joined (`Session::handle`).
+    messages_in: AtomicU64,
+    /// The outbox's frame count when the session joined (the connection may have had a
+    /// session before this one).
+    frames_before: u64,
 }
 
 /// When a testament is published.
@@ -91,6 +96,7 @@ impl Peer {
         features: ClientFeatures,
         outbox: Arc<Outbox>,
     ) -> Peer {
+        let frames_before = outbox.frames();
         Peer {
             session,
             principal,
@@ -104,7 +110,24 @@ impl Peer {
             next_request: AtomicU64::new(0),
             gone: AtomicBool::new(false),
             testaments: parking_lot::Mutex::new(Vec::new()),
+            messages_in: AtomicU64::new(0),
+            frames_before,
         }
+    }
+
+    /// Counts a message received from the session.
+    pub fn count_in(&self) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages received from the session since it joined.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Messages queued for the session since it joined (WELCOME included, pings not).
+    pub fn messages_out(&self) -> u64 {
+        self.outbox.frames().saturating_sub(self.frames_before)
     }
 
     /// Marks the session as having left (before its subscriptions and registrations go).

@@ -271,6 +271,7 @@ impl Session {
                 msg.name()
             )),
             Phase::Joined { realm, peer } => {
+                peer.count_in();
                 self.phase = Phase::Joined {
                     realm: realm.clone(),
                     peer: peer.clone(),

@@ -161,7 +161,7 @@ impl Connections {
                 }
             } else if now.saturating_sub(c.last_rx.load(Ordering::Relaxed)) >= ping_ms {
                 c.ping_sent.store(now.max(1), Ordering::Relaxed);
-                let _ = c.outbox.push(c.ping_frame.clone());
+                let _ = c.outbox.push_ping(c.ping_frame.clone());
             }
         }
     }

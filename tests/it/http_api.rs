@@ -59,6 +59,26 @@ async fn web_ui_is_served_with_headers() {
     assert!(head.starts_with("HTTP/1.1 426"), "{head}");
 }
 
+#[tokio::test]
+async fn admin_view_is_served_at_slash_admin() {
+    let srv = TestServer::start().await;
+    let (head, body) = http_get(srv.addr, "/admin").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(body.contains("/admin.js"), "{body}");
+    for module in ["/admin.js", "/wamp.js"] {
+        let (head, _) = http_get(srv.addr, module).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{module}: {head}");
+        assert!(
+            head.to_lowercase().contains("javascript"),
+            "{module}: {head}"
+        );
+    }
+}
+
 async fn handshake(url: &str, protocols: Option<&str>) -> Result<Option<String>, String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     if let Some(p) = protocols {

@@ -31,5 +31,7 @@ mod rawsocket;
 mod rpc;
 /// HELLO/WELCOME/ABORT/GOODBYE, phases and protocol violations.
 mod session;
+/// Per-session message counters in the meta API.
+mod session_counters;
 /// `switchboard user …`: the built-in principal store from the shell.
 mod user_cli;
