@@ -7,6 +7,7 @@
 //! (`--max-secs`) and refuses targets outside loopback unless `--allow-remote`. Server memory
 //! and CPU come from /proc (`--pid`) or from Switchboard's `/api/status`.
 
+pub mod chat;
 pub mod churn;
 pub mod connections;
 pub mod fanout;
@@ -30,6 +31,8 @@ pub enum BenchCommand {
     Rpc(rpc::RpcArgs),
     /// Connect/subscribe/publish/disconnect loops: cycles/s and server memory growth.
     Churn(churn::ChurnArgs),
+    /// Website visitors sending durable chat messages: acknowledged/s, ack and receive latency.
+    Chat(chat::ChatArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,6 +88,7 @@ impl BenchCommand {
             BenchCommand::Fanout(a) => &a.common,
             BenchCommand::Rpc(a) => &a.common,
             BenchCommand::Churn(a) => &a.common,
+            BenchCommand::Chat(a) => &a.common,
         }
     }
 }
@@ -111,6 +115,7 @@ pub async fn execute(cmd: BenchCommand) -> Result<serde_json::Value, String> {
             }
             BenchCommand::Rpc(a) => summarize(rpc::run(a).await?, rpc::RpcResult::print),
             BenchCommand::Churn(a) => summarize(churn::run(a).await?, churn::ChurnResult::print),
+            BenchCommand::Chat(a) => summarize(chat::run(a).await?, chat::ChatResult::print),
         };
         v.map_err(|e| e.to_string())
     };

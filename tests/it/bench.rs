@@ -309,3 +309,25 @@ async fn scenarios_authenticate_with_ticket_and_wampcra() {
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_scenario_acknowledges_and_delivers_every_message() {
+    let srv = TestServer::start().await;
+    let url = format!("ws://{}/chat", srv.addr);
+    for mode in [["-r", "200"], ["-r", "0"]] {
+        let r = bench(
+            &srv,
+            &[
+                "chat", "--url", &url, "-n", "20", mode[0], mode[1], "-t", "2",
+            ],
+        )
+        .await;
+        assert_eq!(r["scenario"], "chat");
+        assert_eq!(r["errors"], 0, "{r}");
+        let sent = r["sent"].as_u64().expect("sent");
+        assert!(sent >= 20, "every visitor sent: {r}");
+        assert_eq!(r["acknowledged"], sent, "every send acknowledged: {r}");
+        assert_eq!(r["received"], sent, "every message received: {r}");
+        assert!(r["ack_latency"]["p99_us"].as_u64().is_some(), "{r}");
+    }
+}
