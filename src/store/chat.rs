@@ -213,6 +213,36 @@ impl ChatStore {
             .unwrap_or(0))
     }
 
+    /// Messages whose text contains `needle` (already lower-case), newest first, at most
+    /// `limit`. A full scan: fine for a business's chat history, not for millions of messages.
+    pub fn search(&self, needle: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
+        let mut found: Vec<ChatMessage> = Vec::new();
+        for kv in self.messages.iter() {
+            let m: ChatMessage = codec::decode(&kv?.1)?;
+            if m.text.to_lowercase().contains(needle) {
+                found.push(m);
+            }
+        }
+        found.sort_by_key(|m| std::cmp::Reverse((m.ts_ms, m.thread, m.seq)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Deletes a thread and everything in it (not yet durable: `flush`).
+    pub fn delete_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let prefix = t.id.to_be_bytes();
+        for tree in [&self.messages, &self.dedupe, &self.reads] {
+            let keys: Vec<sled::IVec> =
+                tree.scan_prefix(prefix).keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                tree.remove(k)?;
+            }
+        }
+        self.by_visitor.remove(visitor_key(&t.visitor, t.id))?;
+        self.threads.remove(prefix)?;
+        Ok(())
+    }
+
     /// Makes everything applied so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;

@@ -312,7 +312,13 @@ async fn scenarios_authenticate_with_ticket_and_wampcra() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_scenario_acknowledges_and_delivers_every_message() {
-    let srv = TestServer::start().await;
+    // A load test needs more than a person's 60 messages a minute.
+    let srv = TestServer::with(|o| {
+        if let Some(chat) = o.node.router.chat.as_mut() {
+            chat.messages_per_minute = 1_000_000;
+        }
+    })
+    .await;
     let url = format!("ws://{}/chat", srv.addr);
     for mode in [["-r", "200"], ["-r", "0"]] {
         let r = bench(

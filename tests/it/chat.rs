@@ -12,6 +12,14 @@ use std::time::Duration;
 use switchboard::config::{crossbar, Limits};
 
 fn config(port: u16) -> String {
+    config_with(
+        port,
+        r#""max_message_length": 50, "messages_per_minute": 100000"#,
+    )
+}
+
+/// The test node with `chat` options `extra` (JSON members).
+fn config_with(port: u16, extra: &str) -> String {
     format!(
         r#"{{
   "version": 2,
@@ -22,7 +30,7 @@ fn config(port: u16) -> String {
       {{"name": "staff"}},
       {{"name": "backend", "permissions": [{{"uri": "", "match": "prefix", "allow": {{"call": true, "register": true, "publish": true, "subscribe": true}}}}]}}
     ]}}],
-    "chat": {{"realm": "realm1", "staff_roles": ["staff"], "max_message_length": 50}},
+    "chat": {{"realm": "realm1", "staff_roles": ["staff"], {extra}}},
     "transports": [{{"type": "web", "endpoint": {{"type": "tcp", "port": {port}, "interface": "127.0.0.1"}},
       "paths": {{
         "ws": {{"type": "websocket", "auth": {{"ticket": {{"type": "visitor", "jwt_hs256_secret": "app-secret"}}}}}},
@@ -35,8 +43,11 @@ fn config(port: u16) -> String {
 }
 
 async fn server() -> TestServer {
-    let loaded =
-        crossbar::parse(&config(0), false, "chat.json", Limits::default()).expect("config");
+    server_with(&config(0)).await
+}
+
+async fn server_with(cfg: &str) -> TestServer {
+    let loaded = crossbar::parse(cfg, false, "chat.json", Limits::default()).expect("config");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     TestServer::with(move |o| o.node = loaded.node).await
 }
@@ -506,4 +517,113 @@ async fn acknowledged_messages_survive_kill_9() {
     assert_eq!(next["seq"], N + 1);
     child.kill().expect("stop");
     let _ = child.wait();
+}
+
+#[tokio::test]
+async fn search_export_and_forget() {
+    let srv = server().await;
+    let mut a = visitor(&srv, TOKEN_A).await;
+    let ta = chat(&mut a, "open", json!([]), json!({})).await["thread"].clone();
+    chat(
+        &mut a,
+        "send",
+        json!([ta, "Where is my ORDER 1234?"]),
+        json!({}),
+    )
+    .await;
+    chat(&mut a, "send", json!([ta, "hello"]), json!({})).await;
+    let mut b = visitor(&srv, TOKEN_B).await;
+    let tb = chat(&mut b, "open", json!([]), json!({})).await["thread"].clone();
+    chat(
+        &mut b,
+        "send",
+        json!([tb, "another order question"]),
+        json!({}),
+    )
+    .await;
+
+    let mut agent = staff(&srv).await;
+    let found = chat(&mut agent, "search", json!(["order"]), json!({})).await;
+    let texts: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["another order question", "Where is my ORDER 1234?"],
+        "case-insensitive, newest first"
+    );
+    assert_eq!(
+        chat_error(&mut a, "search", json!(["order"]), json!({})).await,
+        "wamp.error.not_authorized"
+    );
+    assert_eq!(
+        chat_error(&mut agent, "search", json!([""]), json!({})).await,
+        "wamp.error.invalid_argument"
+    );
+
+    let export = chat(&mut a, "export", json!([ta]), json!({})).await;
+    assert_eq!(export["thread"]["thread"], ta);
+    assert_eq!(export["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        chat_error(&mut b, "export", json!([ta]), json!({})).await,
+        "switchboard.chat.error.no_such_thread"
+    );
+
+    // A visitor forgets itself; staff forget another visitor.
+    assert_eq!(
+        chat_error(&mut a, "forget", json!(["someone-else"]), json!({})).await,
+        "wamp.error.not_authorized"
+    );
+    assert_eq!(
+        chat(&mut a, "forget", json!([]), json!({})).await["threads"],
+        1
+    );
+    assert_eq!(
+        chat_error(&mut a, "history", json!([ta]), json!({})).await,
+        "switchboard.chat.error.no_such_thread"
+    );
+    let who_b = chat(&mut b, "threads", json!([]), json!({})).await[0]["visitor"].clone();
+    assert_eq!(
+        chat(&mut agent, "forget", json!([who_b]), json!({})).await["threads"],
+        1
+    );
+    let left = chat(&mut agent, "search", json!(["order"]), json!({})).await;
+    assert_eq!(left, json!([]), "nothing of either visitor is left");
+    assert_eq!(
+        chat(&mut agent, "threads", json!([]), json!({})).await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn visitors_are_rate_limited() {
+    let srv = server_with(&config_with(0, r#""messages_per_minute": 3"#)).await;
+    let mut v = visitor(&srv, TOKEN_A).await;
+    let id = chat(&mut v, "open", json!([]), json!({})).await["thread"].clone();
+    for i in 0..3 {
+        chat(&mut v, "send", json!([id, format!("m{i}")]), json!({})).await;
+    }
+    let r = v.request_id();
+    let (uri, args) = v
+        .expect_error(json!([
+            48,
+            r,
+            {},
+            "switchboard.chat.send",
+            [id, "one too many"]
+        ]))
+        .await;
+    assert_eq!(uri, "switchboard.chat.error.rate_limited");
+    assert!(
+        args[0].as_str().is_some_and(|m| m.contains("retry in")),
+        "{args}"
+    );
+    // Staff are not limited.
+    let mut agent = staff(&srv).await;
+    for i in 0..5 {
+        chat(&mut agent, "send", json!([id, format!("s{i}")]), json!({})).await;
+    }
 }
