@@ -510,8 +510,11 @@
       if (kw.member === st.me) {
         st.myRead = Math.max(st.myRead, kw.seq); // read in another tab
         updateBadge();
-      } else {
-        st.staffRead = Math.max(st.staffRead, kw.seq);
+      } else if (kw.seq > st.staffRead) {
+        st.staffRead = kw.seq;
+        // Kept, because the service tells a visitor of staff reads only as events: after a
+        // reload the widget would otherwise show read messages as merely sent.
+        save("seen", { thread: st.thread, staffRead: kw.seq });
         updateReceipts();
       }
     }
@@ -578,9 +581,10 @@
         n.remove();
       });
       bySeq.clear();
+      var seen = load("seen") || {};
       st.thread = t.thread;
       st.lastSeq = 0;
-      st.staffRead = 0;
+      st.staffRead = seen.thread === t.thread ? Number(seen.staffRead) || 0 : 0;
       st.myRead = 0;
     }
     st.myRead = Math.max(st.myRead, t.read || 0);
@@ -764,8 +768,8 @@
     setOpen(false, true);
   });
   retryBtn.addEventListener("click", nudge);
-  panel.addEventListener("keydown", function (e) {
-    if (e.key === "Escape") {
+  root.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && st.open) {
       e.stopPropagation();
       setOpen(false, true);
     }

@@ -543,13 +543,14 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
   });
 
   it("keeps the conversation across a reload", { timeout: TEST_TIMEOUT }, async () => {
-    const before = (await readWidget(vpage)).messages.map((m) => [m.seq, m.mine, m.text]);
+    const before = (await readWidget(vpage)).messages.map((m) => [m.seq, m.mine, m.text, m.status]);
+    assert.equal(before[0][3], "read");
     await vpage.reload({ waitUntil: "load" });
     await eventually(async () => {
       const s = await readWidget(vpage);
       assert.equal(s.conn, "online");
       assert.equal(s.open, true, "the panel stays open");
-      assert.deepEqual(s.messages.map((m) => [m.seq, m.mine, m.text]), before);
+      assert.deepEqual(s.messages.map((m) => [m.seq, m.mine, m.text, m.status]), before, "same messages, same receipts");
     });
     // A reload is a new session of the same visitor: same identity, same thread.
     const list = await chat("threads");
@@ -613,6 +614,21 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
       assert.equal(s.staffOnline, true);
       assert.equal(s.offlineNotice, false);
     });
+  });
+
+  it("counts unread staff messages on the bubble while the panel is closed", { timeout: TEST_TIMEOUT }, async () => {
+    await w(vpage, "textarea").focus();
+    await vpage.keyboard.press("Escape");
+    await w(vpage, ".panel").waitFor({ state: "hidden" });
+    const sent = await chat("send", [thread, "Your cake is ready"]);
+    await chat("send", [thread, "Pick it up any time"]);
+    await eventually(async () => assert.equal((await readWidget(vpage)).badge, "2"));
+    assert.match(await w(vpage, ".bubble").getAttribute("aria-label"), /\(2 unread\)/);
+    const receipts = (await staffEvents()).filter((e) => e.kwargs.type === "read" && e.kwargs.seq > sent.seq).length;
+    assert.equal(receipts, 0, "no read receipt while the panel is closed");
+    await w(vpage, ".bubble").click();
+    await eventually(async () => assert.equal((await readWidget(vpage)).badge, ""));
+    await staffEvent((e) => e.kwargs.type === "read" && e.kwargs.member === visitorAuthid && e.kwargs.seq === sent.seq + 1, "the read receipt");
   });
 
   it("shows the visitor offline to staff once the tab is closed", { timeout: TEST_TIMEOUT }, async () => {
