@@ -154,8 +154,34 @@ impl Chat {
         }
     }
 
+    /// Unread messages for `reader` after `read`: what others sent (at most the last 1,000
+    /// messages are looked at).
+    fn unread(&self, t: &Thread, reader: &str, read: u64) -> u64 {
+        if t.last_seq <= read {
+            return 0;
+        }
+        let from = read.max(t.last_seq.saturating_sub(1000)) + 1;
+        self.store
+            .messages(t.id, from..=t.last_seq, 1000, false)
+            .map(|ms| ms.iter().filter(|m| m.sender != reader).count() as u64)
+            .unwrap_or(0)
+    }
+
     fn thread_summary(&self, t: &Thread, reader: &str) -> Value {
-        let read = self.store.read_up_to(t.id, reader).unwrap_or(0);
+        let reads = self.store.reads_of(t.id).unwrap_or_default();
+        let read = reads
+            .iter()
+            .find(|(m, _)| m == reader)
+            .map(|(_, s)| *s)
+            .unwrap_or(0);
+        // What the other side has read: for the visitor, the furthest any staff member got;
+        // for staff, the visitor's.
+        let others_read = reads
+            .iter()
+            .filter(|(m, _)| m != reader && (reader == t.visitor || *m == t.visitor))
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(0);
         Value::Dict(vec![
             ("thread".into(), Value::UInt(t.id)),
             ("topic".into(), Self::thread_topic(t.id).into()),
@@ -186,10 +212,8 @@ impl Chat {
             ("last_seq".into(), Value::UInt(t.last_seq)),
             ("last_ts_ms".into(), Value::UInt(t.last_ms)),
             ("read".into(), Value::UInt(read)),
-            (
-                "unread".into(),
-                Value::UInt(t.last_seq.saturating_sub(read)),
-            ),
+            ("others_read".into(), Value::UInt(others_read)),
+            ("unread".into(), Value::UInt(self.unread(t, reader, read))),
             ("created_ms".into(), Value::UInt(t.created_ms)),
         ])
     }
@@ -239,7 +263,7 @@ impl Chat {
             let threads = self.threads.lock();
             threads
                 .values()
-                .filter(|t| t.visitor == c.authid && t.status == ThreadStatus::Open)
+                .filter(|t| t.visitor == c.authid)
                 .max_by_key(|t| t.id)
                 .cloned()
         };
@@ -365,16 +389,22 @@ impl Chat {
             let mut next = t.clone();
             next.last_seq = m.seq;
             next.last_ms = ts;
-            let event = kwargs_only(as_dict(message_value(&m)));
-            let inbox = kwargs_only(as_dict(message_value(&m)));
-            let done = self.commit(
-                next.clone(),
-                Some(m.clone()),
-                vec![
-                    (Self::thread_topic(id), event),
-                    (format!("{PREFIX}inbox"), inbox),
-                ],
-            )?;
+            let mut events = vec![
+                (
+                    Self::thread_topic(id),
+                    kwargs_only(as_dict(message_value(&m))),
+                ),
+                (
+                    format!("{PREFIX}inbox"),
+                    kwargs_only(as_dict(message_value(&m))),
+                ),
+            ];
+            // A visitor writing into a resolved conversation reopens it.
+            if next.status == ThreadStatus::Resolved && next.visitor == c.authid {
+                next.status = ThreadStatus::Open;
+                events.extend(self.status_events(&next));
+            }
+            let done = self.commit(next.clone(), Some(m.clone()), events)?;
             *t = next;
             if let Some(cid) = &client_id {
                 self.pending
@@ -471,6 +501,39 @@ impl Chat {
         Ok(Payload::default())
     }
 
+    /// A thread's status or assignee changed: the inbox gets the summary, the thread's members
+    /// a `status` event.
+    fn status_events(&self, t: &Thread) -> Vec<(String, Payload)> {
+        vec![
+            (
+                format!("{PREFIX}inbox"),
+                kwargs_only(vec![
+                    ("type".into(), "thread".into()),
+                    ("thread".into(), self.thread_summary(t, "")),
+                ]),
+            ),
+            (
+                Self::thread_topic(t.id),
+                kwargs_only(vec![
+                    ("type".into(), "status".into()),
+                    ("thread".into(), Value::UInt(t.id)),
+                    (
+                        "status".into(),
+                        match t.status {
+                            ThreadStatus::Open => "open",
+                            ThreadStatus::Resolved => "resolved",
+                        }
+                        .into(),
+                    ),
+                    (
+                        "assignee".into(),
+                        t.assignee.clone().map(Value::Str).unwrap_or(Value::Null),
+                    ),
+                ]),
+            ),
+        ]
+    }
+
     fn list(&self, c: &Caller) -> Payload {
         let staff = self.is_staff(c);
         let mut threads: Vec<Thread> = self
@@ -511,11 +574,7 @@ impl Chat {
                 .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
             let mut next = t.clone();
             change(&mut next, p)?;
-            let note = kwargs_only(vec![
-                ("type".into(), "thread".into()),
-                ("thread".into(), self.thread_summary(&next, "")),
-            ]);
-            let done = self.commit(next.clone(), None, vec![(format!("{PREFIX}inbox"), note)])?;
+            let done = self.commit(next.clone(), None, self.status_events(&next))?;
             *t = next.clone();
             (next, done)
         };

@@ -204,6 +204,19 @@ impl ChatStore {
         Ok(())
     }
 
+    /// Every member's "read up to" of a thread.
+    pub fn reads_of(&self, thread: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.reads.scan_prefix(thread.to_be_bytes()) {
+            let (k, v) = kv?;
+            let member = String::from_utf8_lossy(&k[8..]).into_owned();
+            if let Ok(seq) = <[u8; 8]>::try_from(&v[..]) {
+                out.push((member, u64::from_be_bytes(seq)));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_up_to(&self, thread: u64, member: &str) -> Result<u64, StoreError> {
         Ok(self
             .reads

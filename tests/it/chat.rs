@@ -109,7 +109,7 @@ async fn chat(c: &mut Client, name: &str, args: Value, kwargs: Value) -> Value {
 
 async fn chat_error(c: &mut Client, name: &str, args: Value, kwargs: Value) -> String {
     let r = c.request_id();
-    c.expect_error(json!([
+    c.send(json!([
         48,
         r,
         {},
@@ -117,8 +117,21 @@ async fn chat_error(c: &mut Client, name: &str, args: Value, kwargs: Value) -> S
         args,
         kwargs
     ]))
-    .await
-    .0
+    .await;
+    loop {
+        let m = c.recv().await;
+        if m[0] == 36 {
+            hold(c.session, m[5].clone());
+            continue;
+        }
+        assert_eq!(m[0], 8, "ERROR for {name} expected, got {m}");
+        assert_eq!((m[1].as_u64(), m[2].as_u64()), (Some(48), Some(r)), "{m}");
+        assert!(
+            m[5][0].as_str().is_some_and(|s| !s.is_empty()),
+            "explains itself: {m}"
+        );
+        return m[4].as_str().unwrap_or("").to_owned();
+    }
 }
 
 /// Events `chat` read while waiting for a RESULT, per session.
@@ -233,6 +246,16 @@ async fn visitor_and_staff_chat_both_ways() {
         (mine[0]["read"].as_u64(), mine[0]["unread"].as_u64()),
         (Some(2), Some(0))
     );
+    // Staff have read nothing yet; their unread counts only the visitor's message, not their
+    // own reply; once they read, the visitor sees it in `others_read` (even if it missed the
+    // live receipt).
+    assert_eq!(mine[0]["others_read"], 0);
+    let theirs = chat(&mut agent, "threads", json!([]), json!({})).await;
+    assert_eq!(theirs[0]["unread"], 1, "own messages are not unread");
+    assert_eq!(theirs[0]["others_read"], 2, "the visitor read up to 2");
+    chat(&mut agent, "read", json!([id, 2]), json!({})).await;
+    let mine = chat(&mut v, "threads", json!([]), json!({})).await;
+    assert_eq!(mine[0]["others_read"], 2);
 
     // History: newest first by cursor, or everything after a seq (catch-up after reconnect).
     let h = chat(&mut v, "history", json!([id]), json!({"limit": 1})).await;
@@ -261,6 +284,20 @@ async fn visitor_and_staff_chat_both_ways() {
     assert_eq!(
         chat_error(&mut v, "resolve", json!([id]), json!({})).await,
         "wamp.error.not_authorized"
+    );
+    // The visitor learns the status on the thread topic; writing again reopens the thread,
+    // which `open` keeps returning (no new empty thread).
+    loop {
+        let e = event(&mut v).await;
+        if e["type"] == "status" && e["status"] == "resolved" {
+            break;
+        }
+    }
+    chat(&mut v, "send", json!([id, "one more thing"]), json!({})).await;
+    let again = chat(&mut v, "open", json!([]), json!({})).await;
+    assert_eq!(
+        (again["thread"].clone(), again["status"].clone()),
+        (json!(id), json!("open"))
     );
 }
 
