@@ -337,3 +337,25 @@ async fn chat_scenario_acknowledges_and_delivers_every_message() {
         assert!(r["ack_latency"]["p99_us"].as_u64().is_some(), "{r}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_scenario_as_chat_visitors() {
+    let srv = TestServer::start().await;
+    let url = format!("ws://{}/chat", srv.addr);
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "--url",
+            &url,
+            "--chat",
+            "-n",
+            "50",
+            "--hold",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(r["established"], 50, "{r}");
+    assert_eq!(r["failed"], 0, "{r}: each opened its thread and subscribed to it");
+}
