@@ -357,5 +357,8 @@ async fn connections_scenario_as_chat_visitors() {
     )
     .await;
     assert_eq!(r["established"], 50, "{r}");
-    assert_eq!(r["failed"], 0, "{r}: each opened its thread and subscribed to it");
+    assert_eq!(
+        r["failed"], 0,
+        "{r}: each opened its thread and subscribed to it"
+    );
 }
