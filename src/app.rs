@@ -110,6 +110,8 @@ pub struct Running {
     grace: Duration,
     /// The first-run setup (its token while no staff account exists).
     pub setup: Arc<crate::http::setup::Setup>,
+    /// The STUN server's UDP address, if one runs.
+    pub stun_addr: Option<SocketAddr>,
 }
 
 enum Socket {
@@ -308,6 +310,20 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         .iter()
         .find(|b| b.config.rawsocket.is_some() && b.addr.is_some())
         .and_then(|b| b.addr);
+    // The STUN server for calls (UDP).
+    let mut stun_addr = None;
+    if let Some(at) = opts.node.router.calls.stun_listen {
+        let socket = tokio::net::UdpSocket::bind(at)
+            .await
+            .map_err(|source| StartError::Bind {
+                origin: "calls.stun_listen".into(),
+                endpoint: Endpoint::Tcp(at),
+                source,
+            })?;
+        stun_addr = socket.local_addr().ok();
+        tracing::info!(addr = ?stun_addr, "STUN server (UDP)");
+        accept_tasks.push(tokio::spawn(crate::calls::stun::serve(socket)));
+    }
     let sweeper = conns.spawn_sweeper();
     Ok(Running {
         addr,
@@ -321,6 +337,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         store: Arc::new(store),
         grace: opts.shutdown_grace,
         setup,
+        stun_addr,
     })
 }
 

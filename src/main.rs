@@ -59,6 +59,9 @@ struct Cli {
     /// Milliseconds a dynamic authenticator or authorizer may take to answer.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     auth_timeout_ms: u64,
+    /// Run the STUN server for calls on this UDP address (e.g. 0.0.0.0:3478).
+    #[arg(long, value_name = "ADDR")]
+    stun_listen: Option<SocketAddr>,
     /// Chat messages a visitor may send per minute (overrides the config; default 60).
     #[arg(long, value_name = "N")]
     chat_messages_per_minute: Option<u32>,
@@ -142,6 +145,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                 "no configuration given: serving the development default — realm 'realm1' where anonymous clients may do everything. Do not expose this to a network."
             );
         }
+    }
+    if let Some(at) = cli.stun_listen {
+        opts.node.router.calls.stun_listen = Some(at);
     }
     if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, opts.node.router.chat.as_mut()) {
         chat.messages_per_minute = n.max(1);

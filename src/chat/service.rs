@@ -9,7 +9,7 @@ use crate::router::Router;
 use crate::store::chat::{ChatMessage, ChatStore, Thread, ThreadStatus};
 use crate::wamp::uris;
 use crate::wamp::value::{dict_get, Dict, Value};
-use crate::wamp::Payload;
+use crate::wamp::{Payload, Serializer};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +36,9 @@ struct Job {
 
 type PendingKey = (u64, String, String);
 
+/// Resolves when a queued change is on disk (or could not be stored).
+type Durable = oneshot::Receiver<Result<(), String>>;
+
 pub struct Chat {
     cfg: ChatConfig,
     store: ChatStore,
@@ -53,6 +56,12 @@ pub struct Chat {
     message_rate: super::rate::RateLimit,
     /// New threads per client address per hour.
     thread_rate: super::rate::RateLimit,
+    /// Signals per member per 10 s.
+    signal_rate: super::rate::RateLimit,
+    /// Calls in progress, by call id.
+    calls: Mutex<HashMap<String, CallState>>,
+    /// STUN/TURN settings for `ice_servers`.
+    router_calls: crate::calls::CallsConfig,
 }
 
 fn now_ms() -> u64 {
@@ -224,7 +233,7 @@ impl Chat {
         thread: Thread,
         message: Option<ChatMessage>,
         events: Vec<(String, Payload)>,
-    ) -> Result<oneshot::Receiver<Result<(), String>>, CallFailure> {
+    ) -> Result<Durable, CallFailure> {
         let (ack, done) = oneshot::channel();
         self.writer
             .try_send(Job {
@@ -237,7 +246,7 @@ impl Chat {
         Ok(done)
     }
 
-    async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), CallFailure> {
+    async fn durable(done: Durable) -> Result<(), CallFailure> {
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(fail(STORAGE, format!("could not store: {e}"))),
@@ -366,59 +375,229 @@ impl Chat {
                 return Ok(answer(m.seq, m.ts_ms));
             }
         }
-        let (done, seq, ts) = {
-            let mut threads = self.threads.lock();
-            let t = threads
-                .get_mut(&id)
-                .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
-            let ts = now_ms().max(t.last_ms);
-            let m = ChatMessage {
-                thread: id,
-                seq: t.last_seq + 1,
-                ts_ms: ts,
-                sender: c.authid.clone(),
-                sender_role: c.role.clone(),
-                sender_name: c.name.clone().or_else(|| {
-                    (t.visitor == c.authid)
-                        .then(|| t.visitor_name.clone())
-                        .flatten()
-                }),
-                text: text.to_owned(),
-                client_id: client_id.clone(),
-            };
-            let mut next = t.clone();
-            next.last_seq = m.seq;
-            next.last_ms = ts;
-            let mut events = vec![
-                (
-                    Self::thread_topic(id),
-                    kwargs_only(as_dict(message_value(&m))),
-                ),
-                (
-                    format!("{PREFIX}inbox"),
-                    kwargs_only(as_dict(message_value(&m))),
-                ),
-            ];
-            // A visitor writing into a resolved conversation reopens it.
-            if next.status == ThreadStatus::Resolved && next.visitor == c.authid {
-                next.status = ThreadStatus::Open;
-                events.extend(self.status_events(&next));
-            }
-            let done = self.commit(next.clone(), Some(m.clone()), events)?;
-            *t = next;
-            if let Some(cid) = &client_id {
-                self.pending
-                    .lock()
-                    .insert((id, c.authid.clone(), cid.clone()), (m.seq, ts));
-            }
-            (done, m.seq, ts)
-        };
+        let (done, seq, ts) = self.append(id, c, text, client_id.clone())?;
         let result = Self::durable(done).await;
         if let Some(cid) = client_id {
             self.pending.lock().remove(&(id, c.authid.clone(), cid));
         }
         result?;
         Ok(answer(seq, ts))
+    }
+
+    /// Numbers a message from `c` in thread `id` and queues it for the group commit (the
+    /// receiver resolves once it is durable). A visitor writing into a resolved thread reopens
+    /// it.
+    fn append(
+        &self,
+        id: u64,
+        c: &Caller,
+        text: &str,
+        client_id: Option<String>,
+    ) -> Result<(Durable, u64, u64), CallFailure> {
+        let mut threads = self.threads.lock();
+        let t = threads
+            .get_mut(&id)
+            .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
+        let ts = now_ms().max(t.last_ms);
+        let m = ChatMessage {
+            thread: id,
+            seq: t.last_seq + 1,
+            ts_ms: ts,
+            sender: c.authid.clone(),
+            sender_role: c.role.clone(),
+            sender_name: c.name.clone().or_else(|| {
+                (t.visitor == c.authid)
+                    .then(|| t.visitor_name.clone())
+                    .flatten()
+            }),
+            text: text.to_owned(),
+            client_id: client_id.clone(),
+        };
+        let mut next = t.clone();
+        next.last_seq = m.seq;
+        next.last_ms = ts;
+        let mut events = vec![
+            (
+                Self::thread_topic(id),
+                kwargs_only(as_dict(message_value(&m))),
+            ),
+            (
+                format!("{PREFIX}inbox"),
+                kwargs_only(as_dict(message_value(&m))),
+            ),
+        ];
+        if next.status == ThreadStatus::Resolved && next.visitor == c.authid {
+            next.status = ThreadStatus::Open;
+            events.extend(self.status_events(&next));
+        }
+        let done = self.commit(next.clone(), Some(m.clone()), events)?;
+        *t = next;
+        if let Some(cid) = client_id {
+            self.pending
+                .lock()
+                .insert((id, c.authid.clone(), cid), (m.seq, ts));
+        }
+        Ok((done, m.seq, ts))
+    }
+
+    /// A message from the service itself (call outcomes), numbered like any other.
+    async fn post_system(&self, id: u64, text: &str) -> Result<(), CallFailure> {
+        let me = Caller {
+            authid: "switchboard".into(),
+            role: "system".into(),
+            name: None,
+            addr: None,
+        };
+        let (done, _, _) = self.append(id, &me, text, None)?;
+        Self::durable(done).await
+    }
+
+    /// `signal(thread, kind, payload?)` kwargs {call}: WebRTC signalling between the members of
+    /// a thread — ring, accept, decline, busy, hangup, offer, answer, candidate — relayed on the
+    /// thread topic; the call's outcome is written into the thread ("Video call, 4 min",
+    /// "Missed call").
+    async fn signal(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let args = p.args.as_deref().unwrap_or(&[]);
+        let id = args
+            .first()
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "signal(thread, kind, payload)"))?;
+        let kind = args.get(1).and_then(Value::as_str).unwrap_or("");
+        if !SIGNALS.contains(&kind) {
+            return Err(fail(
+                uris::INVALID_ARGUMENT,
+                format!("signal kind must be one of {}", SIGNALS.join(", ")),
+            ));
+        }
+        let payload = match args.get(2) {
+            None | Some(Value::Null) => Value::Null,
+            Some(v @ Value::Dict(_)) => v.clone(),
+            Some(_) => {
+                return Err(fail(
+                    uris::INVALID_ARGUMENT,
+                    "the signal payload must be a dict",
+                ))
+            }
+        };
+        let size = Serializer::Json
+            .encode(&crate::wamp::Message::Yield {
+                request: 0,
+                options: Dict::new(),
+                payload: Payload::args(vec![payload.clone()]),
+            })
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_SIGNAL_BYTES {
+            return Err(fail(
+                uris::INVALID_ARGUMENT,
+                format!("a signal may carry at most {MAX_SIGNAL_BYTES} bytes"),
+            ));
+        }
+        let call = p
+            .kwargs
+            .as_ref()
+            .and_then(|k| dict_get(k, "call"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 64)
+            .ok_or_else(|| {
+                fail(
+                    uris::INVALID_ARGUMENT,
+                    "signal needs kwargs {call: id} (1-64 characters)",
+                )
+            })?
+            .to_owned();
+        self.member_thread(c, id)?;
+        self.signal_rate
+            .hit(&c.authid)
+            .map_err(|wait| fail(RATE_LIMITED, format!("too many signals; retry in {wait} s")))?;
+        let _ = self.client.publish_now(
+            &Self::thread_topic(id),
+            kwargs_only(vec![
+                ("type".into(), "signal".into()),
+                ("thread".into(), Value::UInt(id)),
+                ("kind".into(), kind.into()),
+                ("call".into(), call.clone().into()),
+                ("from".into(), c.authid.clone().into()),
+                ("from_role".into(), c.role.clone().into()),
+                ("payload".into(), payload.clone()),
+            ]),
+        );
+        // The call's life, for its line in the history.
+        let video = dict_get(payload.as_dict().unwrap_or(&Dict::new()), "video")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let ended = {
+            let mut calls = self.calls.lock();
+            match kind {
+                "ring" => {
+                    calls.insert(
+                        call.clone(),
+                        CallState {
+                            thread: id,
+                            video,
+                            accepted_ms: None,
+                        },
+                    );
+                    None
+                }
+                "accept" => {
+                    if let Some(s) = calls.get_mut(&call) {
+                        s.accepted_ms.get_or_insert(now_ms());
+                    }
+                    None
+                }
+                "hangup" | "decline" | "busy" => calls.remove(&call),
+                _ => None,
+            }
+        };
+        if let Some(state) = ended.filter(|s| s.thread == id) {
+            let what = if state.video {
+                "Video call"
+            } else {
+                "Audio call"
+            };
+            let line = match state.accepted_ms {
+                Some(t) => {
+                    let minutes = now_ms().saturating_sub(t).div_ceil(60_000).max(1);
+                    format!("{what}, {minutes} min")
+                }
+                None if kind == "busy" => format!("{what}: busy"),
+                None => "Missed call".to_owned(),
+            };
+            self.post_system(id, &line).await?;
+        }
+        Ok(Payload::default())
+    }
+
+    /// `ice_servers()`: what a browser passes as `RTCConfiguration.iceServers` — the STUN URIs,
+    /// and TURN with time-limited REST credentials when a TURN secret is configured.
+    fn ice_servers(&self, c: &Caller) -> Payload {
+        let calls = &self.router_calls;
+        let (stun, turn): (Vec<&String>, Vec<&String>) = calls
+            .ice_uris
+            .iter()
+            .partition(|u| u.starts_with("stun:") || u.starts_with("stuns:"));
+        let mut servers = Vec::new();
+        if !stun.is_empty() {
+            servers.push(Value::Dict(vec![(
+                "urls".into(),
+                Value::List(stun.into_iter().map(|u| u.clone().into()).collect()),
+            )]));
+        }
+        if let (false, Some(secret)) = (turn.is_empty(), &calls.turn_secret) {
+            let expiry = now_ms() / 1000 + calls.credential_ttl;
+            let (username, credential) =
+                crate::calls::credentials::issue(&secret.0, &c.authid, expiry);
+            servers.push(Value::Dict(vec![
+                (
+                    "urls".into(),
+                    Value::List(turn.into_iter().map(|u| u.clone().into()).collect()),
+                ),
+                ("username".into(), username.into()),
+                ("credential".into(), credential.into()),
+            ]));
+        }
+        Payload::args(vec![Value::List(servers)])
     }
 
     fn history(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
@@ -669,6 +848,14 @@ impl Chat {
             }
             "presence" => Ok(self.presence_view(&c)),
             "search" => self.search(&c, p),
+            "signal" => self.signal(&c, p).await,
+            "ice_servers" => {
+                if self.is_staff(&c) || c.role == self.cfg.roles.visitor {
+                    Ok(self.ice_servers(&c))
+                } else {
+                    Err(fail(uris::NOT_AUTHORIZED, "only chat members make calls"))
+                }
+            }
             "export" => self.export(&c, p),
             "forget" => self.forget(&c, p).await,
             other => Err(fail(
@@ -815,9 +1002,44 @@ impl Chat {
 }
 
 const PROCEDURES: &[&str] = &[
-    "open", "send", "history", "read", "typing", "threads", "resolve", "reopen", "assign", "page",
-    "presence", "search", "export", "forget",
+    "open",
+    "send",
+    "history",
+    "read",
+    "typing",
+    "threads",
+    "resolve",
+    "reopen",
+    "assign",
+    "page",
+    "presence",
+    "search",
+    "export",
+    "forget",
+    "signal",
+    "ice_servers",
 ];
+
+/// WebRTC signal kinds the relay passes on.
+const SIGNALS: &[&str] = &[
+    "ring",
+    "accept",
+    "decline",
+    "busy",
+    "hangup",
+    "offer",
+    "answer",
+    "candidate",
+];
+/// Largest signal payload (an SDP offer is a few KiB).
+const MAX_SIGNAL_BYTES: usize = 16 * 1024;
+
+/// A call between the members of a thread, from its ring to its end.
+struct CallState {
+    thread: u64,
+    video: bool,
+    accepted_ms: Option<u64>,
+}
 
 /// Starts the chat service on its realm: loads the threads, installs the access policy, the
 /// writer and the presence feed, registers the procedures.
@@ -863,6 +1085,9 @@ pub async fn start(
         next_thread: AtomicU64::new(next),
         message_rate,
         thread_rate,
+        signal_rate: super::rate::RateLimit::new(200, std::time::Duration::from_secs(10)),
+        calls: Mutex::new(HashMap::new()),
+        router_calls: router.config.calls.clone(),
     });
     tokio::spawn(write_loop(store, client.clone(), rx));
     for name in PROCEDURES {

@@ -236,6 +236,7 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
             "options",
             "chat",
             "webhooks",
+            "calls",
         ],
     );
     if let Some(opts) = w.get("options") {
@@ -300,6 +301,13 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
         Some(c) => Some(chat(ctx, c, &format!("{wpath}.chat"), &realms)?),
         None => None,
     };
+    let calls = match w.get("calls") {
+        Some(c) => calls(ctx, c, &format!("{wpath}.calls"))?,
+        None => crate::calls::CallsConfig {
+            credential_ttl: 86_400,
+            ..Default::default()
+        },
+    };
     let webhooks = match w.get("webhooks") {
         Some(v) => bridge::webhooks(ctx, v, &format!("{wpath}.webhooks"))?,
         None => Vec::new(),
@@ -310,9 +318,68 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
             limits,
             dev_mode: false,
             chat,
+            calls,
         },
         listeners,
         webhooks,
+    })
+}
+
+/// Switchboard's own `calls` section: {`stun_listen` ("0.0.0.0:3478"), `ice_uris`
+/// (["stun:host:3478", "turn:host:3478"]), `turn_secret` (coturn's `static-auth-secret`),
+/// `credential_ttl` (seconds, default 86400)}.
+fn calls(ctx: &mut Ctx, v: &Value, path: &str) -> Result<crate::calls::CallsConfig, ConfigError> {
+    let o = ctx.obj(v, path)?;
+    ctx.unknown(
+        o,
+        path,
+        &["stun_listen", "ice_uris", "turn_secret", "credential_ttl"],
+    );
+    let stun_listen = match ctx.string(o, "stun_listen", path)? {
+        None => None,
+        Some(a) => match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                return ctx.err(
+                    &format!("{path}.stun_listen"),
+                    format!("'{a}' is not an address like 0.0.0.0:3478"),
+                )
+            }
+        },
+    };
+    let mut ice_uris = Vec::new();
+    if let Some(list) = o.get("ice_uris") {
+        let lp = format!("{path}.ice_uris");
+        for (i, u) in ctx.list(list, &lp)?.iter().enumerate() {
+            match u.as_str() {
+                Some(u)
+                    if ["stun:", "stuns:", "turn:", "turns:"]
+                        .iter()
+                        .any(|s| u.starts_with(s)) =>
+                {
+                    ice_uris.push(u.to_owned())
+                }
+                _ => {
+                    return ctx.err(
+                        &format!("{lp}[{i}]"),
+                        "expected a stun:, stuns:, turn: or turns: URI",
+                    )
+                }
+            }
+        }
+    }
+    let turn_secret = ctx
+        .string(o, "turn_secret", path)?
+        .map(|s| Secret(s.to_owned()));
+    let credential_ttl = match o.get("credential_ttl") {
+        None => 86_400,
+        Some(_) => positive(ctx, o, "credential_ttl", path)? as u64,
+    };
+    Ok(crate::calls::CallsConfig {
+        stun_listen,
+        ice_uris,
+        turn_secret,
+        credential_ttl,
     })
 }
 

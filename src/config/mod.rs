@@ -293,6 +293,8 @@ pub struct RouterConfig {
     pub dev_mode: bool,
     /// The built-in chat service, if enabled.
     pub chat: Option<crate::chat::ChatConfig>,
+    /// STUN server and TURN credentials for calls.
+    pub calls: crate::calls::CallsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -443,6 +445,10 @@ impl RouterConfig {
                     staff: vec!["staff".into()],
                 },
             )),
+            calls: crate::calls::CallsConfig {
+                credential_ttl: 86_400,
+                ..Default::default()
+            },
         }
     }
 }

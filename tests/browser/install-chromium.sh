@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# Install Debian's Chromium for the browser test, if it is not there yet.
+# Install Debian's Chromium for the browser test (and coturn's client utilities for the STUN
+# interop test), if they are not there yet.
 # Idempotent: does nothing when /usr/bin/chromium already exists.
 set -euo pipefail
+
+# coturn's client utilities (turnutils_stunclient) for the STUN interop test.
+if [ ! -x /usr/bin/turnutils_stunclient ]; then
+    SUDO_C=""
+    [ "$(id -u)" -ne 0 ] && SUDO_C="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO_C apt-get update -qq
+    $SUDO_C apt-get install -y -qq --no-install-recommends coturn >/dev/null
+fi
 
 if [ -x /usr/bin/chromium ]; then
     echo "chromium already installed: $(/usr/bin/chromium --version 2>/dev/null || echo '/usr/bin/chromium')"

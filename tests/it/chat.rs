@@ -664,3 +664,144 @@ async fn visitors_are_rate_limited() {
         chat(&mut agent, "send", json!([id, format!("s{i}")]), json!({})).await;
     }
 }
+
+#[tokio::test]
+async fn calls_are_signalled_between_members_and_recorded() {
+    let cfg = config(0).replace(
+        r#""chat": {"#,
+        r#""calls": {"ice_uris": ["stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"], "turn_secret": "turn-secret", "credential_ttl": 600},
+    "chat": {"#,
+    );
+    let srv = server_with(&cfg).await;
+    let mut v = visitor(&srv, TOKEN_A).await;
+    let id = chat(&mut v, "open", json!([]), json!({})).await["thread"]
+        .as_u64()
+        .expect("thread");
+    v.subscribe(&format!("switchboard.chat.thread.{id}"), json!({}))
+        .await;
+    let mut agent = staff(&srv).await;
+    agent
+        .subscribe(&format!("switchboard.chat.thread.{id}"), json!({}))
+        .await;
+
+    // ICE servers: STUN as configured, TURN with REST credentials for the caller.
+    let ice = chat(&mut v, "ice_servers", json!([]), json!({})).await;
+    assert_eq!(ice[0]["urls"], json!(["stun:stun.example.net:3478"]));
+    let user = ice[1]["username"].as_str().expect("username").to_owned();
+    let (expiry, who) = user.split_once(':').expect("expiry:userid");
+    assert!(who.starts_with("visitor:"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let expiry: u64 = expiry.parse().expect("number");
+    assert!((now + 590..=now + 610).contains(&expiry), "ttl 600 s");
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"turn-secret").expect("key");
+    mac.update(user.as_bytes());
+    assert_eq!(
+        ice[1]["credential"],
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+
+    // Ring, accept, offer/answer, hang up: relayed to the other side, then written down.
+    let offer = json!({"type": "offer", "sdp": "v=0\r\n..."});
+    for (visitor_side, kind, payload) in [
+        (true, "ring", json!({"video": true})),
+        (false, "accept", json!(null)),
+        (true, "offer", offer.clone()),
+        (false, "answer", json!({"type": "answer", "sdp": "v=0"})),
+        (
+            true,
+            "candidate",
+            json!({"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host"}),
+        ),
+    ] {
+        let from = if visitor_side { &mut v } else { &mut agent };
+        chat(
+            from,
+            "signal",
+            json!([id, kind, payload]),
+            json!({"call": "c-1"}),
+        )
+        .await;
+    }
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let e = event(&mut agent).await;
+        if e["type"] == "signal" && e["from_role"] == "visitor" {
+            assert_eq!(e["call"], "c-1");
+            if e["kind"] == "offer" {
+                assert_eq!(e["payload"], offer, "the SDP travels intact");
+            }
+            kinds.push(e["kind"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    assert_eq!(kinds, ["ring", "offer", "candidate"]);
+    chat(
+        &mut agent,
+        "signal",
+        json!([id, "hangup", null]),
+        json!({"call": "c-1"}),
+    )
+    .await;
+    let h = chat(&mut v, "history", json!([id]), json!({"limit": 1})).await;
+    assert_eq!(h[0]["text"], "Video call, 1 min");
+    assert_eq!(h[0]["sender_role"], "system");
+
+    // An unanswered call is a missed call.
+    chat(
+        &mut v,
+        "signal",
+        json!([id, "ring", {"video": false}]),
+        json!({"call": "c-2"}),
+    )
+    .await;
+    chat(
+        &mut v,
+        "signal",
+        json!([id, "hangup", null]),
+        json!({"call": "c-2"}),
+    )
+    .await;
+    let h = chat(&mut v, "history", json!([id]), json!({"limit": 1})).await;
+    assert_eq!(h[0]["text"], "Missed call");
+
+    // Bad signals, and a stranger.
+    assert_eq!(
+        chat_error(
+            &mut v,
+            "signal",
+            json!([id, "shout", null]),
+            json!({"call": "x"})
+        )
+        .await,
+        "wamp.error.invalid_argument"
+    );
+    assert_eq!(
+        chat_error(&mut v, "signal", json!([id, "offer", null]), json!({})).await,
+        "wamp.error.invalid_argument"
+    );
+    let huge = json!({"sdp": "x".repeat(20_000)});
+    assert_eq!(
+        chat_error(
+            &mut v,
+            "signal",
+            json!([id, "offer", huge]),
+            json!({"call": "x"})
+        )
+        .await,
+        "wamp.error.invalid_argument"
+    );
+    let mut b = visitor(&srv, TOKEN_B).await;
+    assert_eq!(
+        chat_error(
+            &mut b,
+            "signal",
+            json!([id, "ring", null]),
+            json!({"call": "x"})
+        )
+        .await,
+        "switchboard.chat.error.no_such_thread"
+    );
+}

@@ -8,6 +8,7 @@ mod support;
 mod auth;
 /// `switchboard bench` scenarios at small scale.
 mod bench;
+mod calls;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
 mod config;
