@@ -323,9 +323,8 @@ class Inbox {
       t = { id, s: { ...s }, unread: 0, readSeq: 0, preview: null, li: null };
       this.threads.set(id, t);
     } else {
-      const lastSeq = Math.max(Number(t.s.last_seq) || 0, Number(s.last_seq) || 0);
-      const lastTs = Math.max(Number(t.s.last_ts_ms) || 0, Number(s.last_ts_ms) || 0);
-      t.s = { ...t.s, ...s, last_seq: lastSeq, last_ts_ms: lastTs };
+      const max = (k) => Math.max(Number(t.s[k]) || 0, Number(s[k]) || 0);
+      t.s = { ...t.s, ...s, last_seq: max("last_seq"), last_ts_ms: max("last_ts_ms"), others_read: max("others_read") };
     }
     if (this.online) t.s.visitor_online = this.online.has(String(t.s.visitor));
     if (fromList) {
@@ -335,6 +334,8 @@ class Inbox {
     }
     if (s.assignee) this.knownStaff.add(String(s.assignee));
     this.renderThread(t);
+    // For staff, `others_read` is how far the visitor has read (also in inbox notes).
+    if (this.conv && this.conv.id === id) this.conv.visitorReadUpTo(Number(t.s.others_read) || 0);
     return t;
   }
 
@@ -377,6 +378,31 @@ class Inbox {
     this.updateUnread();
     this.refreshList();
     this.touch();
+  }
+
+  /**
+   * The service answered no_such_thread: the thread was deleted (forget() by someone, or
+   * retention). It leaves the list; an open conversation closes with a note.
+   */
+  threadGone(id) {
+    const t = this.threads.get(id);
+    if (!t) return;
+    if (this.conv && this.conv.id === id) {
+      this.closeThread();
+      showError("This conversation no longer exists", "It was deleted on the server (the visitor's data was forgotten, or it expired).");
+    }
+    t.li?.remove();
+    this.threads.delete(id);
+    this.updateUnread();
+    this.refreshList();
+    this.renderVisitors();
+  }
+
+  /** Handles a failed call about thread `id`; true if it was because the thread is gone. */
+  gone(id, e) {
+    if (!isUri(e, "switchboard.chat.error.no_such_thread")) return false;
+    this.threadGone(id);
+    return true;
   }
 
   async reloadThreads() {
@@ -729,7 +755,7 @@ class Inbox {
     try {
       await this.call("read", [c.id, seq]);
     } catch (e) {
-      if (!this.closed && !isUri(e, "switchboard.chat.error.no_such_thread")) showCallError("mark the conversation read", e);
+      if (!this.closed && !this.gone(c.id, e)) showCallError("mark the conversation read", e);
     }
   }
 
@@ -827,7 +853,7 @@ class Inbox {
       this.renderConvHead();
       clearError();
     } catch (e) {
-      showCallError(`${action} the conversation`, e);
+      if (!this.gone(c.id, e)) showCallError(`${action} the conversation`, e);
     } finally {
       el.resolve.disabled = false;
     }
@@ -844,7 +870,7 @@ class Inbox {
       this.refreshList();
       clearError();
     } catch (e) {
-      showCallError(`assign the conversation to ${who}`, e);
+      if (!this.gone(c.id, e)) showCallError(`assign the conversation to ${who}`, e);
     } finally {
       el.assign.disabled = false;
       this.renderConvHead();
@@ -871,7 +897,7 @@ class Inbox {
       }, 1000);
       clearError();
     } catch (e) {
-      showCallError("export the conversation", e);
+      if (!this.gone(c.id, e)) showCallError("export the conversation", e);
     }
   }
 
@@ -977,7 +1003,7 @@ class Conversation {
     this.newest = 0;
     this.exhausted = false;
     this.loadingOlder = false;
-    this.visitorRead = 0;
+    this.visitorRead = Number(t.s.others_read) || 0; // the visitor's "read up to"
     this.lastTypingSent = 0;
     this.typingTimer = null;
     el.history.replaceChildren();
@@ -1006,7 +1032,7 @@ class Conversation {
       this.inbox.scheduleRead();
       this.fillViewport();
     } catch (e) {
-      if (!this.closed) {
+      if (!this.closed && !this.inbox.gone(this.id, e)) {
         this.setHistoryState("error");
         showCallError("load the conversation", e);
       }
@@ -1035,10 +1061,22 @@ class Conversation {
         el.typing.textContent = "";
       }, TYPING_SHOWN_MS);
     } else if (k.type === "read") {
-      if (k.member === this.visitor) {
-        this.visitorRead = Math.max(this.visitorRead, Number(k.seq) || 0);
-        this.renderSeen();
+      if (k.member === this.visitor) this.visitorReadUpTo(Number(k.seq) || 0);
+    } else if (k.type === "status") {
+      // Also announced on the inbox topic; applied here too, whichever comes first.
+      const t = this.inbox.threads.get(this.id);
+      if (t) {
+        this.inbox.upsertThread({ ...t.s, status: k.status, assignee: k.assignee ?? null });
+        this.inbox.refreshList();
+        this.inbox.renderConvHead();
       }
+    }
+  }
+
+  visitorReadUpTo(seq) {
+    if (seq > this.visitorRead) {
+      this.visitorRead = seq;
+      this.renderSeen();
     }
   }
 
@@ -1176,7 +1214,7 @@ class Conversation {
       // Keep what the reader was looking at in place.
       scroller.scrollTop = scroller.scrollHeight - before;
     } catch (e) {
-      if (!this.closed) {
+      if (!this.closed && !this.inbox.gone(this.id, e)) {
         this.setHistoryState();
         showCallError("load earlier messages", e);
       }
@@ -1257,14 +1295,8 @@ class Conversation {
         }
         this.renderSeen();
       }
-      const t = this.inbox.threads.get(this.id);
-      if (t && res.seq !== undefined) {
-        // What one has answered counts as read (threads() counts own messages as unread).
-        t.readSeq = Math.max(t.readSeq, Number(res.seq));
-        this.inbox.call("read", [this.id, Number(res.seq)]).catch(() => {});
-      }
     } catch (e) {
-      if (this.closed) return;
+      if (this.closed || this.inbox.gone(this.id, e)) return;
       li.classList.remove("pending");
       li.classList.add("failed");
       const foot = li.querySelector(".msg-foot");
