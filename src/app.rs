@@ -108,6 +108,8 @@ pub struct Running {
     webhooks: Vec<Webhook>,
     store: Arc<Store>,
     grace: Duration,
+    /// The first-run setup (its token while no staff account exists).
+    pub setup: Arc<crate::http::setup::Setup>,
 }
 
 enum Socket {
@@ -188,6 +190,23 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         Some(store.principals()),
         Some(store.history()),
     );
+    // First run: no staff account in the store yet → a one-time setup link.
+    let setup = {
+        let staff: Vec<String> = opts
+            .node
+            .router
+            .chat
+            .as_ref()
+            .map(|c| c.roles.staff.clone())
+            .unwrap_or_default();
+        let has_staff = store
+            .principals()
+            .list()
+            .map(|l| l.iter().any(|p| staff.contains(&p.role)))
+            .unwrap_or(true);
+        let role = staff.first().cloned().unwrap_or_default();
+        crate::http::setup::Setup::new(!staff.is_empty() && !has_staff, &role)
+    };
     if let Some(cfg) = &opts.node.router.chat {
         let chat_store = store.chat().map_err(store_err)?;
         crate::chat::service::start(router.clone(), chat_store, cfg.clone())
@@ -230,6 +249,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 echo_max_message: opts.echo_max_message,
                 bridge,
                 webhooks: webhook_stats.clone(),
+                setup: setup.clone(),
             })
         });
         let raw = l.rawsocket.clone();
@@ -300,6 +320,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         webhooks,
         store: Arc::new(store),
         grace: opts.shutdown_grace,
+        setup,
     })
 }
 

@@ -59,6 +59,9 @@ struct Cli {
     /// Milliseconds a dynamic authenticator or authorizer may take to answer.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     auth_timeout_ms: u64,
+    /// Chat messages a visitor may send per minute (overrides the config; default 60).
+    #[arg(long, value_name = "N")]
+    chat_messages_per_minute: Option<u32>,
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
@@ -140,6 +143,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             );
         }
     }
+    if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, opts.node.router.chat.as_mut()) {
+        chat.messages_per_minute = n.max(1);
+    }
     opts.echo_path = cli.ws_echo_path;
     opts.rawsocket_tcp = cli.rawsocket_listen;
     opts.rawsocket_unix = cli.rawsocket_unix;
@@ -164,10 +170,21 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         let bridge: Vec<&str> = b.config.bridge.iter().map(|(p, _)| p.as_str()).collect();
         tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, HTTP bridge paths {bridge:?}, RawSocket {}, web UI {}", b.config.rawsocket.is_some(), b.config.web);
     }
-    println!("switchboard listening on http://{addr}");
+    // Lines for whoever started us (a supervisor, a test, a script); stdout may be closed by
+    // then (`| head -1`), which must not take the server down.
+    let say = |line: String| {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(format!("switchboard listening on http://{addr}"));
     if let Some(r) = running.rawsocket_addr {
         tracing::info!("WAMP RawSocket on tcp://{r}");
-        println!("switchboard rawsocket on tcp://{r}");
+        say(format!("switchboard rawsocket on tcp://{r}"));
+    }
+    if let Some(token) = running.setup.token() {
+        say(format!(
+            "switchboard setup: create the first staff account at http://{addr}/setup?token={token}"
+        ));
+        tracing::info!("first run: no staff account yet — open the setup link printed on stdout");
     }
     let _ = std::io::stdout().flush();
     signals.wait().await;

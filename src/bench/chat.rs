@@ -121,24 +121,7 @@ async fn visitor(
             secret: Some(token),
         })
         .await?;
-        c.send(&call(1, "switchboard.chat.open", vec![], vec![]))
-            .await?;
-        let thread = loop {
-            match c.recv().await? {
-                Message::Result { payload, .. } => {
-                    break payload
-                        .args
-                        .as_deref()
-                        .and_then(|a| a.first())
-                        .and_then(|d| d.as_dict())
-                        .and_then(|d| dict_get(d, "thread"))
-                        .and_then(Value::as_u64)
-                        .ok_or("open() returned no thread")?
-                }
-                Message::Error { error, .. } => return Err(format!("open(): {error}")),
-                _ => continue,
-            }
-        };
+        let thread = c.open_chat_thread(1).await?;
         c.subscribe(2, &format!("switchboard.chat.thread.{thread}"))
             .await?;
         let text = "x".repeat(a.bytes.max(1));

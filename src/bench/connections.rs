@@ -33,6 +33,11 @@ pub struct ConnectionsArgs {
     /// (default: what this process's open-file limit allows).
     #[arg(long)]
     pub per_process: Option<usize>,
+    /// Each session is a chat visitor (on the chat path, e.g. `--url ws://HOST/chat`): it logs
+    /// in with its own visitor token, opens its thread and subscribes to it — what an idle
+    /// website visitor with the widget open costs.
+    #[arg(long)]
+    pub chat: bool,
     /// Internal: run as a worker process for sessions starting at this index.
     #[arg(long, hide = true)]
     pub worker_slice: Option<usize>,
@@ -123,8 +128,22 @@ async fn one_session(
     let started = Instant::now();
     let ser = parse_serializer(&a.common.serializer)?;
     let mut c = Client::connect(&a.common.url, ser, source_for(i, a.per_source)).await?;
-    c.join(&a.common.join_spec()).await?;
-    c.subscribe(1, &format!("bench.conn.t{i}")).await?;
+    if a.chat {
+        let token = format!("bench-idle-visitor-{i:08}-{:08x}", rand::random::<u32>());
+        c.join(&crate::bench::wampc::Join {
+            realm: a.common.realm.clone(),
+            authmethod: Some("ticket".into()),
+            authid: None,
+            secret: Some(token),
+        })
+        .await?;
+        let thread = c.open_chat_thread(2).await?;
+        c.subscribe(1, &format!("switchboard.chat.thread.{thread}"))
+            .await?;
+    } else {
+        c.join(&a.common.join_spec()).await?;
+        c.subscribe(1, &format!("bench.conn.t{i}")).await?;
+    }
     let _ = events.send(Event::Joined(started.elapsed()));
     let mut published = false;
     loop {

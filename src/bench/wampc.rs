@@ -292,6 +292,33 @@ impl Client {
         }
     }
 
+    /// Calls `switchboard.chat.open` (a chat visitor's thread) and returns the thread id.
+    pub async fn open_chat_thread(&mut self, request: u64) -> Result<u64, String> {
+        self.send(&Message::Call {
+            request,
+            options: vec![],
+            procedure: "switchboard.chat.open".into(),
+            payload: crate::wamp::Payload::default(),
+        })
+        .await?;
+        loop {
+            match self.recv().await? {
+                Message::Result { payload, .. } => {
+                    return payload
+                        .args
+                        .as_deref()
+                        .and_then(|a| a.first())
+                        .and_then(Value::as_dict)
+                        .and_then(|d| crate::wamp::value::dict_get(d, "thread"))
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| "open() returned no thread".to_owned())
+                }
+                Message::Error { error, .. } => return Err(format!("open(): {error}")),
+                _ => continue,
+            }
+        }
+    }
+
     pub async fn close(self) {
         match self.conn {
             Conn::Ws(mut ws) => {

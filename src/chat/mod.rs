@@ -15,13 +15,18 @@
 //! - `threads()` → the caller's threads (staff: all), with unread counts;
 //! - `resolve(thread)`, `reopen(thread)`, `assign(thread, authid)` — staff;
 //! - `page(url, title)` — a visitor reports the page it is on;
-//! - `presence()` → staff: online visitors and staff; visitors: {staff_online}.
+//! - `presence()` → staff: online visitors and staff; visitors: {staff_online};
+//! - `search(query)` kwargs {limit?} → staff: messages containing the text, newest first;
+//! - `export(thread)` → {thread, messages}: a thread as JSON for a member;
+//! - `forget(visitor?)` → deletes a visitor's threads and messages (staff: anyone's; a visitor:
+//!   its own).
 //!
 //! Topics: `thread.<id>` (kwargs {type: message|typing|read, …}), `inbox` (staff: new threads
 //! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
 
 pub mod access;
 pub mod presence;
+pub mod rate;
 pub mod service;
 
 /// The chat roles of a realm.
@@ -44,6 +49,27 @@ pub struct ChatConfig {
     pub roles: Roles,
     /// Longest message text, in characters.
     pub max_text: usize,
+    /// Messages a visitor may send per minute.
+    pub messages_per_minute: u32,
+    /// Threads that may be opened per client address per hour (loopback addresses, i.e. a
+    /// local reverse proxy, are not counted).
+    pub threads_per_hour: u32,
+    /// Threads without activity for this many days are deleted (none: kept forever).
+    pub retention_days: Option<u64>,
+}
+
+impl ChatConfig {
+    /// The defaults for `realm` with the given roles.
+    pub fn new(realm: &str, roles: Roles) -> ChatConfig {
+        ChatConfig {
+            realm: realm.to_owned(),
+            roles,
+            max_text: 4000,
+            messages_per_minute: 60,
+            threads_per_hour: 30,
+            retention_days: None,
+        }
+    }
 }
 
 /// The URI prefix of the chat API.

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 pub const NO_SUCH_THREAD: &str = "switchboard.chat.error.no_such_thread";
 pub const OVERLOADED: &str = "switchboard.chat.error.overloaded";
 pub const STORAGE: &str = "switchboard.chat.error.storage";
+pub const RATE_LIMITED: &str = "switchboard.chat.error.rate_limited";
 
 /// Writes waiting for the writer, at most (then senders are told to retry).
 const QUEUE: usize = 65_536;
@@ -48,6 +49,10 @@ pub struct Chat {
     writer: mpsc::Sender<Job>,
     pub presence: Arc<Presence>,
     next_thread: AtomicU64,
+    /// Messages per visitor per minute.
+    message_rate: super::rate::RateLimit,
+    /// New threads per client address per hour.
+    thread_rate: super::rate::RateLimit,
 }
 
 fn now_ms() -> u64 {
@@ -101,6 +106,8 @@ struct Caller {
     authid: String,
     role: String,
     name: Option<String>,
+    /// The client's address (none for router-internal or Unix-socket sessions).
+    addr: Option<std::net::IpAddr>,
 }
 
 impl Chat {
@@ -116,15 +123,18 @@ impl Chat {
         let (session, authid, role) = inv
             .caller()
             .ok_or_else(|| fail(uris::NOT_AUTHORIZED, "the caller is not identified"))?;
-        let name = self.realm.session(session).and_then(|p| {
+        let peer = self.realm.session(session);
+        let name = peer.as_ref().and_then(|p| {
             dict_get(&p.principal.authextra, "name")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         });
+        let addr = peer.as_ref().and_then(|p| p.transport.as_ref()?.ip());
         Ok(Caller {
             authid: authid.to_owned(),
             role: role.to_owned(),
             name,
+            addr,
         })
     }
 
@@ -144,8 +154,34 @@ impl Chat {
         }
     }
 
+    /// Unread messages for `reader` after `read`: what others sent (at most the last 1,000
+    /// messages are looked at).
+    fn unread(&self, t: &Thread, reader: &str, read: u64) -> u64 {
+        if t.last_seq <= read {
+            return 0;
+        }
+        let from = read.max(t.last_seq.saturating_sub(1000)) + 1;
+        self.store
+            .messages(t.id, from..=t.last_seq, 1000, false)
+            .map(|ms| ms.iter().filter(|m| m.sender != reader).count() as u64)
+            .unwrap_or(0)
+    }
+
     fn thread_summary(&self, t: &Thread, reader: &str) -> Value {
-        let read = self.store.read_up_to(t.id, reader).unwrap_or(0);
+        let reads = self.store.reads_of(t.id).unwrap_or_default();
+        let read = reads
+            .iter()
+            .find(|(m, _)| m == reader)
+            .map(|(_, s)| *s)
+            .unwrap_or(0);
+        // What the other side has read: for the visitor, the furthest any staff member got;
+        // for staff, the visitor's.
+        let others_read = reads
+            .iter()
+            .filter(|(m, _)| m != reader && (reader == t.visitor || *m == t.visitor))
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(0);
         Value::Dict(vec![
             ("thread".into(), Value::UInt(t.id)),
             ("topic".into(), Self::thread_topic(t.id).into()),
@@ -176,10 +212,8 @@ impl Chat {
             ("last_seq".into(), Value::UInt(t.last_seq)),
             ("last_ts_ms".into(), Value::UInt(t.last_ms)),
             ("read".into(), Value::UInt(read)),
-            (
-                "unread".into(),
-                Value::UInt(t.last_seq.saturating_sub(read)),
-            ),
+            ("others_read".into(), Value::UInt(others_read)),
+            ("unread".into(), Value::UInt(self.unread(t, reader, read))),
             ("created_ms".into(), Value::UInt(t.created_ms)),
         ])
     }
@@ -229,13 +263,23 @@ impl Chat {
             let threads = self.threads.lock();
             threads
                 .values()
-                .filter(|t| t.visitor == c.authid && t.status == ThreadStatus::Open)
+                .filter(|t| t.visitor == c.authid)
                 .max_by_key(|t| t.id)
                 .cloned()
         };
         let t = match existing {
             Some(t) => t,
             None => {
+                if let Some(ip) = c.addr.filter(|a| !a.is_loopback()) {
+                    self.thread_rate.hit(&ip.to_string()).map_err(|wait| {
+                        fail(
+                            RATE_LIMITED,
+                            format!(
+                                "too many new conversations from this address; retry in {wait} s"
+                            ),
+                        )
+                    })?;
+                }
                 let t = Thread {
                     id: self.next_thread.fetch_add(1, Ordering::Relaxed),
                     created_ms: now_ms(),
@@ -296,6 +340,14 @@ impl Chat {
             }
         };
         self.member_thread(c, id)?;
+        if !self.is_staff(c) {
+            self.message_rate.hit(&c.authid).map_err(|wait| {
+                fail(
+                    RATE_LIMITED,
+                    format!("too many messages; retry in {wait} s"),
+                )
+            })?;
+        }
         let answer = |seq: u64, ts: u64| {
             Payload::args(vec![Value::Dict(vec![
                 ("thread".into(), Value::UInt(id)),
@@ -337,16 +389,22 @@ impl Chat {
             let mut next = t.clone();
             next.last_seq = m.seq;
             next.last_ms = ts;
-            let event = kwargs_only(as_dict(message_value(&m)));
-            let inbox = kwargs_only(as_dict(message_value(&m)));
-            let done = self.commit(
-                next.clone(),
-                Some(m.clone()),
-                vec![
-                    (Self::thread_topic(id), event),
-                    (format!("{PREFIX}inbox"), inbox),
-                ],
-            )?;
+            let mut events = vec![
+                (
+                    Self::thread_topic(id),
+                    kwargs_only(as_dict(message_value(&m))),
+                ),
+                (
+                    format!("{PREFIX}inbox"),
+                    kwargs_only(as_dict(message_value(&m))),
+                ),
+            ];
+            // A visitor writing into a resolved conversation reopens it.
+            if next.status == ThreadStatus::Resolved && next.visitor == c.authid {
+                next.status = ThreadStatus::Open;
+                events.extend(self.status_events(&next));
+            }
+            let done = self.commit(next.clone(), Some(m.clone()), events)?;
             *t = next;
             if let Some(cid) = &client_id {
                 self.pending
@@ -443,6 +501,39 @@ impl Chat {
         Ok(Payload::default())
     }
 
+    /// A thread's status or assignee changed: the inbox gets the summary, the thread's members
+    /// a `status` event.
+    fn status_events(&self, t: &Thread) -> Vec<(String, Payload)> {
+        vec![
+            (
+                format!("{PREFIX}inbox"),
+                kwargs_only(vec![
+                    ("type".into(), "thread".into()),
+                    ("thread".into(), self.thread_summary(t, "")),
+                ]),
+            ),
+            (
+                Self::thread_topic(t.id),
+                kwargs_only(vec![
+                    ("type".into(), "status".into()),
+                    ("thread".into(), Value::UInt(t.id)),
+                    (
+                        "status".into(),
+                        match t.status {
+                            ThreadStatus::Open => "open",
+                            ThreadStatus::Resolved => "resolved",
+                        }
+                        .into(),
+                    ),
+                    (
+                        "assignee".into(),
+                        t.assignee.clone().map(Value::Str).unwrap_or(Value::Null),
+                    ),
+                ]),
+            ),
+        ]
+    }
+
     fn list(&self, c: &Caller) -> Payload {
         let staff = self.is_staff(c);
         let mut threads: Vec<Thread> = self
@@ -483,11 +574,7 @@ impl Chat {
                 .ok_or_else(|| fail(NO_SUCH_THREAD, format!("no thread {id}")))?;
             let mut next = t.clone();
             change(&mut next, p)?;
-            let note = kwargs_only(vec![
-                ("type".into(), "thread".into()),
-                ("thread".into(), self.thread_summary(&next, "")),
-            ]);
-            let done = self.commit(next.clone(), None, vec![(format!("{PREFIX}inbox"), note)])?;
+            let done = self.commit(next.clone(), None, self.status_events(&next))?;
             *t = next.clone();
             (next, done)
         };
@@ -581,11 +668,123 @@ impl Chat {
                 Ok(Payload::default())
             }
             "presence" => Ok(self.presence_view(&c)),
+            "search" => self.search(&c, p),
+            "export" => self.export(&c, p),
+            "forget" => self.forget(&c, p).await,
             other => Err(fail(
                 uris::NO_SUCH_PROCEDURE,
                 format!("the chat service has no procedure '{other}'"),
             )),
         }
+    }
+
+    fn search(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        if !self.is_staff(c) {
+            return Err(fail(uris::NOT_AUTHORIZED, "only staff may search"));
+        }
+        let query = p
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|q| !q.is_empty() && q.chars().count() <= 200)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "search(query): 1 to 200 characters"))?;
+        let limit = p
+            .kwargs
+            .as_ref()
+            .and_then(|k| dict_get(k, "limit"))
+            .and_then(Value::as_u64)
+            .unwrap_or(50)
+            .clamp(1, 500) as usize;
+        let found = self
+            .store
+            .search(&query.to_lowercase(), limit)
+            .map_err(|e| fail(STORAGE, e.to_string()))?;
+        Ok(Payload::args(vec![Value::List(
+            found.iter().map(message_value).collect(),
+        )]))
+    }
+
+    fn export(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let id = p
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "export(thread)"))?;
+        let t = self.member_thread(c, id)?;
+        let all = self
+            .store
+            .messages(id, 1..=t.last_seq.max(1), usize::MAX, false)
+            .map_err(|e| fail(STORAGE, e.to_string()))?;
+        Ok(Payload::args(vec![Value::Dict(vec![
+            ("thread".into(), self.thread_summary(&t, &c.authid)),
+            (
+                "messages".into(),
+                Value::List(all.iter().map(message_value).collect()),
+            ),
+        ])]))
+    }
+
+    /// Deletes every thread of a visitor (staff: anyone; a visitor: itself).
+    async fn forget(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let visitor = match p.args.as_deref().and_then(|a| a.first()) {
+            Some(Value::Str(v)) if self.is_staff(c) || *v == c.authid => v.clone(),
+            Some(Value::Str(_)) => {
+                return Err(fail(
+                    uris::NOT_AUTHORIZED,
+                    "a visitor may only forget itself",
+                ))
+            }
+            None | Some(Value::Null) if !self.is_staff(c) => c.authid.clone(),
+            _ => return Err(fail(uris::INVALID_ARGUMENT, "forget(visitor authid)")),
+        };
+        let n = self.delete_threads(|t| t.visitor == visitor).await?;
+        Ok(Payload::args(vec![Value::Dict(vec![(
+            "threads".into(),
+            Value::UInt(n as u64),
+        )])]))
+    }
+
+    /// Deletes the threads `doomed` selects, durably; returns how many.
+    async fn delete_threads(&self, doomed: impl Fn(&Thread) -> bool) -> Result<usize, CallFailure> {
+        let gone: Vec<Thread> = {
+            let mut threads = self.threads.lock();
+            let ids: Vec<u64> = threads
+                .values()
+                .filter(|t| doomed(t))
+                .map(|t| t.id)
+                .collect();
+            ids.iter().filter_map(|id| threads.remove(id)).collect()
+        };
+        {
+            let mut owners = self.owners.write();
+            for t in &gone {
+                owners.remove(&t.id);
+            }
+        }
+        for t in &gone {
+            self.store
+                .delete_thread(t)
+                .map_err(|e| fail(STORAGE, e.to_string()))?;
+        }
+        self.store
+            .flush()
+            .await
+            .map_err(|e| fail(STORAGE, e.to_string()))?;
+        Ok(gone.len())
+    }
+
+    /// Deletes threads whose last activity is older than the retention period.
+    pub async fn apply_retention(&self) -> Result<usize, String> {
+        let Some(days) = self.cfg.retention_days else {
+            return Ok(0);
+        };
+        let cutoff = now_ms().saturating_sub(days * 86_400_000);
+        self.delete_threads(|t| t.last_ms.max(t.created_ms) < cutoff)
+            .await
+            .map_err(|e| e.message())
     }
 
     fn presence_changed(&self, change: Change) {
@@ -617,7 +816,7 @@ impl Chat {
 
 const PROCEDURES: &[&str] = &[
     "open", "send", "history", "read", "typing", "threads", "resolve", "reopen", "assign", "page",
-    "presence",
+    "presence", "search", "export", "forget",
 ];
 
 /// Starts the chat service on its realm: loads the threads, installs the access policy, the
@@ -648,6 +847,9 @@ pub async fn start(
         }),
     );
     let (tx, rx) = mpsc::channel(QUEUE);
+    let minute = std::time::Duration::from_secs(60);
+    let message_rate = super::rate::RateLimit::new(cfg.messages_per_minute, minute);
+    let thread_rate = super::rate::RateLimit::new(cfg.threads_per_hour, minute * 60);
     let chat = Arc::new(Chat {
         cfg,
         store: store.clone(),
@@ -659,6 +861,8 @@ pub async fn start(
         writer: tx,
         presence: Arc::new(Presence::default()),
         next_thread: AtomicU64::new(next),
+        message_rate,
+        thread_rate,
     });
     tokio::spawn(write_loop(store, client.clone(), rx));
     for name in PROCEDURES {
@@ -703,6 +907,19 @@ pub async fn start(
                 if let Some(change) = change {
                     chat.presence_changed(change);
                 }
+            }
+        });
+    }
+    if chat.cfg.retention_days.is_some() {
+        let chat = chat.clone();
+        tokio::spawn(async move {
+            loop {
+                match chat.apply_retention().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(threads = n, "chat retention: old threads deleted"),
+                    Err(e) => tracing::error!(error = %e, "chat retention failed"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
         });
     }

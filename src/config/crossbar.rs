@@ -328,7 +328,15 @@ fn chat(
     ctx.unknown(
         o,
         path,
-        &["realm", "visitor_role", "staff_roles", "max_message_length"],
+        &[
+            "realm",
+            "visitor_role",
+            "staff_roles",
+            "max_message_length",
+            "messages_per_minute",
+            "threads_per_hour",
+            "retention_days",
+        ],
     );
     let realm_name = ctx.required_string(o, "realm", path)?.to_owned();
     let Some(realm) = realms.iter().find(|r| r.name == realm_name) else {
@@ -376,11 +384,18 @@ fn chat(
         None => 4000,
         Some(_) => positive(ctx, o, "max_message_length", path)?,
     };
-    Ok(crate::chat::ChatConfig {
-        realm: realm_name,
-        roles: crate::chat::Roles { visitor, staff },
-        max_text,
-    })
+    let mut cfg = crate::chat::ChatConfig::new(&realm_name, crate::chat::Roles { visitor, staff });
+    cfg.max_text = max_text;
+    if o.contains_key("messages_per_minute") {
+        cfg.messages_per_minute = positive(ctx, o, "messages_per_minute", path)? as u32;
+    }
+    if o.contains_key("threads_per_hour") {
+        cfg.threads_per_hour = positive(ctx, o, "threads_per_hour", path)? as u32;
+    }
+    if o.contains_key("retention_days") {
+        cfg.retention_days = Some(positive(ctx, o, "retention_days", path)? as u64);
+    }
+    Ok(cfg)
 }
 
 fn realm(ctx: &mut Ctx, v: &Value, path: &str) -> Result<RealmConfig, ConfigError> {

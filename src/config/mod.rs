@@ -436,14 +436,13 @@ impl RouterConfig {
             }],
             limits,
             dev_mode: true,
-            chat: Some(crate::chat::ChatConfig {
-                realm: "realm1".into(),
-                roles: crate::chat::Roles {
+            chat: Some(crate::chat::ChatConfig::new(
+                "realm1",
+                crate::chat::Roles {
                     visitor: "visitor".into(),
                     staff: vec!["staff".into()],
                 },
-                max_text: 4000,
-            }),
+            )),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod assets;
 pub mod bridge;
 mod query;
+pub mod setup;
 pub mod signature;
 pub mod webhook;
 
@@ -49,6 +50,8 @@ pub struct HttpState {
     pub bridge: Vec<(String, Arc<bridge::Bridge>)>,
     /// The node's webhooks (their counters are in the status).
     pub webhooks: Arc<[Arc<webhook::Stats>]>,
+    /// First-run setup of the first staff account.
+    pub setup: Arc<setup::Setup>,
 }
 
 pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
@@ -87,6 +90,11 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
             let resp = match state.bridge.iter().find(|(p, _)| p == path) {
                 Some((_, b)) => {
                     let mut resp = bridge::handle(b, req, peer).await;
+                    security_headers(&mut resp);
+                    resp
+                }
+                None if state.web && path == "/api/setup" => {
+                    let mut resp = setup::handle(&state.setup, &state.router, req).await;
                     security_headers(&mut resp);
                     resp
                 }

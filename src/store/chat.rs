@@ -204,6 +204,19 @@ impl ChatStore {
         Ok(())
     }
 
+    /// Every member's "read up to" of a thread.
+    pub fn reads_of(&self, thread: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.reads.scan_prefix(thread.to_be_bytes()) {
+            let (k, v) = kv?;
+            let member = String::from_utf8_lossy(&k[8..]).into_owned();
+            if let Ok(seq) = <[u8; 8]>::try_from(&v[..]) {
+                out.push((member, u64::from_be_bytes(seq)));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_up_to(&self, thread: u64, member: &str) -> Result<u64, StoreError> {
         Ok(self
             .reads
@@ -211,6 +224,36 @@ impl ChatStore {
             .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0))
+    }
+
+    /// Messages whose text contains `needle` (already lower-case), newest first, at most
+    /// `limit`. A full scan: fine for a business's chat history, not for millions of messages.
+    pub fn search(&self, needle: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
+        let mut found: Vec<ChatMessage> = Vec::new();
+        for kv in self.messages.iter() {
+            let m: ChatMessage = codec::decode(&kv?.1)?;
+            if m.text.to_lowercase().contains(needle) {
+                found.push(m);
+            }
+        }
+        found.sort_by_key(|m| std::cmp::Reverse((m.ts_ms, m.thread, m.seq)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Deletes a thread and everything in it (not yet durable: `flush`).
+    pub fn delete_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let prefix = t.id.to_be_bytes();
+        for tree in [&self.messages, &self.dedupe, &self.reads] {
+            let keys: Vec<sled::IVec> =
+                tree.scan_prefix(prefix).keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                tree.remove(k)?;
+            }
+        }
+        self.by_visitor.remove(visitor_key(&t.visitor, t.id))?;
+        self.threads.remove(prefix)?;
+        Ok(())
     }
 
     /// Makes everything applied so far durable.

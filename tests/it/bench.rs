@@ -312,7 +312,13 @@ async fn scenarios_authenticate_with_ticket_and_wampcra() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_scenario_acknowledges_and_delivers_every_message() {
-    let srv = TestServer::start().await;
+    // A load test needs more than a person's 60 messages a minute.
+    let srv = TestServer::with(|o| {
+        if let Some(chat) = o.node.router.chat.as_mut() {
+            chat.messages_per_minute = 1_000_000;
+        }
+    })
+    .await;
     let url = format!("ws://{}/chat", srv.addr);
     for mode in [["-r", "200"], ["-r", "0"]] {
         let r = bench(
@@ -330,4 +336,29 @@ async fn chat_scenario_acknowledges_and_delivers_every_message() {
         assert_eq!(r["received"], sent, "every message received: {r}");
         assert!(r["ack_latency"]["p99_us"].as_u64().is_some(), "{r}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_scenario_as_chat_visitors() {
+    let srv = TestServer::start().await;
+    let url = format!("ws://{}/chat", srv.addr);
+    let r = bench(
+        &srv,
+        &[
+            "connections",
+            "--url",
+            &url,
+            "--chat",
+            "-n",
+            "50",
+            "--hold",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(r["established"], 50, "{r}");
+    assert_eq!(
+        r["failed"], 0,
+        "{r}: each opened its thread and subscribed to it"
+    );
 }

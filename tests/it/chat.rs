@@ -12,6 +12,14 @@ use std::time::Duration;
 use switchboard::config::{crossbar, Limits};
 
 fn config(port: u16) -> String {
+    config_with(
+        port,
+        r#""max_message_length": 50, "messages_per_minute": 100000"#,
+    )
+}
+
+/// The test node with `chat` options `extra` (JSON members).
+fn config_with(port: u16, extra: &str) -> String {
     format!(
         r#"{{
   "version": 2,
@@ -22,7 +30,7 @@ fn config(port: u16) -> String {
       {{"name": "staff"}},
       {{"name": "backend", "permissions": [{{"uri": "", "match": "prefix", "allow": {{"call": true, "register": true, "publish": true, "subscribe": true}}}}]}}
     ]}}],
-    "chat": {{"realm": "realm1", "staff_roles": ["staff"], "max_message_length": 50}},
+    "chat": {{"realm": "realm1", "staff_roles": ["staff"], {extra}}},
     "transports": [{{"type": "web", "endpoint": {{"type": "tcp", "port": {port}, "interface": "127.0.0.1"}},
       "paths": {{
         "ws": {{"type": "websocket", "auth": {{"ticket": {{"type": "visitor", "jwt_hs256_secret": "app-secret"}}}}}},
@@ -35,8 +43,11 @@ fn config(port: u16) -> String {
 }
 
 async fn server() -> TestServer {
-    let loaded =
-        crossbar::parse(&config(0), false, "chat.json", Limits::default()).expect("config");
+    server_with(&config(0)).await
+}
+
+async fn server_with(cfg: &str) -> TestServer {
+    let loaded = crossbar::parse(cfg, false, "chat.json", Limits::default()).expect("config");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     TestServer::with(move |o| o.node = loaded.node).await
 }
@@ -98,7 +109,7 @@ async fn chat(c: &mut Client, name: &str, args: Value, kwargs: Value) -> Value {
 
 async fn chat_error(c: &mut Client, name: &str, args: Value, kwargs: Value) -> String {
     let r = c.request_id();
-    c.expect_error(json!([
+    c.send(json!([
         48,
         r,
         {},
@@ -106,8 +117,21 @@ async fn chat_error(c: &mut Client, name: &str, args: Value, kwargs: Value) -> S
         args,
         kwargs
     ]))
-    .await
-    .0
+    .await;
+    loop {
+        let m = c.recv().await;
+        if m[0] == 36 {
+            hold(c.session, m[5].clone());
+            continue;
+        }
+        assert_eq!(m[0], 8, "ERROR for {name} expected, got {m}");
+        assert_eq!((m[1].as_u64(), m[2].as_u64()), (Some(48), Some(r)), "{m}");
+        assert!(
+            m[5][0].as_str().is_some_and(|s| !s.is_empty()),
+            "explains itself: {m}"
+        );
+        return m[4].as_str().unwrap_or("").to_owned();
+    }
 }
 
 /// Events `chat` read while waiting for a RESULT, per session.
@@ -222,6 +246,16 @@ async fn visitor_and_staff_chat_both_ways() {
         (mine[0]["read"].as_u64(), mine[0]["unread"].as_u64()),
         (Some(2), Some(0))
     );
+    // Staff have read nothing yet; their unread counts only the visitor's message, not their
+    // own reply; once they read, the visitor sees it in `others_read` (even if it missed the
+    // live receipt).
+    assert_eq!(mine[0]["others_read"], 0);
+    let theirs = chat(&mut agent, "threads", json!([]), json!({})).await;
+    assert_eq!(theirs[0]["unread"], 1, "own messages are not unread");
+    assert_eq!(theirs[0]["others_read"], 2, "the visitor read up to 2");
+    chat(&mut agent, "read", json!([id, 2]), json!({})).await;
+    let mine = chat(&mut v, "threads", json!([]), json!({})).await;
+    assert_eq!(mine[0]["others_read"], 2);
 
     // History: newest first by cursor, or everything after a seq (catch-up after reconnect).
     let h = chat(&mut v, "history", json!([id]), json!({"limit": 1})).await;
@@ -250,6 +284,20 @@ async fn visitor_and_staff_chat_both_ways() {
     assert_eq!(
         chat_error(&mut v, "resolve", json!([id]), json!({})).await,
         "wamp.error.not_authorized"
+    );
+    // The visitor learns the status on the thread topic; writing again reopens the thread,
+    // which `open` keeps returning (no new empty thread).
+    loop {
+        let e = event(&mut v).await;
+        if e["type"] == "status" && e["status"] == "resolved" {
+            break;
+        }
+    }
+    chat(&mut v, "send", json!([id, "one more thing"]), json!({})).await;
+    let again = chat(&mut v, "open", json!([]), json!({})).await;
+    assert_eq!(
+        (again["thread"].clone(), again["status"].clone()),
+        (json!(id), json!("open"))
     );
 }
 
@@ -506,4 +554,113 @@ async fn acknowledged_messages_survive_kill_9() {
     assert_eq!(next["seq"], N + 1);
     child.kill().expect("stop");
     let _ = child.wait();
+}
+
+#[tokio::test]
+async fn search_export_and_forget() {
+    let srv = server().await;
+    let mut a = visitor(&srv, TOKEN_A).await;
+    let ta = chat(&mut a, "open", json!([]), json!({})).await["thread"].clone();
+    chat(
+        &mut a,
+        "send",
+        json!([ta, "Where is my ORDER 1234?"]),
+        json!({}),
+    )
+    .await;
+    chat(&mut a, "send", json!([ta, "hello"]), json!({})).await;
+    let mut b = visitor(&srv, TOKEN_B).await;
+    let tb = chat(&mut b, "open", json!([]), json!({})).await["thread"].clone();
+    chat(
+        &mut b,
+        "send",
+        json!([tb, "another order question"]),
+        json!({}),
+    )
+    .await;
+
+    let mut agent = staff(&srv).await;
+    let found = chat(&mut agent, "search", json!(["order"]), json!({})).await;
+    let texts: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["another order question", "Where is my ORDER 1234?"],
+        "case-insensitive, newest first"
+    );
+    assert_eq!(
+        chat_error(&mut a, "search", json!(["order"]), json!({})).await,
+        "wamp.error.not_authorized"
+    );
+    assert_eq!(
+        chat_error(&mut agent, "search", json!([""]), json!({})).await,
+        "wamp.error.invalid_argument"
+    );
+
+    let export = chat(&mut a, "export", json!([ta]), json!({})).await;
+    assert_eq!(export["thread"]["thread"], ta);
+    assert_eq!(export["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        chat_error(&mut b, "export", json!([ta]), json!({})).await,
+        "switchboard.chat.error.no_such_thread"
+    );
+
+    // A visitor forgets itself; staff forget another visitor.
+    assert_eq!(
+        chat_error(&mut a, "forget", json!(["someone-else"]), json!({})).await,
+        "wamp.error.not_authorized"
+    );
+    assert_eq!(
+        chat(&mut a, "forget", json!([]), json!({})).await["threads"],
+        1
+    );
+    assert_eq!(
+        chat_error(&mut a, "history", json!([ta]), json!({})).await,
+        "switchboard.chat.error.no_such_thread"
+    );
+    let who_b = chat(&mut b, "threads", json!([]), json!({})).await[0]["visitor"].clone();
+    assert_eq!(
+        chat(&mut agent, "forget", json!([who_b]), json!({})).await["threads"],
+        1
+    );
+    let left = chat(&mut agent, "search", json!(["order"]), json!({})).await;
+    assert_eq!(left, json!([]), "nothing of either visitor is left");
+    assert_eq!(
+        chat(&mut agent, "threads", json!([]), json!({})).await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn visitors_are_rate_limited() {
+    let srv = server_with(&config_with(0, r#""messages_per_minute": 3"#)).await;
+    let mut v = visitor(&srv, TOKEN_A).await;
+    let id = chat(&mut v, "open", json!([]), json!({})).await["thread"].clone();
+    for i in 0..3 {
+        chat(&mut v, "send", json!([id, format!("m{i}")]), json!({})).await;
+    }
+    let r = v.request_id();
+    let (uri, args) = v
+        .expect_error(json!([
+            48,
+            r,
+            {},
+            "switchboard.chat.send",
+            [id, "one too many"]
+        ]))
+        .await;
+    assert_eq!(uri, "switchboard.chat.error.rate_limited");
+    assert!(
+        args[0].as_str().is_some_and(|m| m.contains("retry in")),
+        "{args}"
+    );
+    // Staff are not limited.
+    let mut agent = staff(&srv).await;
+    for i in 0..5 {
+        chat(&mut agent, "send", json!([id, format!("s{i}")]), json!({})).await;
+    }
 }

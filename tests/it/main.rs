@@ -33,5 +33,6 @@ mod rpc;
 mod session;
 /// Per-session message counters in the meta API.
 mod session_counters;
+mod setup;
 /// `switchboard user …`: the built-in principal store from the shell.
 mod user_cli;

@@ -1,0 +1,836 @@
+/*! Switchboard chat widget — served by the Switchboard router as /widget.js.
+ *
+ * Embed on any website (any origin):
+ *   <script src="https://chat.example.com/widget.js" async
+ *           data-name="Acme Bakery" data-color="#0b7a53"
+ *           data-greeting="Hi! How can we help?" data-position="right"></script>
+ *
+ * One self-contained file, no dependencies: a minimal WAMP v2 client (JSON over WebSocket) and
+ * a Shadow DOM user interface, so the page's CSS does not reach the widget and the widget's CSS
+ * does not reach the page. Everything a person types is inserted as text (textContent), never
+ * as HTML; links become <a> elements built here, http(s) only.
+ *
+ * The chat API it uses is the router's built-in chat service (README "Live chat"): the visitor
+ * logs in on the visitor WebSocket path with a visitor token kept in localStorage, then calls
+ * switchboard.chat.{threads,open,send,history,read,typing,page,presence} and subscribes to
+ * switchboard.chat.thread.<id> and switchboard.chat.status.
+ */
+(function () {
+  "use strict";
+  var W = window;
+  var D = document;
+  if (W.__switchboardChat || typeof WebSocket === "undefined" || !W.crypto) return;
+  W.__switchboardChat = true;
+
+  // ---- Where the server is, and the options ---------------------------------------------------
+
+  var script =
+    D.currentScript ||
+    [].slice.call(D.querySelectorAll("script[src]")).filter(function (s) {
+      return /\/widget\.js([?#]|$)/.test(s.src);
+    })[0];
+  if (!script) return;
+  var SRC = new URL(script.src, location.href);
+  var data = script.dataset;
+  var PATH = data.path || "/chat";
+  var WS_URL = (SRC.protocol === "https:" ? "wss://" : "ws://") + SRC.host + PATH;
+  var REALM = data.realm || "realm1";
+  var NAME = (data.name || "").trim().slice(0, 80) || "Chat";
+  var GREETING = (data.greeting || "").trim().slice(0, 500) || "Hi! How can we help you?";
+  var LEFT = data.position === "left";
+  var COLOR = /^[#\w(),.%\s-]{1,60}$/.test(data.color || "") && CSS.supports("color", data.color) ? data.color : "#2457c5";
+  var P = "switchboard.chat.";
+
+  // ---- Storage (per host page origin, per server) -----------------------------------------------
+
+  var KEY = "switchboard-chat:" + SRC.host + ":";
+  var memory = {};
+  function load(k) {
+    try {
+      return JSON.parse(localStorage.getItem(KEY + k));
+    } catch (e) {
+      return memory[k] === undefined ? null : memory[k];
+    }
+  }
+  function save(k, v) {
+    memory[k] = v;
+    try {
+      if (v == null) localStorage.removeItem(KEY + k);
+      else localStorage.setItem(KEY + k, JSON.stringify(v));
+    } catch (e) {
+      /* storage blocked: keep it in memory for this page */
+    }
+  }
+  function randomText(bytes) {
+    var b = new Uint8Array(bytes);
+    W.crypto.getRandomValues(b);
+    return btoa(String.fromCharCode.apply(null, b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  // The visitor token: the router derives the visitor's identity from it, so keeping it keeps
+  // the conversation across reloads and visits.
+  function token() {
+    var t = load("token");
+    if (typeof t !== "string" || !/^[A-Za-z0-9_-]{22,128}$/.test(t)) {
+      t = randomText(24);
+      save("token", t);
+    }
+    return t;
+  }
+
+  // ---- A minimal WAMP v2 client (JSON serializer, caller + subscriber) -----------------------
+
+  var CALL_TIMEOUT = 20000;
+
+  /** Opens a session; resolves with {authid, call, subscribe, close, closed} once WELCOMEd. */
+  function join(url, realm, ticket) {
+    return new Promise(function (resolve, reject) {
+      var ws;
+      try {
+        ws = new WebSocket(url, ["wamp.2.json"]);
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      var next = 0;
+      var pending = new Map(); // request id → {resolve, reject, timer}
+      var handlers = new Map(); // subscription id → handler
+      var joined = false;
+      var onClosed;
+      var closed = new Promise(function (r) {
+        onClosed = r;
+      });
+      var opening = setTimeout(function () {
+        ws.close();
+      }, 15000);
+      function send(m) {
+        if (ws.readyState === 1) ws.send(JSON.stringify(m));
+      }
+      function request(msg, onResult) {
+        return new Promise(function (res, rej) {
+          if (ws.readyState !== 1) return rej(new Error("not connected"));
+          var id = ++next;
+          msg.splice(1, 0, id);
+          var timer = setTimeout(function () {
+            pending.delete(id);
+            rej(new Error("no answer"));
+            ws.close(); // a session that stops answering is replaced
+          }, CALL_TIMEOUT);
+          pending.set(id, { resolve: onResult(res), reject: rej, timer: timer });
+          send(msg);
+        });
+      }
+      function settle(id, ok, value) {
+        var p = pending.get(id);
+        if (!p) return;
+        pending.delete(id);
+        clearTimeout(p.timer);
+        if (ok) p.resolve(value);
+        else p.reject(value);
+      }
+      var session = {
+        authid: null,
+        closed: closed,
+        close: function () {
+          ws.close(1000);
+        },
+        // Gives up on the socket at once (the network went away: its close may never come).
+        drop: function () {
+          ended();
+          ws.close();
+        },
+        call: function (proc, args, kwargs) {
+          return request([48, {}, P + proc, args || [], kwargs || {}], function (res) {
+            return function (m) {
+              res(m[3] || []);
+            };
+          });
+        },
+        subscribe: function (topic, handler) {
+          return request([32, {}, topic], function (res) {
+            return function (m) {
+              handlers.set(m[2], handler);
+              res(m[2]);
+            };
+          });
+        },
+      };
+      ws.onopen = function () {
+        send([1, realm, { authmethods: ["ticket"], roles: { caller: {}, subscriber: {} }, agent: "switchboard-widget" }]);
+      };
+      ws.onmessage = function (e) {
+        var m;
+        try {
+          m = JSON.parse(e.data);
+        } catch (err) {
+          ws.close();
+          return;
+        }
+        switch (m[0]) {
+          case 4: // CHALLENGE
+            send([5, ticket, {}]);
+            break;
+          case 2: // WELCOME
+            clearTimeout(opening);
+            joined = true;
+            session.authid = (m[2] || {}).authid;
+            resolve(session);
+            break;
+          case 3: // ABORT
+            reject(Object.assign(new Error((m[1] || {}).message || m[2]), { abort: m[2] }));
+            ws.close(1000);
+            break;
+          case 6: // GOODBYE
+            send([6, {}, "wamp.close.goodbye_and_out"]);
+            ws.close(1000);
+            break;
+          case 50: // RESULT
+          case 33: // SUBSCRIBED
+            settle(m[1], true, m);
+            break;
+          case 8: // ERROR [8, type, request, details, uri, args]
+            settle(m[2], false, Object.assign(new Error((m[5] && m[5][0]) || m[4]), { uri: m[4] }));
+            break;
+          case 36: {
+            // EVENT [36, subscription, publication, details, args, kwargs]
+            var h = handlers.get(m[1]);
+            if (h) {
+              try {
+                h(m[5] || {});
+              } catch (err) {
+                console.error("switchboard chat:", err);
+              }
+            }
+            break;
+          }
+        }
+      };
+      var over = false;
+      function ended() {
+        if (over) return;
+        over = true;
+        ws.onmessage = null;
+        clearTimeout(opening);
+        pending.forEach(function (p) {
+          clearTimeout(p.timer);
+          p.reject(new Error("connection closed"));
+        });
+        pending.clear();
+        if (!joined) reject(new Error("could not connect"));
+        onClosed();
+      }
+      ws.onclose = ended;
+    });
+  }
+
+  // ---- The user interface (Shadow DOM) -------------------------------------------------------
+
+  /** Builds an element: el("div", {class: "x", "aria-label": "…"}, child, "text", …). */
+  function el(tag, attrs) {
+    var e = D.createElement(tag);
+    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c != null) e.append(c); // strings become text nodes, never markup
+    }
+    return e;
+  }
+  function icon(d) {
+    var NS = "http://www.w3.org/2000/svg";
+    var s = D.createElementNS(NS, "svg");
+    s.setAttribute("viewBox", "0 0 24 24");
+    s.setAttribute("aria-hidden", "true");
+    s.setAttribute("focusable", "false");
+    var p = D.createElementNS(NS, "path");
+    p.setAttribute("d", d);
+    s.appendChild(p);
+    return s;
+  }
+  var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
+  var ICON_CLOSE = "M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z";
+  var ICON_SEND = "M3 20.5 21.5 12 3 3.5 3 10l12 2-12 2z";
+
+  /** Text with http(s) links made clickable — as text nodes and <a> elements, never HTML. */
+  function linkify(text) {
+    var f = D.createDocumentFragment();
+    var re = /\bhttps?:\/\/[^\s<>"']+/gi;
+    var at = 0;
+    var m;
+    while ((m = re.exec(text))) {
+      var raw = m[0].replace(/[.,;:!?)\]}'"]+$/, "");
+      var url = null;
+      try {
+        url = new URL(raw);
+      } catch (e) {
+        /* not a URL: stays text */
+      }
+      if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
+      f.append(text.slice(at, m.index));
+      var a = el("a", { href: url.href, target: "_blank", rel: "noopener noreferrer nofollow" }, raw);
+      f.append(a);
+      at = m.index + raw.length;
+      re.lastIndex = at;
+    }
+    f.append(text.slice(at));
+    return f;
+  }
+
+  /** Black or white text, whichever reads better on the accent colour. */
+  function inkFor(color) {
+    var c = D.createElement("canvas").getContext("2d");
+    if (!c) return "#fff";
+    c.fillStyle = color; // read back normalised: "#rrggbb" or "rgba(r, g, b, a)"
+    var v = String(c.fillStyle);
+    var rgb = v[0] === "#" ? [1, 3, 5].map(function (i) { return parseInt(v.substr(i, 2), 16); }) : (v.match(/[\d.]+/g) || []).map(Number);
+    var L = [0.2126, 0.7152, 0.0722].reduce(function (sum, w, i) {
+      var x = (rgb[i] || 0) / 255;
+      return sum + w * (x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4));
+    }, 0);
+    return L > 0.4 ? "#111" : "#fff";
+  }
+
+  var CSS_TEXT =
+    ".r{all:initial;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#1d2127;" +
+    "--c:" + COLOR + ";--ink:" + inkFor(COLOR) + "}" +
+    // A reset of zero specificity (:where), so every rule below wins over it.
+    ":where(.r *){box-sizing:border-box;font:inherit;color:inherit;margin:0;padding:0;border:0;background:none;letter-spacing:normal;text-transform:none}" +
+    "[hidden]{display:none!important}" +
+    ".r :focus-visible{outline:3px solid #ffbf47;outline-offset:2px;box-shadow:0 0 0 5px #1d2127}" +
+    "button{cursor:pointer;display:inline-flex;align-items:center;justify-content:center}" +
+    "svg{width:24px;height:24px;fill:currentColor}" +
+    ".bubble{position:fixed;bottom:20px;" + (LEFT ? "left" : "right") + ":20px;width:60px;height:60px;border-radius:50%;" +
+    "background:var(--c);color:var(--ink);box-shadow:0 4px 14px rgba(0,0,0,.28)}" +
+    ".bubble svg{width:28px;height:28px}" +
+    ".dot{position:absolute;right:3px;bottom:3px;width:14px;height:14px;border-radius:50%;border:2px solid #fff;background:#9aa1ab}" +
+    ".on .dot,.on .sdot{background:#1f9d55}" +
+    ".badge{position:absolute;top:-4px;" + (LEFT ? "right" : "left") + ":-4px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;" +
+    "background:#d42020;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center}" +
+    ".panel{position:fixed;bottom:92px;" + (LEFT ? "left" : "right") + ":20px;width:370px;max-width:calc(100vw - 40px);" +
+    "height:560px;max-height:calc(100vh - 112px);display:flex;flex-direction:column;background:#fff;border-radius:14px;" +
+    "overflow:hidden;box-shadow:0 10px 40px rgba(0,0,0,.3)}" +
+    ".head{display:flex;align-items:center;gap:10px;padding:14px 12px 14px 16px;background:var(--c);color:var(--ink)}" +
+    ".who{flex:1;min-width:0}" +
+    ".title{display:block;font-weight:700;font-size:16px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
+    ".status{display:flex;align-items:center;gap:6px;font-size:13px;opacity:.95}" +
+    ".sdot{width:9px;height:9px;border-radius:50%;background:#c4c9d0;border:1px solid rgba(255,255,255,.7)}" +
+    ".x{width:40px;height:40px;border-radius:8px}" +
+    ".x:hover{background:rgba(127,127,127,.25)}" +
+    ".conn{display:flex;gap:8px;align-items:center;justify-content:space-between;padding:6px 14px;font-size:13px;background:#fff4d6;color:#5b4300;border-bottom:1px solid #f0dca0}" +
+    ".conn button{text-decoration:underline;font-weight:600;white-space:nowrap}" +
+    ".log{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:8px;background:#f5f6f8;overscroll-behavior:contain}" +
+    ".list{display:flex;flex-direction:column;gap:8px}" +
+    ".m{display:flex;flex-direction:column;max-width:85%}" +
+    ".m .b{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}" +
+    ".them{align-self:flex-start}.them .b{background:#fff;border:1px solid #e1e4e8;border-bottom-left-radius:4px}" +
+    ".me{align-self:flex-end;align-items:flex-end}.me .b{background:var(--c);color:var(--ink);border-bottom-right-radius:4px}" +
+    ".me[data-status=pending] .b{opacity:.7}.me[data-status=failed] .b{background:#fbe9e9;color:#8a1010}" +
+    ".b a{text-decoration:underline;font-weight:600}" +
+    ".meta{font-size:12px;color:#5c6370;margin-top:2px;padding:0 4px}" +
+    ".notice{padding:8px 14px;background:#eef1f5;color:#3a414c;font-size:13.5px;border-top:1px solid #e1e4e8}" +
+    ".typing{min-height:22px;padding:2px 16px;font-size:13px;color:#5c6370;background:#f5f6f8}" +
+    ".typing span{display:inline-block;animation:sb-blink 1.2s infinite}" +
+    "@keyframes sb-blink{50%{opacity:.3}}" +
+    ".comp{display:flex;gap:8px;align-items:flex-end;padding:10px;border-top:1px solid #e1e4e8;background:#fff}" +
+    "textarea{flex:1;min-height:42px;max-height:120px;resize:none;padding:10px 12px;border:1px solid #b9c0c9;border-radius:10px;" +
+    "background:#fff;color:#1d2127;line-height:1.4;display:block;white-space:pre-wrap}" +
+    "textarea::placeholder{color:#6b7280}" +
+    ".send{width:42px;height:42px;border-radius:10px;background:var(--c);color:var(--ink);flex:none}" +
+    ".send:disabled{opacity:.45;cursor:default}" +
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}" +
+    "@media (max-width:480px){.panel{inset:0;width:100%;max-width:none;height:100%;max-height:none;border-radius:0}" +
+    ".r.open .bubble{display:none}}" +
+    "@media (prefers-reduced-motion:reduce){.typing span{animation:none}}";
+
+  var host = D.createElement("switchboard-chat");
+  // Inline !important beats any stylesheet of the page, so `* {all: unset}`, `div {display:
+  // none}` and the like cannot hide or restyle the widget's host element.
+  host.setAttribute("style", "all:initial!important;display:block!important;position:static!important");
+  var shadow = host.attachShadow({ mode: "open" });
+  var style = el("style");
+  style.textContent = CSS_TEXT;
+
+  var badge = el("span", { class: "badge", "aria-hidden": "true", hidden: "" });
+  var bubble = el(
+    "button",
+    { class: "bubble", type: "button", "aria-label": "Chat with " + NAME, "aria-expanded": "false", "aria-controls": "sb-panel" },
+    icon(ICON_CHAT),
+    el("span", { class: "dot", "aria-hidden": "true" }),
+    badge
+  );
+  var statusText = el("span", { class: "stext" }, "Connecting…");
+  var closeBtn = el("button", { class: "x", type: "button", "aria-label": "Close chat" }, icon(ICON_CLOSE));
+  var connText = el("span");
+  var retryBtn = el("button", { type: "button" }, "Retry now");
+  var conn = el("div", { class: "conn", role: "status" }, connText, retryBtn);
+  var greeting = el("div", { class: "m them greet" }, el("div", { class: "b" }, GREETING));
+  var offline = el(
+    "div",
+    { class: "notice offline", role: "status", hidden: "" },
+    "No one is available right now. Leave a message here and we will answer as soon as we are back."
+  );
+  var list = el("div", { class: "list" });
+  var log = el("div", { class: "log", role: "log", "aria-label": "Messages", tabindex: "0" }, greeting, list);
+  var typingEl = el("div", { class: "typing", "aria-live": "polite" });
+  var input = el("textarea", { rows: "1", "aria-label": "Message", placeholder: "Write a message…", maxlength: "4000" });
+  var sendBtn = el("button", { class: "send", type: "submit", "aria-label": "Send" }, icon(ICON_SEND));
+  var form = el("form", { class: "comp" }, input, sendBtn);
+  var titleId = "sb-title";
+  var panel = el(
+    "div",
+    { class: "panel", id: "sb-panel", role: "dialog", "aria-labelledby": titleId, hidden: "" },
+    el(
+      "div",
+      { class: "head" },
+      el(
+        "div",
+        { class: "who" },
+        el("h2", { class: "title", id: titleId }, NAME),
+        el("span", { class: "status" }, el("span", { class: "sdot", "aria-hidden": "true" }), statusText)
+      ),
+      closeBtn
+    ),
+    conn,
+    log,
+    offline,
+    typingEl,
+    form
+  );
+  var root = el("div", { class: "r", "data-conn": "connecting" }, bubble, panel);
+  shadow.append(style, root);
+
+  // ---- State --------------------------------------------------------------------------------
+
+  var st = {
+    me: null, // the visitor's authid (from WELCOME)
+    thread: null, // the open thread's id, once there is one
+    lastSeq: 0, // the newest message seen (history after a reconnect starts after it)
+    myRead: 0, // what this visitor has read
+    staffRead: 0, // what staff have read (receipts)
+    staffOnline: null,
+    open: !!load("open"),
+  };
+  var bySeq = new Map(); // seq → message element
+  var byCid = new Map(); // client_id → own message element
+  var outbox = Array.isArray(load("outbox")) ? load("outbox") : []; // [{cid, text, ts}] not yet acknowledged
+  var sess = null;
+
+  function fmtTime(ms) {
+    try {
+      return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    } catch (e) {
+      return "";
+    }
+  }
+  var STATUS_TEXT = { pending: "Sending…", sent: "Sent", read: "Read", failed: "Not sent" };
+  function setStatus(node, status, why) {
+    node.dataset.status = status;
+    node._status.textContent = STATUS_TEXT[status] + (why ? ": " + why : "");
+  }
+  function messageNode(mine, text, who, ts) {
+    var meta = el("div", { class: "meta" });
+    var node = el("div", { class: "m " + (mine ? "me" : "them") }, el("div", { class: "b" }, linkify(text)), meta);
+    if (mine) {
+      meta.append(el("span", { class: "sr" }, "You, "), fmtTime(ts), " · ");
+      node._status = el("span", { class: "rcpt" });
+      meta.append(node._status);
+    } else {
+      meta.append(who + " · " + fmtTime(ts));
+    }
+    return node;
+  }
+
+  /** Places a stored message (from an event or history) once, in sequence order. */
+  function addMessage(m) {
+    if (m.type !== "message" || m.thread !== st.thread || bySeq.has(m.seq)) return;
+    var mine = m.sender === st.me;
+    var node = m.client_id && byCid.get(m.client_id);
+    if (node && mine) {
+      byCid.delete(m.client_id);
+      dropFromOutbox(m.client_id);
+    } else {
+      node = messageNode(mine, m.text, m.sender_name || (mine ? "You" : NAME), m.ts_ms);
+    }
+    node.dataset.seq = m.seq;
+    bySeq.set(m.seq, node);
+    if (mine) setStatus(node, m.seq <= st.staffRead ? "read" : "sent");
+    var before = null;
+    for (var n = list.firstChild; n; n = n.nextSibling) {
+      if (!n.dataset.seq || Number(n.dataset.seq) > m.seq) {
+        before = n;
+        break;
+      }
+    }
+    var atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+    list.insertBefore(node, before);
+    if (atEnd || mine) log.scrollTop = log.scrollHeight;
+    if (m.seq > st.lastSeq) st.lastSeq = m.seq;
+    if (!mine) {
+      typingFrom(null);
+      markRead();
+      updateBadge();
+    }
+  }
+
+  function updateReceipts() {
+    bySeq.forEach(function (node, seq) {
+      if (node._status && seq <= st.staffRead) setStatus(node, "read");
+    });
+  }
+
+  function unread() {
+    var n = 0;
+    bySeq.forEach(function (node, seq) {
+      if (!node._status && seq > st.myRead) n++;
+    });
+    return n;
+  }
+  function updateBadge() {
+    var n = st.open ? 0 : unread();
+    badge.hidden = n === 0;
+    badge.textContent = n > 9 ? "9+" : String(n);
+    bubble.setAttribute("aria-label", "Chat with " + NAME + (n ? " (" + n + " unread)" : ""));
+  }
+
+  var typingTimer = null;
+  /** Shows "NAME is typing…" for a few seconds (the API has no "stopped typing"). */
+  function typingFrom(name) {
+    clearTimeout(typingTimer);
+    typingEl.textContent = "";
+    if (!name) return;
+    typingEl.append(name + " is typing", el("span", {}, "…"));
+    typingTimer = setTimeout(function () {
+      typingEl.textContent = "";
+    }, 6000);
+  }
+
+  function onThreadEvent(kw) {
+    if (kw.thread !== st.thread) return;
+    if (kw.type === "message") addMessage(kw);
+    else if (kw.type === "typing" && kw.member !== st.me) typingFrom(kw.name || NAME);
+    else if (kw.type === "read") {
+      if (kw.member === st.me) {
+        st.myRead = Math.max(st.myRead, kw.seq); // read in another tab
+        updateBadge();
+      } else if (kw.seq > st.staffRead) {
+        st.staffRead = kw.seq;
+        // Kept, because the service tells a visitor of staff reads only as events: after a
+        // reload the widget would otherwise show read messages as merely sent.
+        save("seen", { thread: st.thread, staffRead: kw.seq });
+        updateReceipts();
+      }
+    }
+  }
+
+  function setStaff(online) {
+    var atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+    st.staffOnline = online;
+    renderStatus();
+    if (atEnd) log.scrollTop = log.scrollHeight; // the notice took room from the log
+  }
+
+  var connState = "connecting";
+  var retryAt = 0;
+  var countdown = null;
+  function setConn(state) {
+    connState = state;
+    root.dataset.conn = state;
+    clearInterval(countdown);
+    if (state === "waiting") countdown = setInterval(renderStatus, 1000);
+    renderStatus();
+  }
+  function renderStatus() {
+    var online = connState === "online";
+    root.classList.toggle("on", online && !!st.staffOnline);
+    offline.hidden = !(online && st.staffOnline === false);
+    conn.hidden = online;
+    retryBtn.hidden = connState !== "waiting" && connState !== "offline";
+    if (connState === "waiting") {
+      var s = Math.max(1, Math.ceil((retryAt - Date.now()) / 1000));
+      connText.textContent = "Connection lost. Reconnecting in " + s + " s…";
+    } else if (connState === "offline") {
+      connText.textContent = "You are offline. Waiting for the network…";
+    } else if (connState === "connecting") {
+      connText.textContent = "Connecting…";
+    } else {
+      connText.textContent = "";
+    }
+    statusText.textContent = !online
+      ? connState === "connecting"
+        ? "Connecting…"
+        : "Not connected"
+      : st.staffOnline
+        ? "We're online"
+        : "Away — leave a message";
+  }
+
+  function persistOutbox() {
+    save("outbox", outbox.length ? outbox : null);
+  }
+  function dropFromOutbox(cid) {
+    outbox = outbox.filter(function (o) {
+      return o.cid !== cid;
+    });
+    persistOutbox();
+  }
+
+  // ---- Talking to the chat service -----------------------------------------------------------
+
+  /** Makes `t` (a thread summary) the current thread: subscribe, then fetch what is missing. */
+  async function useThread(s, t) {
+    if (st.thread !== t.thread) {
+      bySeq.forEach(function (n) {
+        n.remove();
+      });
+      bySeq.clear();
+      var seen = load("seen") || {};
+      st.thread = t.thread;
+      st.lastSeq = 0;
+      st.staffRead = seen.thread === t.thread ? Number(seen.staffRead) || 0 : 0;
+      st.myRead = 0;
+    }
+    st.myRead = Math.max(st.myRead, t.read || 0);
+    await s.subscribe(P + "thread." + t.thread, onThreadEvent);
+    if (!st.lastSeq) {
+      var newest = (await s.call("history", [t.thread], { limit: 200 }))[0] || [];
+      newest.reverse().forEach(addMessage);
+    } else {
+      // Catch up after a reconnect: everything after the last message seen, oldest first.
+      for (;;) {
+        var page = (await s.call("history", [t.thread], { after: st.lastSeq, limit: 500 }))[0] || [];
+        page.forEach(addMessage);
+        if (page.length < 500) break;
+      }
+    }
+    updateBadge();
+  }
+
+  var flushing = null;
+  /** Sends what the outbox holds, oldest first. Each message keeps its client_id across
+   *  retries (reconnects, reloads), and the service answers a repeated client_id with the first
+   *  result, so nothing is stored twice. */
+  function flush(s) {
+    if (flushing) return flushing; // the running flush also takes what was queued meanwhile
+    flushing = (async function () {
+      while (outbox.length) {
+        if (st.thread == null) await useThread(s, (await s.call("open"))[0]);
+        var o = outbox[0];
+        var r;
+        try {
+          r = (await s.call("send", [st.thread, o.text], { client_id: o.cid }))[0];
+        } catch (e) {
+          if (e.uri !== "wamp.error.invalid_argument") throw e; // kept for the next try
+          var bad = byCid.get(o.cid);
+          if (bad) setStatus(bad, "failed", e.message);
+          byCid.delete(o.cid);
+          dropFromOutbox(o.cid);
+          continue;
+        }
+        // The message's event usually came first; if not, it is placed now.
+        addMessage({ type: "message", thread: r.thread, seq: r.seq, ts_ms: r.ts_ms, sender: st.me, text: o.text, client_id: o.cid });
+        byCid.delete(o.cid);
+        dropFromOutbox(o.cid);
+      }
+    })().finally(function () {
+      flushing = null;
+    });
+    return flushing;
+  }
+
+  function sendText(text) {
+    if (!text.trim()) return;
+    var o = { cid: randomText(12), text: text, ts: Date.now() };
+    outbox.push(o);
+    persistOutbox();
+    var node = messageNode(true, text, "You", o.ts);
+    setStatus(node, "pending");
+    byCid.set(o.cid, node);
+    list.append(node);
+    log.scrollTop = log.scrollHeight;
+    if (sess) flush(sess).catch(retrySoon);
+  }
+  function retrySoon(e) {
+    // Refused for now (e.g. overloaded) while the session is up: try again shortly. A lost
+    // connection needs nothing here: every reconnect flushes the outbox.
+    if (e && e.uri)
+      setTimeout(function () {
+        if (sess) flush(sess).catch(function () {});
+      }, 3000);
+  }
+
+  var readTimer = null;
+  /** Tells the service what the visitor has seen (panel open, tab visible): a read receipt. */
+  function markRead() {
+    if (!readTimer) readTimer = setTimeout(doMarkRead, 50);
+  }
+  function doMarkRead() {
+    readTimer = null;
+    if (sess && st.open && D.visibilityState === "visible" && st.thread != null) {
+      var top = 0;
+      bySeq.forEach(function (node, seq) {
+        if (!node._status && seq > top) top = seq;
+      });
+      if (top > st.myRead) {
+        st.myRead = top;
+        sess.call("read", [st.thread, top]).catch(function () {});
+      }
+    }
+    updateBadge();
+  }
+
+  function reportPage() {
+    if (sess) sess.call("page", [location.href, D.title]).catch(function () {});
+  }
+
+  /** After each (re)connect: status, the thread and what was missed, the page, the outbox. */
+  async function sync(s) {
+    st.me = s.authid;
+    await s.subscribe(P + "status", function (kw) {
+      setStaff(!!kw.staff_online);
+    });
+    var threads = (await s.call("threads"))[0] || [];
+    var open = threads
+      .filter(function (t) {
+        return t.status === "open";
+      })
+      .sort(function (a, b) {
+        return b.thread - a.thread;
+      })[0];
+    // No thread is opened until the visitor writes, so page views do not fill the inbox.
+    if (open) await useThread(s, open);
+    var p = (await s.call("presence"))[0] || {};
+    setStaff(!!p.staff_online);
+    reportPage();
+  }
+
+  var wake = null;
+  function nudge() {
+    if (wake) wake();
+  }
+
+  /** Connects, and reconnects with exponential backoff (0.5–1 s doubling up to 30 s, jittered). */
+  async function run() {
+    var tries = 0;
+    for (;;) {
+      var s = null;
+      setConn("connecting");
+      try {
+        s = await join(WS_URL, REALM, token());
+        sess = s;
+        await sync(s);
+        setConn("online");
+        tries = 0;
+        flush(s).catch(retrySoon);
+        markRead();
+        await s.closed;
+      } catch (e) {
+        if (e && e.abort && /token/i.test(e.message || "")) save("token", null); // a fresh one next time
+        if (s) s.close();
+      }
+      sess = null;
+      // Offline (the browser knows it has no network): wait for the "online" event instead.
+      var offline = navigator.onLine === false;
+      var delay = Math.min(30000, 1000 * Math.pow(2, tries)) * (0.5 + Math.random() / 2);
+      tries = Math.min(tries + 1, 5);
+      retryAt = Date.now() + delay;
+      setConn(offline ? "offline" : "waiting");
+      await new Promise(function (r) {
+        var t = offline ? 0 : setTimeout(r, delay);
+        wake = function () {
+          clearTimeout(t);
+          r();
+        };
+      });
+      wake = null;
+    }
+  }
+
+  // ---- Opening, closing, typing ---------------------------------------------------------------
+
+  function setOpen(open, focus) {
+    st.open = open;
+    save("open", open || null);
+    panel.hidden = !open;
+    root.classList.toggle("open", open);
+    bubble.setAttribute("aria-expanded", String(open));
+    if (open) {
+      if (focus) input.focus();
+      log.scrollTop = log.scrollHeight;
+      markRead();
+    } else if (focus) {
+      bubble.focus();
+    }
+    updateBadge();
+  }
+
+  bubble.addEventListener("click", function () {
+    setOpen(!st.open, true);
+  });
+  closeBtn.addEventListener("click", function () {
+    setOpen(false, true);
+  });
+  retryBtn.addEventListener("click", nudge);
+  root.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && st.open) {
+      e.stopPropagation();
+      setOpen(false, true);
+    }
+  });
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    lastTyping = 0; // the next message's first keystroke is announced again
+    autosize();
+    sendText(text);
+    input.focus();
+  });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit", { cancelable: true }));
+    }
+  });
+  var lastTyping = 0;
+  function autosize() {
+    input.style.height = "auto";
+    input.style.height = Math.min(input.scrollHeight + 2, 120) + "px";
+  }
+  input.addEventListener("input", function () {
+    autosize();
+    var now = Date.now();
+    if (sess && st.thread != null && input.value.trim() && now - lastTyping > 3000) {
+      lastTyping = now;
+      sess.call("typing", [st.thread]).catch(function () {});
+    }
+  });
+  D.addEventListener("visibilitychange", markRead);
+  W.addEventListener("online", nudge);
+  W.addEventListener("offline", function () {
+    if (sess) sess.drop();
+  });
+  W.addEventListener("popstate", reportPage);
+  W.addEventListener("hashchange", reportPage);
+
+  // TODO(server): offline e-mail follow-up. When no staff is online the issue asks for a form
+  // that takes the visitor's e-mail so the answer can be mailed; sending it needs a chat
+  // procedure that does not exist yet (e.g. switchboard.chat.contact(thread, email)). Until the
+  // server has it, the widget only shows the "no one is available" notice (`offline` above) and
+  // keeps the message in the thread — it shows no e-mail field, so nothing pretends to send.
+
+  // Messages written before a reload that were never acknowledged: shown, sent on connect.
+  outbox.forEach(function (o) {
+    var node = messageNode(true, o.text, "You", o.ts);
+    setStatus(node, "pending");
+    byCid.set(o.cid, node);
+    list.append(node);
+  });
+  renderStatus();
+  setOpen(st.open, false);
+
+  function mount() {
+    D.body.append(host);
+    run();
+  }
+  if (D.body) mount();
+  else D.addEventListener("DOMContentLoaded", mount);
+})();
