@@ -18,7 +18,7 @@
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { chromium } from "playwright-core";
@@ -515,37 +515,19 @@ describe(`staff inbox on the development default at ${BASE}`, { timeout: 10 * 60
     await page.selectOption(tid("thread-filter"), "mine");
     assert.equal((await threadOf(page, vera.id)).hidden, false);
     await page.selectOption(tid("thread-filter"), "all");
+    // The visitor writing into the resolved conversation reopens it (a status event).
+    await vera.send("are you still there?");
+    await eventually(async () => {
+      assert.equal((await threadOf(page, vera.id)).status, "open");
+      assert.equal(await page.getAttribute(tid("conv-status"), "data-status"), "open");
+      assert.equal((await page.textContent(tid("resolve"))).trim(), "Resolve");
+    });
+    // Resolve and Reopen from the page.
+    await page.click(tid("resolve"));
+    await eventually(async () => assert.equal((await threadOf(page, vera.id)).status, "resolved"));
     await page.click(tid("resolve"));
     await eventually(async () => assert.equal((await threadOf(page, vera.id)).status, "open"));
     assert.equal((await vera.call("threads"))[0].status, "open");
-  });
-
-  it("search finds a message (case-insensitive) and opens it", { timeout: TEST_TIMEOUT }, async (t) => {
-    if (!(await hasProcedure("search"))) {
-      // The page says so instead of failing.
-      await page.fill(tid("search-input"), "onerror");
-      await page.press(tid("search-input"), "Enter");
-      await eventually(async () => assert.match(await page.textContent(tid("search-summary")), /not available/));
-      console.log("# search not available on this server: the search step is skipped");
-      t.skip("switchboard.chat.search is not registered on this server yet");
-      return;
-    }
-    await page.fill(tid("search-input"), "ONERROR");
-    await page.press(tid("search-input"), "Enter");
-    const hits = await eventually(async () => {
-      const r = await page.$$eval(tid("search-result"), (bs) => bs.map((b) => ({
-        thread: Number(b.dataset.thread), seq: Number(b.dataset.seq),
-        text: b.querySelector(".result-text").textContent,
-        marked: [...b.querySelectorAll("mark")].map((m) => m.textContent),
-      })));
-      assert.ok(r.length >= 1, "no search results");
-      return r;
-    });
-    assert.deepEqual(hits[0], { thread: vera.id, seq: 2, text: EVIL_IMG, marked: ["onerror"] });
-    assert.equal(await page.evaluate(() => document.querySelectorAll("img").length), 0);
-    await screenshot(page, "inbox-search.png");
-    await page.click(tid("search-clear"));
-    assert.equal(await page.isHidden(tid("search-results")), true);
   });
 
   it("loads older history when scrolled to the top (80 messages, pages of 50)", { timeout: 2 * TEST_TIMEOUT }, async () => {
@@ -600,6 +582,56 @@ describe(`staff inbox on the development default at ${BASE}`, { timeout: 10 * 60
     await screenshot(page, "inbox-history.png");
   });
 
+  it("search finds a message (case-insensitive) and opens its conversation at it", { timeout: TEST_TIMEOUT }, async (t) => {
+    if (!(await hasProcedure("search"))) {
+      // The page says so instead of failing.
+      await page.fill(tid("search-input"), "onerror");
+      await page.press(tid("search-input"), "Enter");
+      await eventually(async () => assert.match(await page.textContent(tid("search-summary")), /not available/));
+      console.log("# search not available on this server: the search step is skipped");
+      t.skip("switchboard.chat.search is not registered on this server yet");
+      return;
+    }
+    // Bob's conversation is open; the hit is in Vera's.
+    await page.fill(tid("search-input"), "ONERROR");
+    await page.press(tid("search-input"), "Enter");
+    const hits = await eventually(async () => {
+      const r = await page.$$eval(tid("search-result"), (bs) => bs.map((b) => ({
+        thread: Number(b.dataset.thread), seq: Number(b.dataset.seq),
+        text: b.querySelector(".result-text").textContent,
+        marked: [...b.querySelectorAll("mark")].map((m) => m.textContent),
+      })));
+      assert.ok(r.length >= 1, "no search results");
+      return r;
+    });
+    assert.deepEqual(hits, [{ thread: vera.id, seq: 2, text: EVIL_IMG, marked: ["onerror"] }]);
+    assert.match(await page.textContent(tid("search-summary")), /^1 message with “ONERROR”$/);
+    assert.equal(await page.evaluate(() => document.querySelectorAll("img").length), 0);
+    await screenshot(page, "inbox-search.png");
+    await page.click(`${tid("search-result")}[data-seq="2"]`);
+    await eventually(async () => {
+      assert.equal((await page.textContent(tid("conv-name"))).trim(), VISITOR_NAME);
+      const hl = await page.$$eval(`${tid("message")}.highlight`, (ms) => ms.map((m) => m.dataset.seq));
+      assert.deepEqual(hl, ["2"], "the hit is highlighted");
+    });
+    // Nothing found is said so; Clear closes the results.
+    await page.fill(tid("search-input"), "no such words anywhere");
+    await page.press(tid("search-input"), "Enter");
+    await eventually(async () => assert.match(await page.textContent(tid("search-summary")), /^No messages with/));
+    await page.click(tid("search-clear"));
+    assert.equal(await page.isHidden(tid("search-results")), true);
+  });
+
+  it("exports a conversation as JSON", { timeout: TEST_TIMEOUT }, async () => {
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click(tid("export"))]);
+    assert.equal(download.suggestedFilename(), `switchboard-thread-${vera.id}.json`);
+    const file = await download.path();
+    const data = JSON.parse(readFileSync(file, "utf8"));
+    assert.equal(data.thread.thread, vera.id);
+    assert.deepEqual(data.messages.map((m) => m.seq), [1, 2, 3, 4, 5, 6, 7]);
+    assert.equal(data.messages[1].text, EVIL_IMG);
+  });
+
   it("shows a visitor who leaves as offline", { timeout: TEST_TIMEOUT }, async () => {
     await page.click(`#thread-${vera.id}`);
     await eventually(async () => assert.equal((await page.textContent(tid("conv-name"))).trim(), VISITOR_NAME));
@@ -631,7 +663,13 @@ describe(`staff inbox on the development default at ${BASE}`, { timeout: 10 * 60
       assert.equal(await phone.page.isVisible(tid("conversation")), false);
       await screenshot(phone.page, "inbox-phone-list.png");
       await phone.page.click(`#thread-${vera.id}`);
-      await eventually(async () => assert.equal((await readMessages(phone.page)).length, 6));
+      const msgs = await eventually(async () => {
+        const m = await readMessages(phone.page);
+        assert.equal(m.length, 7);
+        return m;
+      });
+      // The visitor read up to the reply (seq 5) before this page existed: others_read.
+      assert.deepEqual(msgs.filter((m) => m.seen).map((m) => m.seq), [5]);
       assert.equal(await phone.page.isVisible(tid("thread-list")), false);
       assert.equal(await phone.page.isVisible(tid("reply")), true);
       assert.equal(await phone.page.isVisible(tid("back")), true);
@@ -645,6 +683,32 @@ describe(`staff inbox on the development default at ${BASE}`, { timeout: 10 * 60
     } finally {
       await phone.context.close();
     }
+  });
+
+  it("forgets a visitor: their conversations are deleted on the server and leave the list", { timeout: TEST_TIMEOUT }, async () => {
+    const carl = await openVisitor("carl-token-0123456789abcdefghij", "Carl", null);
+    visitors.push(carl);
+    await carl.send("please delete my data");
+    await eventually(() => threadOf(page, carl.id));
+    await page.click(`#thread-${carl.id}`);
+    await eventually(async () => assert.equal((await readMessages(page)).length, 1));
+    // Cancel keeps everything.
+    await page.click(tid("forget"));
+    await page.locator(tid("forget-dialog")).waitFor({ state: "visible" });
+    assert.match(await page.textContent(tid("forget-who")), /^Carl \(visitor:[0-9a-f]{16}\)$/);
+    await page.click(tid("forget-cancel"));
+    await page.locator(tid("forget-dialog")).waitFor({ state: "hidden" });
+    await sleep(300);
+    assert.equal((await carl.call("threads")).length, 1);
+    await page.click(tid("forget"));
+    await page.click(tid("forget-confirm"));
+    await eventually(async () => {
+      assert.ok(!(await readThreads(page)).some((t) => t.id === carl.id), "the thread is still listed");
+      assert.equal(await page.isVisible(tid("conversation-body")), false);
+    });
+    assert.deepEqual(await carl.call("threads"), [], "deleted on the server");
+    assert.equal(await page.isHidden(tid("inbox-error")), true);
+    assert.ok((await readThreads(page)).some((t) => t.id === vera.id), "other visitors' threads stay");
   });
 
   it("logs out", { timeout: TEST_TIMEOUT }, async () => {

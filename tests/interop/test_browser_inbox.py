@@ -41,7 +41,8 @@ def inbox_server(tmp_path_factory):
         timeout=60,
     )
     assert added.returncode == 0, f"switchboard user add failed:\n{added.stdout}"
-    s = Server(data_dir=str(data))
+    # The test sends 80 messages from one visitor in a second: above the default 60 per minute.
+    s = Server("--chat-messages-per-minute", "1000", data_dir=str(data))
     yield s
     s.stop()
 
