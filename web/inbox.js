@@ -30,6 +30,8 @@ let live = null;
 /** Credentials of this tab's login, in memory only, to reconnect after a lost connection. */
 let creds = null;
 let reconnectTimer = null;
+/** What to restore after a reconnect: the open thread and replies not yet stored. */
+let resume = { openId: null, outbox: [] };
 
 // ---------- small helpers ----------
 
@@ -759,7 +761,7 @@ class Inbox {
     }
   }
 
-  async openThread(id, { focusComposer = false } = {}) {
+  async openThread(id, { focusComposer = false, draft = "" } = {}) {
     const t = this.threads.get(id);
     if (!t) return;
     document.body.dataset.view = "thread";
@@ -774,7 +776,7 @@ class Inbox {
     t.li.setAttribute("aria-selected", "true");
     for (const li of el.threadList.children) li.tabIndex = -1;
     t.li.tabIndex = 0;
-    el.reply.value = "";
+    el.reply.value = draft;
     this.conv = new Conversation(this, t);
     el.convEmpty.hidden = true;
     el.convBody.hidden = false;
@@ -999,6 +1001,8 @@ class Conversation {
     this.sub = null;
     this.items = new Map(); // seq → li
     this.pending = new Map(); // client_id → li
+    this.outbox = new Map(); // client_id → text: replies not yet confirmed stored
+    this.clientIds = new Set(); // client_ids of the messages shown
     this.oldest = null;
     this.newest = 0;
     this.exhausted = false;
@@ -1148,6 +1152,7 @@ class Conversation {
     li.classList.toggle("from-staff", !fromVisitor);
     li.classList.remove("pending", "failed");
     if (m.seq !== undefined) li.dataset.seq = String(m.seq);
+    if (m.client_id) this.clientIds.add(String(m.client_id));
     li.dataset.sender = String(m.sender || "");
     const t = this.inbox.threads.get(this.id);
     const author = mine ? "You" : fromVisitor ? threadName(t ? t.s : { visitor: this.visitor }) : text(m.sender_name || m.sender);
@@ -1256,6 +1261,11 @@ class Conversation {
     el.scroller.scrollTop = el.scroller.scrollHeight;
   }
 
+  /** Replies sent or being sent that the server has not confirmed: [{ text, cid }]. */
+  unsent() {
+    return [...this.outbox].map(([cid, v]) => ({ text: v, cid }));
+  }
+
   /** typing(), at most once per TYPING_EVERY_MS while the reply has text. */
   typed() {
     const now = Date.now();
@@ -1281,10 +1291,12 @@ class Conversation {
     }
     li.dataset.clientId = cid;
     this.pending.set(cid, li);
+    this.outbox.set(cid, v);
     this.lastTypingSent = 0;
     try {
       const r = await this.inbox.call("send", [this.id, v], { client_id: cid });
       const res = r.args[0] || {};
+      this.outbox.delete(cid);
       if (this.pending.get(cid) === li) {
         // The event has not come yet: the answer numbers the message.
         this.pending.delete(cid);
@@ -1317,15 +1329,28 @@ function phoneLayout() {
 
 // ---------- login / logout / reconnect ----------
 
+/** Remembers what to restore after a reconnect, then stops the inbox. */
+function lose(inbox) {
+  if (inbox.closed) return;
+  resume = {
+    openId: inbox.conv ? inbox.conv.id : null,
+    outbox: inbox.conv ? inbox.conv.unsent() : [],
+  };
+  inbox.stop();
+}
+
 function sessionClosed(inbox, info) {
   if (live !== inbox) return;
-  const openId = inbox.conv ? inbox.conv.id : null;
-  inbox.stop();
-  if (info.byClient) return;
-  if (info.reason === TRANSPORT_LOST && creds) {
-    setState("reconnecting", "Reconnecting…");
-    showError("Connection to the router lost", "Reconnecting…", info.reason);
-    scheduleReconnect(1000, openId);
+  lose(inbox);
+  if (info.byClient && !inbox.offline) return;
+  if ((info.reason === TRANSPORT_LOST || inbox.offline) && creds) {
+    setState("reconnecting", inbox.offline ? "Offline" : "Reconnecting…");
+    showError(
+      inbox.offline ? "This browser is offline" : "Connection to the router lost",
+      "Reconnecting… Replies can be sent again once connected.",
+      inbox.offline ? "" : info.reason,
+    );
+    scheduleReconnect(inbox.offline ? 2000 : 500);
     return;
   }
   live = null;
@@ -1338,17 +1363,22 @@ function sessionClosed(inbox, info) {
   }
 }
 
-function scheduleReconnect(delay, openId) {
+/** Reconnects after `delay` ms, then backs off (doubling, jittered, at most 30 s). */
+function scheduleReconnect(delay) {
   clearTimeout(reconnectTimer);
+  const wait = Math.round(delay * (0.8 + Math.random() * 0.4));
   reconnectTimer = setTimeout(async () => {
-    if (!creds) return;
-    const ok = await start(creds, openId, true);
-    if (!ok && creds) scheduleReconnect(Math.min(delay * 2, 30000), openId);
-  }, delay);
+    if (!creds || document.body.dataset.state !== "reconnecting") return;
+    const ok = await start(creds, resume);
+    if (!ok && creds && document.body.dataset.state === "reconnecting") scheduleReconnect(Math.min(delay * 2, 30000));
+  }, wait);
 }
 
-/** Connects with `c` and starts an inbox; true once it is live. */
-async function start(c, reopen = null, quiet = false) {
+/**
+ * Connects with `c` and starts an inbox; true once it is live. `again`: a reconnect, with what
+ * to restore (then refusals end the session, unreachable routers are retried).
+ */
+async function start(c, again = null) {
   let inbox = null;
   let session;
   try {
@@ -1361,10 +1391,15 @@ async function start(c, reopen = null, quiet = false) {
       onclose: (info) => inbox && sessionClosed(inbox, info),
     });
   } catch (e) {
-    if (!quiet) {
-      const title = (e instanceof WampError && LOGIN_ERRORS[e.uri]) || "Login failed";
-      showError(title, e.message === e.uri ? "" : e.message, e instanceof WampError ? e.uri : "");
+    if (again && isUri(e, TRANSPORT_LOST)) return false; // not reachable yet: retried
+    const title = (e instanceof WampError && LOGIN_ERRORS[e.uri]) || "Login failed";
+    if (again) {
+      // Refused on reconnect (password changed, account removed, …): signed out.
+      live = null;
+      creds = null;
+      setState("signed-out", "Signed out");
     }
+    showError(title, e.message === e.uri ? "" : e.message, e instanceof WampError ? e.uri : "");
     return false;
   }
   if (live) live.stop();
@@ -1404,8 +1439,20 @@ async function start(c, reopen = null, quiet = false) {
   if (live !== inbox) return false;
   setState("live", "Live");
   clearError();
-  if (reopen !== null && inbox.threads.has(reopen)) inbox.openThread(reopen);
-  else document.body.dataset.view = "list";
+  if (again && again.openId !== null && inbox.threads.has(again.openId)) {
+    // The reply box keeps what was typed meanwhile.
+    await inbox.openThread(again.openId, { draft: el.reply.value });
+    // Replies in flight when the connection went: sent again with their client_id, so one
+    // that did reach the server is not stored twice (and one already shown is skipped).
+    if (inbox.conv && inbox.conv.id === again.openId) {
+      for (const { text: v, cid } of again.outbox) {
+        if (!inbox.conv.clientIds.has(cid)) inbox.conv.send(v, null, cid);
+      }
+    }
+  } else {
+    document.body.dataset.view = "list";
+  }
+  resume = { openId: null, outbox: [] };
   return true;
 }
 
@@ -1519,6 +1566,19 @@ function init() {
     el.reply.value = "";
     live.conv.send(v);
     el.reply.focus();
+  });
+  // The browser lost its network: drop the session now (rather than when keep-alive notices)
+  // and reconnect when it is back.
+  window.addEventListener("offline", () => {
+    if (!live || document.body.dataset.state !== "live") return;
+    const inbox = live;
+    inbox.offline = true;
+    lose(inbox);
+    setState("reconnecting", "Offline");
+    inbox.session.close("wamp.close.close_realm", "the browser went offline");
+  });
+  window.addEventListener("online", () => {
+    if (creds && document.body.dataset.state === "reconnecting") scheduleReconnect(0);
   });
   document.addEventListener("visibilitychange", () => {
     if (live && live.conv && document.visibilityState === "visible") live.scheduleRead();

@@ -632,6 +632,38 @@ describe(`staff inbox on the development default at ${BASE}`, { timeout: 10 * 60
     assert.equal(data.messages[1].text, EVIL_IMG);
   });
 
+  it("reconnects when the network is back: catches up, keeps the draft, sends after", { timeout: TEST_TIMEOUT }, async () => {
+    assert.equal((await page.textContent(tid("conv-name"))).trim(), VISITOR_NAME);
+    await context.setOffline(true);
+    await eventually(async () => {
+      assert.equal(await page.getAttribute("body", "data-state"), "reconnecting");
+      assert.equal((await page.textContent(tid("inbox-pill-text"))).trim(), "Offline");
+    });
+    const missed = await vera.send("sent while you were offline");
+    await page.fill(tid("reply"), "draft kept");
+    await page.press(tid("reply"), "Enter");
+    assert.equal(await page.inputValue(tid("reply")), "draft kept", "nothing is sent while offline");
+    await context.setOffline(false);
+    await eventually(async () => {
+      assert.equal(await page.getAttribute("body", "data-state"), "live");
+      const last = (await readMessages(page)).at(-1);
+      assert.deepEqual([last.seq, last.text], [missed.seq, "sent while you were offline"], "caught up");
+    });
+    assert.equal(await page.inputValue(tid("reply")), "draft kept", "the draft survived the reconnect");
+    assert.equal(await page.isHidden(tid("inbox-error")), true);
+    await eventually(() => assert.ok(
+      vera.events.some((x) => x.type === "read" && x.member === STAFF && x.seq === missed.seq),
+      "the caught-up message was read in the open conversation",
+    ));
+    await page.focus(tid("reply"));
+    await page.keyboard.press("Enter");
+    await eventually(() => assert.ok(
+      vera.events.some((x) => x.type === "message" && x.sender === STAFF && x.text === "draft kept"),
+      "the visitor got the reply sent after the reconnect",
+    ));
+    assert.equal((await readMessages(page)).filter((m) => m.text === "draft kept").length, 1);
+  });
+
   it("shows a visitor who leaves as offline", { timeout: TEST_TIMEOUT }, async () => {
     await page.click(`#thread-${vera.id}`);
     await eventually(async () => assert.equal((await page.textContent(tid("conv-name"))).trim(), VISITOR_NAME));
@@ -665,7 +697,7 @@ describe(`staff inbox on the development default at ${BASE}`, { timeout: 10 * 60
       await phone.page.click(`#thread-${vera.id}`);
       const msgs = await eventually(async () => {
         const m = await readMessages(phone.page);
-        assert.equal(m.length, 7);
+        assert.equal(m.length, 9);
         return m;
       });
       // The visitor read up to the reply (seq 5) before this page existed: others_read.
