@@ -321,9 +321,11 @@ class Inbox {
     if (!s || typeof s !== "object" || s.thread === undefined) return null;
     const id = Number(s.thread);
     let t = this.threads.get(id);
+    let created = false;
     if (!t) {
       t = { id, s: { ...s }, unread: 0, readSeq: 0, preview: null, li: null };
       this.threads.set(id, t);
+      created = true;
     } else {
       const max = (k) => Math.max(Number(t.s[k]) || 0, Number(s[k]) || 0);
       t.s = { ...t.s, ...s, last_seq: max("last_seq"), last_ts_ms: max("last_ts_ms"), others_read: max("others_read") };
@@ -336,6 +338,8 @@ class Inbox {
     }
     if (s.assignee) this.knownStaff.add(String(s.assignee));
     this.renderThread(t);
+    // An online visitor who just opened a conversation gets its name and "Open chat".
+    if (created && !this.loading) this.renderVisitors();
     // For staff, `others_read` is how far the visitor has read (also in inbox notes).
     if (this.conv && this.conv.id === id) this.conv.visitorReadUpTo(Number(t.s.others_read) || 0);
     return t;
@@ -1113,11 +1117,18 @@ class Conversation {
   prepend(page) {
     const frag = document.createDocumentFragment();
     const ordered = [...page].sort((a, b) => Number(a.seq) - Number(b.seq));
+    const firstLive = el.liveLog.firstElementChild;
     for (const m of ordered) {
       const seq = Number(m.seq);
       if (this.items.has(seq)) continue;
       const li = this.render(m);
       this.items.set(seq, li);
+      if (firstLive && firstLive.dataset.seq && seq > Number(firstLive.dataset.seq)) {
+        // An event overtook the first page: keep the whole conversation in seq order.
+        const after = [...el.liveLog.children].find((x) => x.dataset.seq && Number(x.dataset.seq) > seq);
+        el.liveLog.insertBefore(li, after || null);
+        continue;
+      }
       frag.appendChild(li);
       this.oldest = this.oldest === null ? seq : Math.min(this.oldest, seq);
       this.newest = Math.max(this.newest, seq);
