@@ -12,11 +12,12 @@ use rust_embed::RustEmbed;
 struct WebAssets;
 
 /// Serves `path` from the embedded assets; `/` is `index.html`, `/admin` is `admin.html`,
-/// `/setup` is `setup.html`.
+/// `/inbox` is `inbox.html`, `/setup` is `setup.html`.
 pub fn serve<B>(req: &Request<B>, path: &str) -> Response<Body> {
     let name = match path.trim_start_matches('/') {
         "" => "index.html",
         "admin" => "admin.html",
+        "inbox" => "inbox.html",
         "setup" => "setup.html",
         p => p,
     };

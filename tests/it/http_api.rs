@@ -79,6 +79,23 @@ async fn admin_view_is_served_at_slash_admin() {
     }
 }
 
+#[tokio::test]
+async fn staff_inbox_is_served_at_slash_inbox() {
+    let srv = TestServer::start().await;
+    let (head, body) = http_get(srv.addr, "/inbox").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(body.contains("/inbox.js"), "{body}");
+    for (asset, kind) in [("/inbox.js", "javascript"), ("/inbox.css", "css")] {
+        let (head, _) = http_get(srv.addr, asset).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{asset}: {head}");
+        assert!(head.to_lowercase().contains(kind), "{asset}: {head}");
+    }
+}
+
 async fn handshake(url: &str, protocols: Option<&str>) -> Result<Option<String>, String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     if let Some(p) = protocols {
