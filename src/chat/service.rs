@@ -227,6 +227,18 @@ impl Chat {
         ])
     }
 
+    /// A thread's summary for everyone on the inbox topic: without the per-reader fields
+    /// (`read`, `unread`, `others_read`), which only `threads()` can give for its caller.
+    fn public_summary(&self, t: &Thread) -> Value {
+        match self.thread_summary(t, "") {
+            Value::Dict(mut d) => {
+                d.retain(|(k, _)| !matches!(k.as_str(), "read" | "unread" | "others_read"));
+                Value::Dict(d)
+            }
+            other => other,
+        }
+    }
+
     /// Queues a durable change; resolves once it is on disk (and its events published).
     fn commit(
         &self,
@@ -303,7 +315,7 @@ impl Chat {
                 self.owners.write().insert(t.id, t.visitor.clone());
                 let note = kwargs_only(as_dict(Value::Dict(vec![
                     ("type".into(), "thread".into()),
-                    ("thread".into(), self.thread_summary(&t, "")),
+                    ("thread".into(), self.public_summary(&t)),
                 ])));
                 let done = self.commit(t.clone(), None, vec![(format!("{PREFIX}inbox"), note)])?;
                 Self::durable(done).await?;
@@ -688,7 +700,7 @@ impl Chat {
                 format!("{PREFIX}inbox"),
                 kwargs_only(vec![
                     ("type".into(), "thread".into()),
-                    ("thread".into(), self.thread_summary(t, "")),
+                    ("thread".into(), self.public_summary(t)),
                 ]),
             ),
             (
@@ -824,13 +836,17 @@ impl Chat {
             }
             "assign" => {
                 self.staff_update(&c, p, |t, p| {
-                    let who = p
-                        .args
-                        .as_deref()
-                        .and_then(|a| a.get(1))
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "assign(thread, authid)"))?;
-                    t.assignee = Some(who.to_owned());
+                    // A name assigns, null unassigns.
+                    t.assignee = match p.args.as_deref().and_then(|a| a.get(1)) {
+                        Some(Value::Str(who)) if !who.is_empty() => Some(who.clone()),
+                        Some(Value::Null) => None,
+                        _ => {
+                            return Err(fail(
+                                uris::INVALID_ARGUMENT,
+                                "assign(thread, authid or null)",
+                            ))
+                        }
+                    };
                     Ok(())
                 })
                 .await
@@ -843,7 +859,19 @@ impl Chat {
                         .map(|s| s.chars().take(500).collect::<String>())
                         .unwrap_or_default()
                 };
-                self.presence.set_page(&c.authid, text(0), text(1));
+                let (url, title) = (text(0), text(1));
+                self.presence
+                    .set_page(&c.authid, url.clone(), title.clone());
+                let _ = self.client.publish_now(
+                    &format!("{PREFIX}presence"),
+                    kwargs_only(vec![
+                        ("authid".into(), c.authid.clone().into()),
+                        ("role".into(), c.role.clone().into()),
+                        ("online".into(), Value::Bool(true)),
+                        ("page_url".into(), url.into()),
+                        ("page_title".into(), title.into()),
+                    ]),
+                );
                 Ok(Payload::default())
             }
             "presence" => Ok(self.presence_view(&c)),
@@ -960,6 +988,15 @@ impl Chat {
             .flush()
             .await
             .map_err(|e| fail(STORAGE, e.to_string()))?;
+        for t in &gone {
+            let _ = self.client.publish_now(
+                &format!("{PREFIX}inbox"),
+                kwargs_only(vec![
+                    ("type".into(), "deleted".into()),
+                    ("thread".into(), Value::UInt(t.id)),
+                ]),
+            );
+        }
         Ok(gone.len())
     }
 

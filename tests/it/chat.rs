@@ -183,6 +183,10 @@ async fn visitor_and_staff_chat_both_ways() {
     let note = event(&mut agent).await;
     assert_eq!(note["type"], "thread");
     assert_eq!(note["thread"]["visitor_name"], "Ann");
+    assert!(
+        note["thread"].get("unread").is_none() && note["thread"].get("read").is_none(),
+        "per-reader fields are not broadcast: {note}"
+    );
     v.subscribe(&format!("switchboard.chat.thread.{id}"), json!({}))
         .await;
 
@@ -276,6 +280,11 @@ async fn visitor_and_staff_chat_both_ways() {
     assert_eq!(
         chat(&mut agent, "assign", json!([id, "alice"]), json!({})).await["assignee"],
         "alice"
+    );
+    assert_eq!(
+        chat(&mut agent, "assign", json!([id, null]), json!({})).await["assignee"],
+        json!(null),
+        "null unassigns"
     );
     assert_eq!(
         chat(&mut agent, "resolve", json!([id]), json!({})).await["status"],
@@ -456,6 +465,12 @@ async fn presence_follows_sessions_and_counts_tabs_once() {
         json!({}),
     )
     .await;
+    let moved = event(&mut agent).await;
+    assert_eq!(
+        (moved["page_title"].clone(), moved["online"].clone()),
+        (json!("Cart"), json!(true)),
+        "staff learn where the visitor is"
+    );
     let p = chat(&mut agent, "presence", json!([]), json!({})).await;
     assert_eq!(p["visitors"][0]["authid"], who);
     assert_eq!(p["visitors"][0]["sessions"], 2, "two tabs, one person");
@@ -622,11 +637,19 @@ async fn search_export_and_forget() {
         chat_error(&mut a, "history", json!([ta]), json!({})).await,
         "switchboard.chat.error.no_such_thread"
     );
+    agent.subscribe("switchboard.chat.inbox", json!({})).await;
     let who_b = chat(&mut b, "threads", json!([]), json!({})).await[0]["visitor"].clone();
     assert_eq!(
         chat(&mut agent, "forget", json!([who_b]), json!({})).await["threads"],
         1
     );
+    loop {
+        let e = event(&mut agent).await;
+        if e["type"] == "deleted" {
+            assert_eq!(e["thread"], tb, "open inboxes learn of the deletion");
+            break;
+        }
+    }
     let left = chat(&mut agent, "search", json!(["order"]), json!({})).await;
     assert_eq!(left, json!([]), "nothing of either visitor is left");
     assert_eq!(
