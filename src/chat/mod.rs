@@ -18,6 +18,8 @@
 //! - `presence()` → staff: online visitors and staff; visitors: {staff_online};
 //! - `search(query)` kwargs {limit?} → staff: messages containing the text, newest first;
 //! - `export(thread)` → {thread, messages}: a thread as JSON for a member;
+//! - `leave_message(text)` kwargs {email, name?} → a visitor's message while no staff is
+//!   online: stored in its thread like any message, and emailed to staff;
 //! - `forget(visitor?)` → deletes a visitor's threads and messages (staff: anyone's; a visitor:
 //!   its own).
 //!
@@ -25,6 +27,7 @@
 //! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
 
 pub mod access;
+pub mod email;
 pub mod presence;
 pub mod rate;
 pub mod service;
@@ -56,6 +59,8 @@ pub struct ChatConfig {
     pub threads_per_hour: u32,
     /// Threads without activity for this many days are deleted (none: kept forever).
     pub retention_days: Option<u64>,
+    /// Where offline messages are emailed to staff.
+    pub email: Option<email::EmailConfig>,
 }
 
 impl ChatConfig {
@@ -68,6 +73,7 @@ impl ChatConfig {
             messages_per_minute: 60,
             threads_per_hour: 30,
             retention_days: None,
+            email: None,
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct Chat {
     calls: Mutex<HashMap<String, CallState>>,
     /// STUN/TURN settings for `ice_servers`.
     router_calls: crate::calls::CallsConfig,
+    /// Email to staff (offline messages), when configured.
+    mailer: Option<super::email::Mailer>,
 }
 
 fn now_ms() -> u64 {
@@ -266,7 +268,8 @@ impl Chat {
         }
     }
 
-    async fn open(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+    /// The visitor's latest thread, created (and announced to the inbox) if it has none.
+    async fn ensure_thread(&self, c: &Caller, p: &Payload) -> Result<Thread, CallFailure> {
         if self.is_staff(c) {
             return Err(fail(
                 uris::INVALID_ARGUMENT,
@@ -322,6 +325,11 @@ impl Chat {
                 t
             }
         };
+        Ok(t)
+    }
+
+    async fn open(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let t = self.ensure_thread(c, p).await?;
         Ok(Payload::args(vec![self.thread_summary(&t, &c.authid)]))
     }
 
@@ -450,6 +458,77 @@ impl Chat {
                 .insert((id, c.authid.clone(), cid), (m.seq, ts));
         }
         Ok((done, m.seq, ts))
+    }
+
+    /// `leave_message(text)` kwargs {email, name?}: a visitor leaves a message while no staff
+    /// member is online; it is stored in the visitor's thread like any message, followed by a
+    /// note with the address to answer, and emailed to staff when email is configured.
+    async fn leave_message(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        if c.role != self.cfg.roles.visitor {
+            return Err(fail(uris::NOT_AUTHORIZED, "only visitors leave messages"));
+        }
+        let text = p
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.chars().count() <= self.cfg.max_text)
+            .ok_or_else(|| {
+                fail(
+                    uris::INVALID_ARGUMENT,
+                    format!("leave_message(text): 1 to {} characters", self.cfg.max_text),
+                )
+            })?
+            .to_owned();
+        let email = p
+            .kwargs
+            .as_ref()
+            .and_then(|k| dict_get(k, "email"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|e| plausible_email(e))
+            .ok_or_else(|| {
+                fail(
+                    uris::INVALID_ARGUMENT,
+                    "leave_message needs kwargs {email: a valid address}",
+                )
+            })?
+            .to_owned();
+        self.message_rate.hit(&c.authid).map_err(|wait| {
+            fail(
+                RATE_LIMITED,
+                format!("too many messages; retry in {wait} s"),
+            )
+        })?;
+        let t = self.ensure_thread(c, p).await?;
+        let (done, seq, _) = self.append(t.id, c, &text, None)?;
+        Self::durable(done).await?;
+        self.post_system(
+            t.id,
+            &format!("Left while no one was online; answer by email to {email}"),
+        )
+        .await?;
+        let who = t
+            .visitor_name
+            .clone()
+            .or_else(|| c.name.clone())
+            .unwrap_or_else(|| c.authid.clone());
+        let emailed = self.mailer.as_ref().is_some_and(|m| {
+            m.send(super::email::Notice {
+                subject: format!("Chat message from {who}"),
+                body: format!(
+                    "{who} <{email}> left a message while no one was online:\n\n{text}\n\nConversation {} in the staff inbox; reply to this email to answer by email.\n",
+                    t.id
+                ),
+                reply_to: Some(email.clone()),
+            })
+        });
+        Ok(Payload::args(vec![Value::Dict(vec![
+            ("thread".into(), Value::UInt(t.id)),
+            ("seq".into(), Value::UInt(seq)),
+            ("emailed".into(), Value::Bool(emailed)),
+        ])]))
     }
 
     /// A message from the service itself (call outcomes), numbered like any other.
@@ -877,6 +956,7 @@ impl Chat {
             "presence" => Ok(self.presence_view(&c)),
             "search" => self.search(&c, p),
             "signal" => self.signal(&c, p).await,
+            "leave_message" => self.leave_message(&c, p).await,
             "ice_servers" => {
                 if self.is_staff(&c) || c.role == self.cfg.roles.visitor {
                     Ok(self.ice_servers(&c))
@@ -1055,7 +1135,25 @@ const PROCEDURES: &[&str] = &[
     "forget",
     "signal",
     "ice_servers",
+    "leave_message",
 ];
+
+/// An address worth sending to: one `@`, something on both sides, a dot in the domain, no
+/// spaces, angle brackets or control characters, at most 254 bytes.
+fn plausible_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    e.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !e
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '<' || ch == '>')
+}
 
 /// WebRTC signal kinds the relay passes on.
 const SIGNALS: &[&str] = &[
@@ -1105,6 +1203,10 @@ pub async fn start(
             owners: owners.clone(),
         }),
     );
+    let mailer = match cfg.email.clone() {
+        Some(e) => Some(super::email::Mailer::start(e)?),
+        None => None,
+    };
     let (tx, rx) = mpsc::channel(QUEUE);
     let minute = std::time::Duration::from_secs(60);
     let message_rate = super::rate::RateLimit::new(cfg.messages_per_minute, minute);
@@ -1125,6 +1227,7 @@ pub async fn start(
         signal_rate: super::rate::RateLimit::new(200, std::time::Duration::from_secs(10)),
         calls: Mutex::new(HashMap::new()),
         router_calls: router.config.calls.clone(),
+        mailer,
     });
     tokio::spawn(write_loop(store, client.clone(), rx));
     for name in PROCEDURES {

@@ -403,6 +403,7 @@ fn chat(
             "messages_per_minute",
             "threads_per_hour",
             "retention_days",
+            "email",
         ],
     );
     let realm_name = ctx.required_string(o, "realm", path)?.to_owned();
@@ -461,6 +462,38 @@ fn chat(
     }
     if o.contains_key("retention_days") {
         cfg.retention_days = Some(positive(ctx, o, "retention_days", path)? as u64);
+    }
+    if let Some(e) = o.get("email") {
+        let ep = format!("{path}.email");
+        let eo = ctx.obj(e, &ep)?;
+        ctx.unknown(eo, &ep, &["smtp_host", "smtp_port", "from", "to"]);
+        let smtp_host = ctx.required_string(eo, "smtp_host", &ep)?.to_owned();
+        let smtp_port = match eo.get("smtp_port") {
+            None => 25,
+            Some(_) => match eo.get("smtp_port").and_then(Value::as_u64) {
+                Some(p) if (1..=65535).contains(&p) => p as u16,
+                _ => return ctx.err(&format!("{ep}.smtp_port"), "expected a port number"),
+            },
+        };
+        let from = ctx.required_string(eo, "from", &ep)?.to_owned();
+        let mut to = Vec::new();
+        if let Some(list) = eo.get("to") {
+            for (i, t) in ctx.list(list, &format!("{ep}.to"))?.iter().enumerate() {
+                match t.as_str() {
+                    Some(t) if t.contains('@') => to.push(t.to_owned()),
+                    _ => return ctx.err(&format!("{ep}.to[{i}]"), "expected an email address"),
+                }
+            }
+        }
+        if to.is_empty() {
+            return ctx.err(&format!("{ep}.to"), "missing: who should get the notices");
+        }
+        cfg.email = Some(crate::chat::email::EmailConfig {
+            smtp_host,
+            smtp_port,
+            from,
+            to,
+        });
     }
     Ok(cfg)
 }

@@ -828,3 +828,131 @@ async fn calls_are_signalled_between_members_and_recorded() {
         "switchboard.chat.error.no_such_thread"
     );
 }
+
+/// A minimal SMTP sink (RFC 5321 happy path), written here: collects each message's DATA.
+async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            let _ = tx.send(std::mem::take(d));
+                            data = None;
+                            let _ = w.write_all(b"250 queued\r\n").await;
+                        } else {
+                            d.push_str(&line);
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    let _ = w.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn offline_messages_are_stored_and_emailed_to_staff() {
+    let (port, mut mail) = smtp_sink().await;
+    let cfg = config(0).replace(
+        r#""max_message_length": 50"#,
+        &format!(
+            r#""max_message_length": 200, "email": {{"smtp_host": "127.0.0.1", "smtp_port": {port}, "from": "chat@shop.example", "to": ["team@shop.example"]}}"#
+        ),
+    );
+    let srv = server_with(&cfg).await;
+    let mut v = visitor(&srv, TOKEN_A).await;
+    // Nobody is online.
+    assert_eq!(
+        chat(&mut v, "presence", json!([]), json!({})).await,
+        json!({"staff_online": false})
+    );
+    let r = chat(
+        &mut v,
+        "leave_message",
+        json!(["Do you ship to Norway? <b>asap</b>"]),
+        json!({"email": "kari@example.no", "name": "Kari"}),
+    )
+    .await;
+    assert_eq!(r["emailed"], true);
+    let id = r["thread"].clone();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), mail.recv())
+        .await
+        .expect("an email in time")
+        .expect("sink open");
+    assert!(body.contains("Subject: Chat message from Kari"), "{body}");
+    assert!(body.contains("Reply-To: kari@example.no"), "{body}");
+    assert!(
+        body.contains("Do you ship to Norway? <b>asap</b>"),
+        "plain text, verbatim: {body}"
+    );
+    assert!(
+        body.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{body}"
+    );
+    // Staff find it in the thread when they come back, with the address to answer.
+    let mut agent = staff(&srv).await;
+    let h = chat(&mut agent, "history", json!([id]), json!({"after": 0})).await;
+    let texts: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Do you ship to Norway? <b>asap</b>",
+            "Left while no one was online; answer by email to kari@example.no"
+        ]
+    );
+    // Bad input.
+    for (args, kwargs) in [
+        (json!(["hi"]), json!({"email": "not an address"})),
+        (json!(["hi"]), json!({})),
+        (json!([""]), json!({"email": "a@b.co"})),
+    ] {
+        assert_eq!(
+            chat_error(&mut v, "leave_message", args, kwargs).await,
+            "wamp.error.invalid_argument"
+        );
+    }
+    assert_eq!(
+        chat_error(
+            &mut agent,
+            "leave_message",
+            json!(["x"]),
+            json!({"email": "a@b.co"})
+        )
+        .await,
+        "wamp.error.not_authorized"
+    );
+}
