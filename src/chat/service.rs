@@ -3,6 +3,7 @@
 use super::access::{ChatPolicy, Owners};
 use super::presence::{Change, Presence};
 use super::{ChatConfig, PREFIX};
+use crate::metrics::{ChatSender, Metrics};
 use crate::router::local::{CallFailure, Handler, LocalClient, LocalInvocation};
 use crate::router::realm::Realm;
 use crate::router::Router;
@@ -53,6 +54,8 @@ pub struct Chat {
     message_rate: super::rate::RateLimit,
     /// New threads per client address per hour.
     thread_rate: super::rate::RateLimit,
+    /// The router's counters (messages sent and acknowledged).
+    metrics: Arc<Metrics>,
 }
 
 fn now_ms() -> u64 {
@@ -405,6 +408,7 @@ impl Chat {
                 events.extend(self.status_events(&next));
             }
             let done = self.commit(next.clone(), Some(m.clone()), events)?;
+            self.metrics.chat_sent(self.sender(c));
             *t = next;
             if let Some(cid) = &client_id {
                 self.pending
@@ -418,7 +422,16 @@ impl Chat {
             self.pending.lock().remove(&(id, c.authid.clone(), cid));
         }
         result?;
+        self.metrics.chat_acknowledged(self.sender(c));
         Ok(answer(seq, ts))
+    }
+
+    fn sender(&self, c: &Caller) -> ChatSender {
+        if self.is_staff(c) {
+            ChatSender::Staff
+        } else {
+            ChatSender::Visitor
+        }
     }
 
     fn history(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
@@ -823,9 +836,10 @@ const PROCEDURES: &[&str] = &[
 /// writer and the presence feed, registers the procedures.
 pub async fn start(
     router: Arc<Router>,
-    store: ChatStore,
+    mut store: ChatStore,
     cfg: ChatConfig,
 ) -> Result<Arc<Chat>, String> {
+    store.time_flushes(router.metrics.flush_timer("chat"));
     let realm = router
         .realm(&cfg.realm)
         .cloned()
@@ -863,6 +877,7 @@ pub async fn start(
         next_thread: AtomicU64::new(next),
         message_rate,
         thread_rate,
+        metrics: router.metrics.clone(),
     });
     tokio::spawn(write_loop(store, client.clone(), rx));
     for name in PROCEDURES {

@@ -328,7 +328,7 @@ fn status(state: &HttpState) -> Response<Body> {
         connections: state.conns.count(),
         sessions: state.router.session_count(),
         realms: state.router.realm_stats(),
-        messages_in: state.router.counters.messages_in.load(Ordering::Relaxed),
+        messages_in: state.router.metrics.messages_in.total(),
         messages_out: state.router.counters.messages_out.load(Ordering::Relaxed),
         socket_writes: state.router.counters.writes.load(Ordering::Relaxed),
         pid: std::process::id(),
