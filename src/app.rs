@@ -346,6 +346,7 @@ impl Running {
     /// (a WebSocket close 1001 "going away", not a WAMP GOODBYE, so Autobahn clients reconnect)
     /// → wait for them within the grace period → flush and close the store.
     pub async fn shutdown(self) -> Result<(), StoreError> {
+        self.conns.stop_accepting();
         for t in &self.accept_tasks {
             t.abort();
         }

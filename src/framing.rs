@@ -18,6 +18,14 @@ impl Framing {
             Framing::RawSocket => 1,
         }
     }
+
+    /// The transport's name in metrics and in authenticators' `transport` details.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::WebSocket => "websocket",
+            Framing::RawSocket => "rawsocket",
+        }
+    }
 }
 
 /// Room left in front of the payload for the longest header (WebSocket, 64-bit length).

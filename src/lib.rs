@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod framing;
 pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod procfs;
 pub mod router;

@@ -68,6 +68,31 @@ struct Cli {
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
+    /// Log lines on stderr: readable text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default `info`). No log line
+/// carries a secret: tickets, passwords, keys, signatures and request bodies are never fields.
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -95,13 +120,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::User(cmd)) => return switchboard::cli_user::main(cmd),
         None => {}
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

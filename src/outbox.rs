@@ -9,7 +9,8 @@
 //!
 //! Invariant: `bytes` counts every frame pushed and not yet reported written.
 //! `frames` counts every WAMP frame ever queued (not keep-alive pings): the meta API reports
-//! it per session as `messages_out`.
+//! it per session as `messages_out`. `dropped` counts the frames discarded or refused because
+//! the connection was closing, for the connection to report when it ends.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -54,6 +55,11 @@ struct State {
     bytes: usize,
     /// Frames queued so far (`push`, not `push_ping`).
     frames: u64,
+    /// Frames discarded from the queue by an overflow or a close that does not flush, plus
+    /// frames (not pings) refused because the connection was closing.
+    dropped: u64,
+    /// The queue overflowed: the connection is closing as a slow consumer.
+    cut_off: bool,
     close: Option<CloseRequest>,
 }
 
@@ -78,6 +84,8 @@ impl Outbox {
                 queue: VecDeque::new(),
                 bytes: 0,
                 frames: 0,
+                dropped: 0,
+                cut_off: false,
                 close: None,
             }),
             wake: Notify::new(),
@@ -100,15 +108,25 @@ impl Outbox {
         self.state.lock().frames
     }
 
+    /// Frames discarded or refused because the connection was closing, and whether it was
+    /// cut off as a slow consumer.
+    pub fn losses(&self) -> (u64, bool) {
+        let st = self.state.lock();
+        (st.dropped, st.cut_off)
+    }
+
     fn enqueue(&self, frame: Bytes, counted: bool) -> Result<(), PushError> {
         if frame.len() > self.max_frame {
             return Err(PushError::TooLarge);
         }
         let mut st = self.state.lock();
         if st.close.is_some() {
+            st.dropped += u64::from(counted);
             return Err(PushError::Closed);
         }
         if st.bytes + frame.len() > self.limit {
+            st.dropped += st.queue.len() as u64 + 1;
+            st.cut_off = true;
             st.queue = VecDeque::new();
             st.close = Some(CloseRequest {
                 code: close_code::POLICY,
@@ -135,6 +153,7 @@ impl Outbox {
         let mut st = self.state.lock();
         if st.close.is_none() {
             if !req.flush_first {
+                st.dropped += st.queue.len() as u64;
                 st.queue = VecDeque::new();
             }
             st.close = Some(req);
@@ -192,6 +211,16 @@ mod tests {
         assert!(q.is_empty());
         assert!(close.reason.contains("slow consumer"));
         assert!(!close.flush_first);
+        assert_eq!(
+            o.losses(),
+            (4, true),
+            "two queued, the overflowing one, one refused"
+        );
+        assert_eq!(
+            o.push_ping(Bytes::from_static(b"p")),
+            Err(PushError::Closed)
+        );
+        assert_eq!(o.losses(), (4, true), "refused pings are not counted");
     }
 
     #[test]
@@ -239,5 +268,19 @@ mod tests {
         let mut q = VecDeque::new();
         assert!(o.take(&mut q).is_some());
         assert_eq!(q.len(), 1);
+        assert_eq!(o.losses(), (0, false));
+    }
+
+    #[test]
+    fn a_close_without_flush_counts_what_it_discards() {
+        let o = Outbox::new(100);
+        o.push(Bytes::from_static(b"a")).unwrap();
+        o.push(Bytes::from_static(b"b")).unwrap();
+        o.close(CloseRequest {
+            code: close_code::POLICY,
+            reason: String::new(),
+            flush_first: false,
+        });
+        assert_eq!(o.losses(), (2, false), "not a slow consumer");
     }
 }

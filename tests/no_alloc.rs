@@ -1,6 +1,7 @@
 //! The permission check sits on every PUBLISH, SUBSCRIBE, REGISTER and CALL: for a static rule
-//! and for a decision an authorizer asked to cache it must not allocate. The counting global
-//! allocator of `allocation-counter` (this test binary only) proves it.
+//! and for a decision an authorizer asked to cache it must not allocate — nor may counting a
+//! message for the metrics. The counting global allocator of `allocation-counter` (this test
+//! binary only) proves it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -110,4 +111,18 @@ fn static_and_cached_decisions_do_not_allocate() {
         .collect();
     assert_eq!(allowed, [true, true, true, false, true]);
     assert_eq!(outcomes[4], Authorization::Decided(yes));
+}
+
+#[test]
+fn counting_messages_does_not_allocate() {
+    use switchboard::metrics::{Counters, Metrics};
+    use switchboard::wamp::message::code;
+    let (m, c) = (Metrics::default(), Counters::default());
+    let n = allocations_during(|| {
+        m.messages_in.count(code::PUBLISH);
+        m.messages_out.add(code::EVENT, 10_000);
+        Counters::add(&c.bytes_in, 1500);
+    });
+    assert_eq!(n, 0, "counting allocated {n} times");
+    assert_eq!(m.messages_out.get(code::EVENT), 10_000);
 }

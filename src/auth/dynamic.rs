@@ -100,7 +100,8 @@ impl Ask {
         ]
     }
 
-    fn method(&self) -> &'static str {
+    /// The authentication method the question is about.
+    pub fn method(&self) -> &'static str {
         step_method(&self.step)
     }
 
@@ -134,6 +135,7 @@ impl Ask {
                     AuthError {
                         uri: uri.into(),
                         message,
+                        method: Some(method),
                     }
                 });
             }

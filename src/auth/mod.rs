@@ -31,6 +31,9 @@ pub struct AuthError {
     /// A spec URI, or the error URI a dynamic authenticator raised.
     pub uri: std::borrow::Cow<'static, str>,
     pub message: String,
+    /// The authentication method that refused, when one applied (the auth-failure metric's
+    /// label; `None` when no offered method was enabled or the HELLO was malformed).
+    pub method: Option<&'static str>,
 }
 
 /// What a HELLO (or an AUTHENTICATE) leads to.
@@ -129,6 +132,7 @@ fn denied(uri: &'static str, message: impl Into<String>) -> AuthError {
     AuthError {
         uri: uri.into(),
         message: message.into(),
+        method: None,
     }
 }
 
@@ -260,9 +264,9 @@ impl TransportInfo {
             None => ("unix", "unix".to_owned()),
         };
         let mut d: Dict = vec![
-            ("type".into(), self.framing_name().into()),
+            ("type".into(), self.framing.name().into()),
             ("channel_type".into(), channel.into()),
-            ("channel_framing".into(), self.framing_name().into()),
+            ("channel_framing".into(), self.framing.name().into()),
             ("peer".into(), peer.into()),
             ("is_secure".into(), Value::Bool(false)),
         ];
@@ -278,17 +282,11 @@ impl TransportInfo {
         }
         Value::Dict(d)
     }
-
-    fn framing_name(&self) -> &'static str {
-        match self.framing {
-            crate::framing::Framing::WebSocket => "websocket",
-            crate::framing::Framing::RawSocket => "rawsocket",
-        }
-    }
 }
 
 /// Starts authenticating a HELLO for a realm with the methods its transport accepts, taking
-/// the client's `authmethods` in its order of preference.
+/// the client's `authmethods` in its order of preference. A refusal names the method that
+/// refused (`AuthError::method`).
 pub fn hello(
     realm: &RealmConfig,
     auth: &TransportAuth,
@@ -296,6 +294,25 @@ pub fn hello(
     session: crate::wamp::Id,
     transport: &TransportInfo,
     store: Option<&crate::store::principals::Principals>,
+) -> Result<Outcome, AuthError> {
+    let mut trying = None;
+    try_methods(realm, auth, details, session, transport, store, &mut trying).map_err(|e| {
+        AuthError {
+            method: e.method.or(trying),
+            ..e
+        }
+    })
+}
+
+/// `hello`, telling in `trying` which method it is trying (left `None` when none applies).
+fn try_methods(
+    realm: &RealmConfig,
+    auth: &TransportAuth,
+    details: &Dict,
+    session: crate::wamp::Id,
+    transport: &TransportInfo,
+    store: Option<&crate::store::principals::Principals>,
+    trying: &mut Option<&'static str>,
 ) -> Result<Outcome, AuthError> {
     let offered: Vec<&str> = match dict_get(details, "authmethods") {
         None => vec!["anonymous"],
@@ -330,6 +347,7 @@ pub fn hello(
     };
     let mut skipped: Vec<&str> = Vec::new();
     for method in &offered {
+        *trying = Some(crate::metrics::auth_method_label(method));
         if let Some(dyn_auth) = auth.dynamic.get(*method) {
             let ask = |step| {
                 dynamic::Ask::new(
@@ -517,6 +535,7 @@ pub fn hello(
             _ => {}
         }
     }
+    *trying = None;
     Err(denied(
         crate::wamp::uris::NO_AUTH_METHOD,
         format!(

@@ -3,6 +3,7 @@
 use super::access::{ChatPolicy, Owners};
 use super::presence::{Change, Presence};
 use super::{ChatConfig, PREFIX};
+use crate::metrics::{ChatSender, Metrics};
 use crate::router::local::{CallFailure, Handler, LocalClient, LocalInvocation};
 use crate::router::realm::Realm;
 use crate::router::Router;
@@ -64,6 +65,8 @@ pub struct Chat {
     router_calls: crate::calls::CallsConfig,
     /// Email to staff (offline messages), when configured.
     mailer: Option<super::email::Mailer>,
+    /// The router's counters (messages sent and acknowledged).
+    metrics: Arc<Metrics>,
 }
 
 fn now_ms() -> u64 {
@@ -396,11 +399,13 @@ impl Chat {
             }
         }
         let (done, seq, ts) = self.append(id, c, text, client_id.clone())?;
+        self.metrics.chat_sent(self.sender(c));
         let result = Self::durable(done).await;
         if let Some(cid) = client_id {
             self.pending.lock().remove(&(id, c.authid.clone(), cid));
         }
         result?;
+        self.metrics.chat_acknowledged(self.sender(c));
         Ok(answer(seq, ts))
     }
 
@@ -689,6 +694,14 @@ impl Chat {
             ]));
         }
         Payload::args(vec![Value::List(servers)])
+    }
+
+    fn sender(&self, c: &Caller) -> ChatSender {
+        if self.is_staff(c) {
+            ChatSender::Staff
+        } else {
+            ChatSender::Visitor
+        }
     }
 
     fn history(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
@@ -1180,9 +1193,10 @@ struct CallState {
 /// writer and the presence feed, registers the procedures.
 pub async fn start(
     router: Arc<Router>,
-    store: ChatStore,
+    mut store: ChatStore,
     cfg: ChatConfig,
 ) -> Result<Arc<Chat>, String> {
+    store.time_flushes(router.metrics.flush_timer("chat"));
     let realm = router
         .realm(&cfg.realm)
         .cloned()
@@ -1228,6 +1242,7 @@ pub async fn start(
         calls: Mutex::new(HashMap::new()),
         router_calls: router.config.calls.clone(),
         mailer,
+        metrics: router.metrics.clone(),
     });
     tokio::spawn(write_loop(store, client.clone(), rx));
     for name in PROCEDURES {

@@ -1,9 +1,10 @@
 //! The HTTP surface: WebSocket upgrades (WAMP at `/ws`, the optional echo endpoint), the HTTP
-//! bridge paths, the status API and the embedded web UI. Subprotocol negotiation happens here,
+//! bridge paths, the status API, `/metrics` and the health probes, and the embedded web UI. Subprotocol negotiation happens here,
 //! because fastwebsockets' upgrade does not look at `Sec-WebSocket-Protocol`.
 
 mod assets;
 pub mod bridge;
+mod ops;
 mod query;
 pub mod setup;
 pub mod signature;
@@ -131,6 +132,8 @@ fn route(
         upgrade(&mut req, state, Some(endpoint), peer)
     } else if !state.web {
         empty_with(StatusCode::NOT_FOUND, "not found")
+    } else if let Some(resp) = ops::route(&req, state, &path) {
+        resp
     } else if path == "/api/status" {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             status(state)
@@ -336,7 +339,7 @@ fn status(state: &HttpState) -> Response<Body> {
         connections: state.conns.count(),
         sessions: state.router.session_count(),
         realms: state.router.realm_stats(),
-        messages_in: state.router.counters.messages_in.load(Ordering::Relaxed),
+        messages_in: state.router.metrics.messages_in.total(),
         messages_out: state.router.counters.messages_out.load(Ordering::Relaxed),
         socket_writes: state.router.counters.writes.load(Ordering::Relaxed),
         pid: std::process::id(),

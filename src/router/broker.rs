@@ -109,6 +109,8 @@ pub struct Subscribed {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Delivery {
     pub delivered: usize,
+    /// Of those delivered, how many went to client sessions (whose messages are counted).
+    pub counted: usize,
     pub dropped: usize,
     pub encodings: usize,
 }
@@ -266,7 +268,10 @@ impl Broker {
                     },
                 };
                 match peer.outbox.push(frame) {
-                    Ok(()) => out.delivered += 1,
+                    Ok(()) => {
+                        out.delivered += 1;
+                        out.counted += usize::from(peer.metrics.is_some());
+                    }
                     Err(_) => out.dropped += 1,
                 }
             }
@@ -345,6 +350,7 @@ mod tests {
             d,
             Delivery {
                 delivered: 40,
+                counted: 0,
                 dropped: 0,
                 encodings: 4
             }

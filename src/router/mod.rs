@@ -12,9 +12,10 @@ pub mod peer;
 pub mod realm;
 
 use crate::config::RouterConfig;
+use crate::metrics::exposition::RealmSnapshot;
+use crate::metrics::{Counters, Metrics};
 use realm::{Realm, RealmStats};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A refusal the session reports as ERROR (or ABORT during HELLO) with a spec URI.
@@ -33,19 +34,13 @@ impl RouteError {
     }
 }
 
-/// Process-wide message counters for the status page.
-#[derive(Default)]
-pub struct Counters {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    /// Write syscalls on client sockets (messages_out / writes = frames per write).
-    pub writes: AtomicU64,
-}
-
 pub struct Router {
     realms: HashMap<String, Arc<Realm>>,
     pub config: RouterConfig,
+    /// What the connection loops count (bytes, writes, slow consumers).
     pub counters: Arc<Counters>,
+    /// Messages by type, authentication, chat and store figures (`/metrics`).
+    pub metrics: Arc<Metrics>,
     /// Failed-authentication counters shared by every transport.
     pub throttle: crate::auth::throttle::Throttle,
     /// The built-in principal store (`switchboard user`), consulted after the config.
@@ -76,17 +71,19 @@ impl Router {
         principals: Option<crate::store::principals::Principals>,
         history: Option<crate::store::history::History>,
     ) -> Arc<Router> {
+        let metrics = Arc::new(Metrics::default());
         let wants_history = config.realms.iter().any(|r| !r.history.is_empty());
-        let writer = history
-            .filter(|_| wants_history)
-            .map(history::Writer::start);
+        let writer = history.filter(|_| wants_history).map(|mut h| {
+            h.time_flushes(metrics.flush_timer("history"));
+            history::Writer::start(h)
+        });
         let realms = config
             .realms
             .iter()
             .map(|r| {
                 (
                     r.name.clone(),
-                    Realm::with_history(r.clone(), writer.clone()),
+                    Realm::with_history(r.clone(), writer.clone(), metrics.clone()),
                 )
             })
             .collect();
@@ -94,6 +91,7 @@ impl Router {
             realms,
             config,
             counters: Arc::new(Counters::default()),
+            metrics,
             throttle: Default::default(),
             principals,
             local_clients: Default::default(),
@@ -112,6 +110,26 @@ impl Router {
 
     pub fn session_count(&self) -> usize {
         self.realms.values().map(|r| r.session_count()).sum()
+    }
+
+    /// Each realm's gauges for `/metrics`, by name.
+    pub fn realm_snapshots(&self) -> Vec<RealmSnapshot<'_>> {
+        let mut v: Vec<RealmSnapshot> = self
+            .realms
+            .values()
+            .map(|r| {
+                let stats = r.stats();
+                RealmSnapshot {
+                    name: r.name(),
+                    sessions: r.session_mix(),
+                    subscriptions: stats.subscriptions as u64,
+                    registrations: stats.registrations as u64,
+                    authorizer: &r.authorizer_counts,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(b.name));
+        v
     }
 
     /// The router-internal session acting as `role` in `realm` (created on first use; needs a
@@ -154,9 +172,5 @@ impl Router {
             .realms
             .iter()
             .any(|r| r.roles.iter().any(|x| x.authorizer.is_some()))
-    }
-
-    pub fn count_in(&self) {
-        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -68,6 +68,9 @@ pub struct Peer {
     /// The outbox's frame count when the session joined (the connection may have had a
     /// session before this one).
     frames_before: u64,
+    /// Where the messages queued for a client session are counted by type; `None` for
+    /// router-internal sessions (and peers made outside a realm).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// When a testament is published.
@@ -112,6 +115,7 @@ impl Peer {
             testaments: parking_lot::Mutex::new(Vec::new()),
             messages_in: AtomicU64::new(0),
             frames_before,
+            metrics: None,
         }
     }
 
@@ -149,7 +153,13 @@ impl Peer {
     /// the caller never waits.
     pub fn send(&self, msg: &Message) -> Result<(), PushError> {
         match frame_message(self.serializer, self.framing, msg) {
-            Ok(frame) => self.outbox.push(frame),
+            Ok(frame) => {
+                self.outbox.push(frame)?;
+                if let Some(m) = &self.metrics {
+                    m.messages_out.count(msg.code());
+                }
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(session = self.session, error = %e, "cannot encode message");
                 Err(PushError::Closed)

@@ -3,7 +3,7 @@
 //! Every method is synchronous and takes locks only for the duration of a table update or a
 //! fan-out; nothing here awaits. Errors are `RouteError`s that the session turns into ERROR.
 
-use super::broker::{Audience, Broker};
+use super::broker::{Audience, Broker, Delivery};
 use super::dealer::{CallOptions, CancelMode, Dealer, InvokePolicy};
 use super::peer::{ClientFeatures, Peer};
 use super::RouteError;
@@ -11,6 +11,7 @@ use crate::auth::authorizer::DecisionCache;
 use crate::auth::permissions::{Action, Decision, Permissions};
 use crate::auth::Principal;
 use crate::config::RealmConfig;
+use crate::metrics::{AuthorizerCounts, Metrics};
 use crate::outbox::Outbox;
 use crate::wamp::ids::{is_valid_id, random_id};
 use crate::wamp::uri::{self, MatchPolicy};
@@ -36,6 +37,10 @@ pub struct Realm {
     broker: RwLock<Broker>,
     dealer: Mutex<Dealer>,
     me: Weak<Realm>,
+    /// The router's counters (messages out by type); client sessions get them at join.
+    metrics: Arc<Metrics>,
+    /// What this realm's authorizers decided, and the decisions taken from the cache.
+    pub authorizer_counts: AuthorizerCounts,
 }
 
 /// A built-in component's say over a URI prefix it owns (the chat service decides who may
@@ -236,11 +241,15 @@ impl Realm {
     }
 
     pub fn new(config: RealmConfig) -> Arc<Realm> {
-        Self::with_history(config, None)
+        Self::with_history(config, None, Arc::default())
     }
 
-    /// A realm whose history rules (if any) write through `writer`.
-    pub fn with_history(config: RealmConfig, writer: Option<super::history::Writer>) -> Arc<Realm> {
+    /// A realm whose history rules (if any) write through `writer`, counting into `metrics`.
+    pub fn with_history(
+        config: RealmConfig,
+        writer: Option<super::history::Writer>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Realm> {
         let permissions = Permissions::from_config(&config);
         let history = writer.and_then(|w| super::history::RealmHistory::new(&config.history, w));
         Arc::new_cyclic(|me| Realm {
@@ -254,6 +263,8 @@ impl Realm {
             broker: RwLock::new(Broker::default()),
             dealer: Mutex::new(Dealer::default()),
             me: me.clone(),
+            metrics,
+            authorizer_counts: AuthorizerCounts::default(),
         })
     }
 
@@ -285,6 +296,28 @@ impl Realm {
     /// Client sessions (router-internal ones are not counted).
     pub fn session_count(&self) -> usize {
         self.sessions.read().values().filter(|p| !p.trusted).count()
+    }
+
+    /// Client sessions by `[Framing::index()][Serializer::index()]` (router-internal ones are
+    /// not counted). Counted under the read lock, without copying the table.
+    pub fn session_mix(&self) -> [[u64; 3]; 2] {
+        let mut mix = [[0u64; 3]; 2];
+        for p in self
+            .sessions
+            .read()
+            .values()
+            .filter(|p| p.transport.is_some())
+        {
+            mix[p.framing.index()][p.serializer.index()] += 1;
+        }
+        mix
+    }
+
+    /// Counts the EVENTs a fan-out queued for client sessions.
+    fn count_events(&self, d: Delivery) {
+        self.metrics
+            .messages_out
+            .add(crate::wamp::message::code::EVENT, d.counted as u64);
     }
 
     /// Admits an authenticated session; returns its handle.
@@ -319,6 +352,7 @@ impl Realm {
             link.outbox,
         );
         peer.transport = link.transport;
+        peer.metrics = Some(self.metrics.clone());
         let peer = Arc::new(peer);
         sessions.insert(id, peer.clone());
         Ok(peer)
@@ -340,13 +374,14 @@ impl Realm {
             return;
         }
         let payload = Arc::new(Payload::args(args()));
-        broker.publish(
+        let d = broker.publish(
             topic,
             random_id(),
             &Dict::new(),
             &payload,
             &Audience::default(),
         );
+        self.count_events(d);
     }
 
     /// The broker, for reading (meta API).
@@ -526,13 +561,14 @@ impl Realm {
             for t in testaments.iter().filter(|t| t.scope == scope) {
                 let audience = audience_of(0, &t.options).unwrap_or_default();
                 let payload = Arc::new(t.payload.clone());
-                self.broker.read().publish(
+                let d = self.broker.read().publish(
                     &t.topic,
                     random_id(),
                     &Dict::new(),
                     &payload,
                     &audience,
                 );
+                self.count_events(d);
             }
         }
     }
@@ -570,7 +606,10 @@ impl Realm {
         match self.permissions.authorizer(role) {
             None => Authorization::Decided(d),
             Some(procedure) => match self.decisions.get(role, uri, action) {
-                Some(cached) => Authorization::Decided(cached),
+                Some(cached) => {
+                    self.authorizer_counts.cache_hit();
+                    Authorization::Decided(cached)
+                }
                 None => Authorization::Ask(procedure.to_owned()),
             },
         }
@@ -756,9 +795,11 @@ impl Realm {
         let retain = opt_bool(options, "retain")?.unwrap_or(false);
         let publication = random_id();
         let payload = Arc::new(payload);
-        self.broker
+        let d = self
+            .broker
             .read()
             .publish(topic, publication, &details, &payload, &audience);
+        self.count_events(d);
         if retain {
             self.retained.keep(
                 topic,

@@ -95,6 +95,9 @@ pub struct Session {
     session_id: Id,
     /// A router-internal call the session waits for before handling anything else.
     waiting: Option<Waiting>,
+    /// The authentication method in progress (CHALLENGE sent or authenticator asked), for
+    /// counting a refusal.
+    attempt: Option<&'static str>,
 }
 
 /// The roles and features the router announces in WELCOME — only what works.
@@ -158,6 +161,7 @@ impl Session {
             phase: Phase::Idle,
             session_id: 0,
             waiting: None,
+            attempt: None,
         }
     }
 
@@ -209,14 +213,14 @@ impl Session {
 
     fn send(&self, msg: &Message) {
         match frame_message(self.serializer, self.transport.framing, msg) {
-            Ok(frame) => {
-                if self.outbox.push(frame) == Err(crate::outbox::PushError::TooLarge) {
-                    tracing::warn!(
-                        message = msg.name(),
-                        "reply larger than the peer accepts was not sent"
-                    );
-                }
-            }
+            Ok(frame) => match self.outbox.push(frame) {
+                Ok(()) => self.router.metrics.messages_out.count(msg.code()),
+                Err(crate::outbox::PushError::TooLarge) => tracing::warn!(
+                    message = msg.name(),
+                    "reply larger than the peer accepts was not sent"
+                ),
+                Err(_) => {}
+            },
             Err(e) => tracing::error!(error = %e, "cannot encode reply"),
         }
     }
@@ -259,11 +263,15 @@ impl Session {
         if matches!(self.phase, Phase::Closed) {
             return Flow::Close;
         }
-        self.router.count_in();
+        let received = &self.router.metrics.messages_in;
         let msg = match self.serializer.decode(bytes) {
             Ok(m) => m,
-            Err(e) => return self.protocol_violation(format!("could not decode message: {e}")),
+            Err(e) => {
+                received.count(crate::metrics::UNDECODABLE);
+                return self.protocol_violation(format!("could not decode message: {e}"));
+            }
         };
+        received.count(msg.code());
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::Idle => self.handle_idle(msg),
             Phase::Authenticating { .. } => self.protocol_violation(format!(
@@ -331,6 +339,7 @@ impl Session {
             );
         };
         self.session_id = crate::wamp::ids::random_id();
+        self.attempt = None;
         let outcome = auth::hello(
             &realm.config,
             &self.auth,
@@ -365,7 +374,11 @@ impl Session {
                 extra,
                 pending,
             }) => {
+                self.attempt = Some(authmethod);
                 if let Err(wait) = self.throttled(realm.name(), pending.authid()) {
+                    self.router
+                        .metrics
+                        .auth_failed(authmethod, crate::metrics::THROTTLED);
                     return self.abort(
                         uris::NOT_AUTHORIZED,
                         format!(
@@ -386,11 +399,16 @@ impl Session {
                 Flow::Continue
             }
             Ok(auth::Outcome::Ask(ask)) => {
+                self.attempt = Some(ask.method());
                 self.phase = Phase::Authenticating { realm, details };
                 self.waiting = Some(Box::pin(ask_authenticator(self.router.clone(), ask)));
                 Flow::Wait
             }
             Err(e) => {
+                self.router.metrics.auth_failed(
+                    e.method.or(self.attempt).unwrap_or("none"),
+                    crate::metrics::auth_reason_label(&e.uri),
+                );
                 if authid.is_some() {
                     tracing::info!(reason = %e.uri, authid = ?authid, "authentication failed");
                 }
@@ -628,12 +646,14 @@ impl Session {
             .and_then(|p| authorizer::parse_answer(&p));
         match answer {
             Ok(a) => {
+                realm.authorizer_counts.answered(a.decision.allowed);
                 if a.cache {
                     realm.cache_decision(&peer.principal.authrole, uri, action, a.decision);
                 }
                 self.perform(&realm, &peer, msg, a.decision)
             }
             Err(why) => {
+                realm.authorizer_counts.failed();
                 // A failing authorizer denies, with Crossbar's URI for it.
                 tracing::warn!(authorizer = procedure, error = %why, "authorizer failed; denying");
                 if let Some((request_type, request, answer)) = request_of(&msg) {

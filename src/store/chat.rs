@@ -53,6 +53,7 @@ pub struct ChatStore {
     dedupe: sled::Tree,
     reads: sled::Tree,
     by_visitor: sled::Tree,
+    flushes: Option<crate::metrics::FlushTimer>,
 }
 
 fn msg_key(thread: u64, seq: u64) -> [u8; 16] {
@@ -92,7 +93,13 @@ impl ChatStore {
             dedupe: db.open_tree("chat_dedupe")?,
             reads: db.open_tree("chat_reads")?,
             by_visitor: db.open_tree("chat_by_visitor")?,
+            flushes: None,
         })
+    }
+
+    /// Times every flush with `timer` from now on.
+    pub fn time_flushes(&mut self, timer: crate::metrics::FlushTimer) {
+        self.flushes = Some(timer);
     }
 
     pub fn thread(&self, id: u64) -> Result<Option<Thread>, StoreError> {
@@ -258,7 +265,12 @@ impl ChatStore {
 
     /// Makes everything applied so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        let start = std::time::Instant::now();
+        let flushed = self.db.flush_async().await;
+        if let Some(t) = &self.flushes {
+            t.done(start);
+        }
+        flushed?;
         Ok(())
     }
 }

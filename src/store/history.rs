@@ -41,6 +41,7 @@ pub struct History {
     db: sled::Db,
     tree: sled::Tree,
     bounds: std::sync::Arc<Mutex<Bounds>>,
+    flushes: Option<crate::metrics::FlushTimer>,
 }
 
 fn prefix(realm: &str, topic: &str) -> Vec<u8> {
@@ -69,7 +70,13 @@ impl History {
             db,
             tree,
             bounds: Default::default(),
+            flushes: None,
         }
+    }
+
+    /// Times every flush with `timer` from now on.
+    pub fn time_flushes(&mut self, timer: crate::metrics::FlushTimer) {
+        self.flushes = Some(timer);
     }
 
     /// The (first, next) sequence of a topic, read from disk the first time.
@@ -108,7 +115,12 @@ impl History {
                 bounds.insert(id, (first, next));
             }
         }
-        self.db.flush_async().await?;
+        let start = std::time::Instant::now();
+        let flushed = self.db.flush_async().await;
+        if let Some(t) = &self.flushes {
+            t.done(start);
+        }
+        flushed?;
         Ok(())
     }
 

@@ -10,8 +10,8 @@
 use super::connections::Connections;
 use super::frames::{FrameCodec, FrameError, FrameEvent, Parsed};
 use super::socket::Socket;
+use crate::metrics::Counters;
 use crate::outbox::{close_code, Outbox};
-use crate::router::Counters;
 use crate::session::{Flow, Session};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -71,6 +71,7 @@ impl Writer {
                 Ok(mut n) => {
                     outbox.written(n);
                     counters.writes.fetch_add(1, Ordering::Relaxed);
+                    Counters::add(&counters.bytes_out, n as u64);
                     while n > 0 {
                         let Some(front) = self.pending.front_mut() else {
                             break;
@@ -94,17 +95,20 @@ impl Writer {
         Ok(true)
     }
 
-    /// Drops queued frames (keeping a frame already partly written, so framing stays intact).
-    fn discard(&mut self) {
+    /// Drops queued frames (keeping a frame already partly written, so framing stays intact);
+    /// returns how many.
+    fn discard(&mut self) -> u64 {
         let keep = if self.front_started {
             self.pending.pop_front()
         } else {
             None
         };
+        let n = self.pending.len() as u64;
         self.pending.clear();
         if let Some(f) = keep {
             self.pending.push_back(f);
         }
+        n
     }
 }
 
@@ -150,6 +154,7 @@ pub async fn serve<S: Socket, C: FrameCodec>(
         reader.ping(),
         matches!(handler, Handler::Wamp(_)),
     );
+    Counters::add(&counters.bytes_in, leftover.len() as u64);
     let mut rbuf = BytesMut::from(&leftover[..]);
     // `leftover` is a view into hyper's whole handshake read buffer: release it now, or every
     // idle connection keeps that buffer for its lifetime.
@@ -164,6 +169,8 @@ pub async fn serve<S: Socket, C: FrameCodec>(
     let write_delay = conns.limits().write_delay;
     let mut batch_timer: Option<Pin<Box<Sleep>>> = None;
     let mut batch_fired = false;
+    // Frames the writer discarded at a close that does not flush.
+    let mut discarded = 0;
 
     'conn: loop {
         // 1. Everything complete in the read buffer (unless the session waits: messages are
@@ -250,7 +257,7 @@ pub async fn serve<S: Socket, C: FrameCodec>(
         if closing == Closing::Open && !hold {
             if let Some(req) = outbox.take(&mut writer.pending) {
                 if !req.flush_first {
-                    writer.discard();
+                    discarded += writer.discard();
                 }
                 tracing::debug!(code = req.code, reason = %req.reason, "closing connection");
                 // With a close frame we wait for the peer's; without one (RawSocket) we are
@@ -296,7 +303,10 @@ pub async fn serve<S: Socket, C: FrameCodec>(
                 rbuf.reserve(need.max(READ_CHUNK));
                 match stream.try_read_buf(&mut rbuf) {
                     Ok(0) => break,
-                    Ok(_) => reg.touch(),
+                    Ok(n) => {
+                        Counters::add(&counters.bytes_in, n as u64);
+                        reg.touch();
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
                 }
@@ -313,6 +323,16 @@ pub async fn serve<S: Socket, C: FrameCodec>(
     }
 
     end_session(&mut handler);
+    // What was never written: discarded, refused, or still queued now.
+    outbox.take(&mut writer.pending);
+    let (dropped, cut_off) = outbox.losses();
+    Counters::add(
+        &counters.frames_dropped,
+        dropped + discarded + writer.pending.len() as u64,
+    );
+    if cut_off {
+        Counters::add(&counters.slow_consumers, 1);
+    }
     let mut stream = stream;
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     drop(reg);

@@ -186,9 +186,14 @@ impl Connections {
         })
     }
 
+    /// Stops accepting new WebSocket and RawSocket sessions (`/readyz` says 503 from now on).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Relaxed);
+    }
+
     /// Stops accepting and asks every connection to close (shutdown).
     pub fn close_all(&self, code: u16, reason: &str) {
-        self.accepting.store(false, Ordering::Relaxed);
+        self.stop_accepting();
         let conns: Vec<Arc<ConnShared>> = self.map.lock().values().cloned().collect();
         for c in conns {
             c.closing.store(true, Ordering::Relaxed);

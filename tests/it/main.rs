@@ -22,6 +22,8 @@ mod http_bridge;
 mod limits;
 mod local_client;
 mod meta;
+/// `/metrics` (parsed), `/healthz`, `/readyz`.
+mod metrics;
 /// The binary itself: zero-config start, warning, graceful shutdown.
 mod process;
 /// SUBSCRIBE/PUBLISH/EVENT and the Advanced Profile pub/sub features.

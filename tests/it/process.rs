@@ -10,9 +10,16 @@ struct Proc {
 }
 
 fn spawn(dir: &std::path::Path) -> Proc {
+    spawn_with(dir, &[], &[])
+}
+
+/// The binary with extra arguments and environment variables.
+fn spawn_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -81,4 +88,59 @@ async fn zero_config_start_warns_and_sigterm_shuts_down_cleanly() {
         .await
         .expect("join");
     assert!(st.success());
+}
+
+const TICKET_CONFIG: &str = r#"{
+  "version": 2,
+  "workers": [{
+    "type": "router",
+    "realms": [{"name": "realm1", "roles": [{"name": "user"}]}],
+    "transports": [{"type": "web", "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
+      "paths": {"ws": {"type": "websocket", "auth": {"ticket": {"type": "static",
+        "principals": {"joe": {"ticket": "joes-s3cret-ticket", "role": "user"}}}}}}}]
+  }]
+}"#;
+
+/// `--log-format json`: one JSON object per line on stderr, at debug level too — and no line
+/// carries a ticket, neither the configured one nor a wrong one a client sent.
+#[tokio::test]
+async fn json_logs_carry_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.json");
+    std::fs::write(&config, TICKET_CONFIG).expect("write config");
+    let config = config.to_string_lossy().into_owned();
+    let mut p = spawn_with(
+        &dir.path().join("data"),
+        &["--config", &config, "--log-format", "json"],
+        &[("RUST_LOG", "debug")],
+    );
+    let url = format!("ws://{}/ws", p.addr);
+    for ticket in ["wrong-guess-ticket", "joes-s3cret-ticket"] {
+        let mut c = Client::connect(&url, Ser::Json).await;
+        c.send(json!([1, "realm1", {"authmethods": ["ticket"], "authid": "joe"}]))
+            .await;
+        assert_eq!(c.recv().await[0], 4);
+        c.send(json!([5, ticket, {}])).await;
+        let m = c.recv().await;
+        assert_eq!(m[0], if ticket.starts_with("wrong") { 3 } else { 2 }, "{m}");
+    }
+    let (status, stderr) = tokio::task::spawn_blocking(move || terminate(&mut p))
+        .await
+        .expect("join");
+    assert!(status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(messages.contains(&"authentication failed"), "{messages:?}");
+    assert!(messages.contains(&"stopped cleanly"), "{messages:?}");
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("wrong-guess"),
+        "{stderr}"
+    );
 }
