@@ -536,5 +536,9 @@ For https/wss put a reverse proxy in front (Caddy, nginx); Switchboard's listene
 Upgrade: run install.sh again. Remove: install.sh --uninstall [--purge].
 EOF
 else
-    say "upgraded in place; config and data kept. Status page: http://$host:$listen_port/"
+    if [ "$bin_changed" = 1 ] || [ "$unit_changed" = 1 ]; then
+        say "upgraded in place; config and data kept. Status page: http://$host:$listen_port/"
+    else
+        say "already up to date; config and data kept. Status page: http://$host:$listen_port/"
+    fi
 fi
