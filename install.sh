@@ -473,6 +473,9 @@ elif [ -n "$root" ]; then
 elif ! systemd_running; then
     say "systemd is not running here: the service was not started (run $bin_path --config $conf --data-dir $data_dir)"
 else
+    probe=$listen_ip
+    case "$probe" in ''|0.0.0.0) probe=127.0.0.1 ;; ::) probe=::1 ;; esac
+    port_open() { [ -n "$listen_port" ] && (exec 3<>"/dev/tcp/$probe/$listen_port") 2>/dev/null; }
     systemctl daemon-reload
     systemctl enable --quiet switchboard.service
     if systemctl is-active --quiet switchboard.service; then
@@ -481,15 +484,15 @@ else
             say "restarted the service"
         fi
     else
+        # Otherwise another program's listener would pass for ours below.
+        ! port_open || die "something else already listens on $probe:$listen_port (ss -ltnp); change the port in $conf or stop it"
         systemctl start switchboard.service
     fi
     # Up means: still active, and the public port accepts connections (or, when the config's
     # port cannot be read, still active after 3 s).
-    probe=$listen_ip
-    case "$probe" in ''|0.0.0.0) probe=127.0.0.1 ;; ::) probe=::1 ;; esac
     for i in $(seq 50); do
         if ! systemctl is-active --quiet switchboard.service; then break; fi
-        if [ -n "$listen_port" ] && (exec 3<>"/dev/tcp/$probe/$listen_port") 2>/dev/null; then
+        if port_open; then
             started=1
             break
         fi
