@@ -54,6 +54,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge goes with --uninstall"
+[ "$static" = 0 ] || [ -z "$binary" ] || die "--static builds the binary; it does not go with --binary"
 case "$prefix" in /*) ;; *) die "--prefix must be an absolute path, got '$prefix'" ;; esac
 prefix=${prefix%/}
 if [ -n "$root" ]; then
