@@ -465,6 +465,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Start (or restart after an upgrade).
 started=0
+setup_link=""
 if [ "$no_start" = 1 ]; then
     say "--no-start: the service was neither enabled nor (re)started"
 elif [ -n "$root" ]; then
@@ -479,6 +480,7 @@ else
     port_open() { [ -n "$listen_port" ] && (exec 3<>"/dev/tcp/$probe/$listen_port") 2>/dev/null; }
     systemctl daemon-reload
     systemctl enable --quiet switchboard.service
+    since=$(date +%s)
     if systemctl is-active --quiet switchboard.service; then
         if [ "$bin_changed" = 1 ] || [ "$unit_changed" = 1 ]; then
             systemctl restart switchboard.service
@@ -508,6 +510,17 @@ else
         die "the service did not come up (its log is above; systemctl status switchboard)"
     fi
     say "the service is running (systemctl status switchboard; journalctl -u switchboard)"
+    # A server that has no staff account yet may print a one-time setup link on start
+    # ("switchboard setup: … /setup?token=…"); show it with the public address.
+    if systemctl is-active --quiet switchboard.service; then
+        for _ in $(seq 10); do
+            token=$(journalctl -u switchboard.service -o cat --no-pager --since "@$since" 2>/dev/null |
+                sed -n 's|^switchboard setup: .*/setup?token=\([0-9A-Za-z_-]*\).*|\1|p' | tail -1)
+            [ -z "$token" ] || break
+            sleep 0.2
+        done
+        [ -z "$token" ] || setup_link="/setup?token=$token"
+    fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -517,9 +530,20 @@ case "$host" in
     0.0.0.0|::) host=$( (hostname -I 2>/dev/null || true) | awk '{print $1}'); host=${host:-$(hostname)} ;;
 esac
 case "$host" in *:*) host="[$host]" ;; esac
-if [ "$conf_new" = 1 ] || [ -n "$root" ]; then
+if [ -n "$setup_link" ]; then
+    setup_text="First administrator: open this one-time link and create the staff account
+  http://$host:$listen_port$setup_link"
+else
     sudo_u="sudo -u $user"
     command -v sudo >/dev/null || sudo_u="runuser -u $user --"
+    setup_text="First administrator (the store allows one process at a time, so stop the service meanwhile;
+--wampcra lets the browser pages log in, which do not speak SCRAM):
+  systemctl stop switchboard
+  $sudo_u $bin_path user add admin --role staff --wampcra --data-dir $data_dir
+  systemctl start switchboard
+then log in at /admin with \"wampcra\", Auth ID admin and that password."
+fi
+if [ "$conf_new" = 1 ] || [ -n "$root" ]; then
     cat <<EOF
 
 Switchboard is installed.
@@ -528,13 +552,7 @@ Switchboard is installed.
   Chat widget   <script src="http://$host:$listen_port/widget.js" async data-name="Your business"></script>
   Config        $conf     Data  $data_dir     Back-end socket  $socket
 
-First administrator (the store allows one process at a time, so stop the service meanwhile;
---wampcra lets the browser pages log in, which do not speak SCRAM):
-  systemctl stop switchboard
-  $sudo_u $bin_path user add admin --role staff --wampcra --data-dir $data_dir
-  systemctl start switchboard
-then log in at /admin with "wampcra", Auth ID admin and that password.
-(A first-run setup link in the browser needs server support that does not exist yet.)
+$setup_text
 
 For https/wss put a reverse proxy in front (Caddy, nginx); Switchboard's listeners have no TLS.
 Upgrade: run install.sh again. Remove: install.sh --uninstall [--purge].
@@ -545,4 +563,5 @@ else
     else
         say "already up to date; config and data kept. Status page: http://$host:$listen_port/"
     fi
+    [ -z "$setup_link" ] || printf '%s\n' "$setup_text"
 fi
