@@ -1276,7 +1276,12 @@ pub async fn start(
                         field("authid").and_then(Value::as_str),
                         field("authrole").and_then(Value::as_str),
                     ) {
-                        (Some(s), Some(a), Some(r)) => chat.presence.joined(s, a, r),
+                        // Only chat members are tracked: other sessions cost nothing here.
+                        (Some(s), Some(a), Some(r))
+                            if r == chat.cfg.roles.visitor || chat.cfg.roles.is_staff(r) =>
+                        {
+                            chat.presence.joined(s, a, r)
+                        }
                         _ => None,
                     }
                 } else {
