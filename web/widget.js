@@ -13,7 +13,8 @@
  * The chat API it uses is the router's built-in chat service (README "Live chat"): the visitor
  * logs in on the visitor WebSocket path with a visitor token kept in localStorage, then calls
  * switchboard.chat.{threads,open,send,history,read,typing,page,presence} and subscribes to
- * switchboard.chat.thread.<id> and switchboard.chat.status.
+ * switchboard.chat.thread.<id> and switchboard.chat.status. While no staff member is online it
+ * shows a form instead of the message box: switchboard.chat.leave_message(text, {email, name}).
  */
 (function () {
   "use strict";
@@ -335,6 +336,15 @@
     "textarea::placeholder{color:#6b7280}" +
     ".send{width:42px;height:42px;border-radius:10px;background:var(--c);color:var(--ink);flex:none}" +
     ".send:disabled{opacity:.45;cursor:default}" +
+    ".off,.thanks{display:flex;flex-direction:column;gap:6px;padding:10px 12px 12px;border-top:1px solid #e1e4e8;background:#fff}" +
+    ".f{display:flex;flex-direction:column;gap:2px;font-size:13px;font-weight:600;color:#3a414c}" +
+    "input,.off textarea{display:block;width:100%;flex:none;min-height:38px;padding:7px 11px;border:1px solid #b9c0c9;border-radius:10px;background:#fff;color:#1d2127;font-weight:400;font-size:15px}" +
+    ".off textarea{min-height:66px;max-height:150px;resize:vertical}" +
+    "[aria-invalid=true]{border-color:#c62828;box-shadow:0 0 0 1px #c62828}" +
+    ".err{color:#b3261e;font-size:13.5px;font-weight:600}" +
+    ".go{min-height:42px;padding:0 16px;border-radius:10px;background:var(--c);color:var(--ink);font-weight:600}" +
+    ".go[aria-disabled=true]{opacity:.6;cursor:progress}" +
+    ".thanks{background:#eefaf3}.thanks strong{font-weight:700;font-size:16px}" +
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}" +
     "@media (max-width:480px){.panel{inset:0;width:100%;max-width:none;height:100%;max-height:none;border-radius:0}" +
     ".r.open .bubble{display:none}}" +
@@ -365,8 +375,29 @@
   var offline = el(
     "div",
     { class: "notice offline", role: "status", hidden: "" },
-    "No one is available right now. Leave a message here and we will answer as soon as we are back."
+    "No one is available right now. Leave your email and a message, and we'll answer by email."
   );
+  // The offline form (shown instead of the message box while no staff member is online).
+  function field(label, control) {
+    return el("label", { class: "f" }, label, control); // the label wraps its control
+  }
+  var offEmail = el("input", { type: "email", name: "email", autocomplete: "email", required: "", maxlength: "254", spellcheck: "false" });
+  var offName = el("input", { type: "text", name: "name", autocomplete: "name", maxlength: "80" });
+  var offText = el("textarea", { name: "message", rows: "3", required: "", maxlength: "4000" });
+  var offErr = el("p", { class: "err", role: "alert" });
+  var offBtn = el("button", { class: "go", type: "submit" }, "Send message");
+  var offForm = el(
+    "form",
+    { class: "off", novalidate: "", "aria-label": "Leave a message", hidden: "" },
+    field("Your email", offEmail),
+    field("Your name (optional)", offName),
+    field("Message", offText),
+    offErr,
+    offBtn
+  );
+  var thanksTo = el("p");
+  var againBtn = el("button", { class: "go", type: "button" }, "Write another message");
+  var thanks = el("div", { class: "thanks", role: "status", tabindex: "-1", hidden: "" }, el("strong", {}, "Thanks — we'll answer by email."), thanksTo, againBtn);
   var list = el("div", { class: "list" });
   var log = el("div", { class: "log", role: "log", "aria-label": "Messages", tabindex: "0" }, greeting, list);
   var typingEl = el("div", { class: "typing", "aria-live": "polite" });
@@ -392,7 +423,9 @@
     log,
     offline,
     typingEl,
-    form
+    form,
+    offForm,
+    thanks
   );
   var root = el("div", { class: "r", "data-conn": "connecting" }, bubble, panel);
   shadow.append(style, root);
@@ -411,6 +444,10 @@
   var bySeq = new Map(); // seq → message element
   var byCid = new Map(); // client_id → own message element
   var outbox = Array.isArray(load("outbox")) ? load("outbox") : []; // [{cid, text, ts}] not yet acknowledged
+  // A message being left with the offline form, kept until the service has it (so a reload or
+  // a reconnect goes on with it): {text, email, name, state: "sending"|"failed", mark, tried}.
+  var pend = load("leave");
+  if (!pend || typeof pend.text !== "string" || typeof pend.email !== "string") pend = null;
   var sess = null;
 
   function fmtTime(ms) {
@@ -522,8 +559,18 @@
 
   function setStaff(online) {
     var atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+    var focused = shadow.activeElement;
     st.staffOnline = online;
+    if (online) save("left", null); // the thanks note is for this absence only
+    // What was typed goes along to whichever box is shown now.
+    var from = online ? offText : input;
+    var to = online ? input : offText;
+    if (from.value.trim() && !to.value.trim() && !(pend && pend.state === "sending")) {
+      to.value = from.value;
+      from.value = "";
+    }
     renderStatus();
+    if (focused && (focused === input || offForm.contains(focused) || focused === thanks || focused === againBtn) && !focused.getClientRects().length) focusBox();
     if (atEnd) log.scrollTop = log.scrollHeight; // the notice took room from the log
   }
 
@@ -537,10 +584,23 @@
     if (state === "waiting") countdown = setInterval(renderStatus, 1000);
     renderStatus();
   }
+  function sending() {
+    return !!pend && pend.state === "sending";
+  }
   function renderStatus() {
     var online = connState === "online";
+    var away = st.staffOnline === false || sending();
+    var left = load("left");
     root.classList.toggle("on", online && !!st.staffOnline);
     offline.hidden = !(online && st.staffOnline === false);
+    form.hidden = typingEl.hidden = away;
+    thanks.hidden = !(away && !pend && left);
+    offForm.hidden = !away || !thanks.hidden;
+    if (left) thanksTo.textContent = "We will write to " + left.email + ".";
+    var busy = sending();
+    offBtn.setAttribute("aria-disabled", String(busy));
+    offBtn.textContent = busy ? (online ? "Sending…" : "Waiting for the connection…") : "Send message";
+    offEmail.readOnly = offName.readOnly = offText.readOnly = busy;
     conn.hidden = online;
     retryBtn.hidden = connState !== "waiting" && connState !== "offline";
     if (connState === "waiting") {
@@ -656,6 +716,78 @@
       }, 3000);
   }
 
+  // ---- Leaving a message while no staff member is online -------------------------------------
+
+  var leaving = null;
+  /** The visitor's newest thread (the one leave_message writes into), if any. */
+  function newest(threads) {
+    return (threads || []).reduce(function (a, t) {
+      return !a || t.thread > a.thread ? t : a;
+    }, null);
+  }
+  /** leave_message has no client_id: after a try whose answer was lost (connection gone,
+   *  reload), the visitor's threads are searched for the text past where they ended before the
+   *  first try, so a retry never stores (and emails) the message twice. */
+  async function findLeft(s, L) {
+    var threads = (await s.call("threads"))[0] || [];
+    for (var i = 0; i < threads.length; i++) {
+      var id = threads[i].thread;
+      if (id < L.mark[0]) continue;
+      var after = id === L.mark[0] ? L.mark[1] : 0;
+      for (;;) {
+        var page = (await s.call("history", [id], { after: after, limit: 500 }))[0] || [];
+        for (var j = 0; j < page.length; j++) {
+          if (page[j].sender === st.me && page[j].text === L.text) return page[j];
+        }
+        if (page.length < 500) break;
+        after = page[page.length - 1].seq;
+      }
+    }
+    return null;
+  }
+  /** Sends the pending offline message (once connected; again after every reconnect). */
+  function leave() {
+    var s = sess;
+    var L = pend;
+    if (!s || !L || L.state !== "sending" || leaving) return;
+    leaving = (async function () {
+      var r = L.tried ? await findLeft(s, L) : null;
+      if (!r) {
+        if (!L.mark) {
+          var t = newest((await s.call("threads"))[0]);
+          L.mark = t ? [t.thread, t.last_seq] : [0, 0];
+        }
+        L.tried = true;
+        save("leave", L);
+        var kw = { email: L.email };
+        if (L.name) kw.name = L.name;
+        r = (await s.call("leave_message", [L.text], kw))[0];
+      }
+      var inForm = offForm.contains(shadow.activeElement);
+      pend = null;
+      save("leave", null);
+      save("left", { email: L.email });
+      offText.value = "";
+      offErr.textContent = "";
+      renderStatus();
+      if (inForm) thanks.focus();
+      if (st.thread !== r.thread) await useThread(s, { thread: r.thread, read: 0 });
+    })()
+      .catch(function (e) {
+        // Refused (the service answered with an error): shown, and the form is editable again.
+        // A lost connection needs nothing here: every reconnect goes on with it.
+        if (e && e.uri && pend === L) {
+          L.state = "failed";
+          save("leave", L);
+          offErr.textContent = "Not sent: " + e.message;
+          renderStatus();
+        }
+      })
+      .finally(function () {
+        leaving = null;
+      });
+  }
+
   var readTimer = null;
   /** Tells the service what the visitor has seen (panel open, tab visible): a read receipt. */
   function markRead() {
@@ -719,6 +851,7 @@
         setConn("online");
         tries = 0;
         flush(s).catch(retrySoon);
+        leave();
         markRead();
         await s.closed;
       } catch (e) {
@@ -745,6 +878,11 @@
 
   // ---- Opening, closing, typing ---------------------------------------------------------------
 
+  /** Focuses where the visitor writes: the message box, or the offline form (or its thanks). */
+  function focusBox() {
+    (!form.hidden ? input : !thanks.hidden ? againBtn : offEmail.value ? offText : offEmail).focus();
+  }
+
   function setOpen(open, focus) {
     st.open = open;
     save("open", open || null);
@@ -752,7 +890,7 @@
     root.classList.toggle("open", open);
     bubble.setAttribute("aria-expanded", String(open));
     if (open) {
-      if (focus) input.focus();
+      if (focus) focusBox();
       log.scrollTop = log.scrollHeight;
       markRead();
     } else if (focus) {
@@ -811,11 +949,50 @@
   W.addEventListener("popstate", reportPage);
   W.addEventListener("hashchange", reportPage);
 
-  // TODO(server): offline e-mail follow-up. When no staff is online the issue asks for a form
-  // that takes the visitor's e-mail so the answer can be mailed; sending it needs a chat
-  // procedure that does not exist yet (e.g. switchboard.chat.contact(thread, email)). Until the
-  // server has it, the widget only shows the "no one is available" notice (`offline` above) and
-  // keeps the message in the thread — it shows no e-mail field, so nothing pretends to send.
+  offForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (sending()) return; // on its way: a second click sends nothing more
+    var text = offText.value.trim();
+    var email = offEmail.value.trim();
+    var name = offName.value.trim();
+    var emailOk = offEmail.validity.valid && /^[^@\s]+@[^@\s]+\.[^@\s.]+$/.test(email);
+    var bad = !emailOk ? offEmail : !text ? offText : null;
+    offEmail.setAttribute("aria-invalid", String(!emailOk));
+    offText.setAttribute("aria-invalid", String(emailOk && !text));
+    offErr.textContent = !bad ? "" : bad === offEmail ? "Please enter your email address, like name@example.com." : "Please write your message.";
+    if (bad) return bad.focus();
+    save("contact", { email: email, name: name });
+    // The same message again after a refusal keeps its record: a retry, checked like one.
+    if (!(pend && pend.text === text && pend.email === email && pend.name === name)) pend = { text: text, email: email, name: name };
+    pend.state = "sending";
+    save("leave", pend);
+    renderStatus();
+    leave();
+  });
+  offForm.addEventListener("input", function (e) {
+    // The field named by the error is being fixed: the error goes.
+    if (e.target.getAttribute("aria-invalid") === "true") {
+      e.target.setAttribute("aria-invalid", "false");
+      offErr.textContent = "";
+    }
+  });
+  offText.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      offForm.requestSubmit ? offForm.requestSubmit() : offForm.dispatchEvent(new Event("submit", { cancelable: true }));
+    }
+  });
+  againBtn.addEventListener("click", function () {
+    save("left", null);
+    renderStatus();
+    offText.focus();
+  });
+
+  // The offline form as it was: a message still on its way (or refused), else the contact.
+  var contact = pend || load("contact") || {};
+  offEmail.value = typeof contact.email === "string" ? contact.email : "";
+  offName.value = typeof contact.name === "string" ? contact.name : "";
+  if (pend) offText.value = pend.text;
 
   // Messages written before a reload that were never acknowledged: shown, sent on connect.
   outbox.forEach(function (o) {

@@ -459,9 +459,9 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
     const evil1 = `<img src=x onerror="window.__pwned=1;alert('img')">`;
     const evil2 = `<script>window.__pwned=2;alert('script')</script>`;
     const evil3 = `<b>bold</b><img src=x onerror=window.__pwned=3><svg onload=alert(3)>`;
-    await w(vpage, "textarea").fill(evil1);
+    await w(vpage, ".comp textarea").fill(evil1);
     await vpage.keyboard.press("Enter");
-    await w(vpage, "textarea").fill(evil2);
+    await w(vpage, ".comp textarea").fill(evil2);
     await vpage.keyboard.press("Enter");
     await chat("send", [thread, evil3]);
     await eventually(async () => {
@@ -520,7 +520,7 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
     // Meanwhile staff write (the widget has dropped its socket: no event reaches it) and so
     // does the visitor (queued in the widget, and in localStorage).
     const missed = await chat("send", [thread, "Missed while you were away"]);
-    await w(vpage, "textarea").fill("Written while offline");
+    await w(vpage, ".comp textarea").fill("Written while offline");
     await vpage.keyboard.press("Enter");
     let s = await readWidget(vpage);
     assert.deepEqual(s.messages.at(-1), { mine: true, seq: null, status: "pending", text: "Written while offline" });
@@ -577,7 +577,7 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
       });
       const panel = await w(p, ".panel").boundingBox();
       assert.deepEqual([panel.x, panel.y, panel.width, panel.height], [0, 0, 360, 740], "full screen panel");
-      for (const sel of ["textarea", ".send", ".x"]) {
+      for (const sel of [".comp textarea", ".send", ".x"]) {
         const b = await w(p, sel).boundingBox();
         assert.ok(b.x >= 0 && b.x + b.width <= 360 && b.y + b.height <= 740, `${sel} inside the screen: ${JSON.stringify(b)}`);
         assert.ok(b.height >= 40, `${sel} is a big enough target`);
@@ -607,6 +607,9 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
       assert.match(s.status, /Away/);
     });
     assert.match(await w(vpage, ".offline").textContent(), /No one is available/);
+    // The offline form (tests/browser/widget-offline.test.mjs) replaces the message box.
+    assert.equal(await w(vpage, ".comp").isVisible(), false);
+    assert.equal(await w(vpage, "form.off").isVisible(), true);
     await screenshot(vpage, "widget-desktop-offline.png");
     await loginStaff();
     await eventually(async () => {
@@ -614,10 +617,12 @@ describe(`chat widget against ${BASE}`, { timeout: 8 * 60_000 }, () => {
       assert.equal(s.staffOnline, true);
       assert.equal(s.offlineNotice, false);
     });
+    assert.equal(await w(vpage, ".comp").isVisible(), true, "the message box is back");
+    assert.equal(await w(vpage, "form.off").isVisible(), false);
   });
 
   it("counts unread staff messages on the bubble while the panel is closed", { timeout: TEST_TIMEOUT }, async () => {
-    await w(vpage, "textarea").focus();
+    await w(vpage, ".comp textarea").focus();
     await vpage.keyboard.press("Escape");
     await w(vpage, ".panel").waitFor({ state: "hidden" });
     const sent = await chat("send", [thread, "Your cake is ready"]);
