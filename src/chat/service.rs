@@ -224,6 +224,15 @@ impl Chat {
                 t.assignee.clone().map(Value::Str).unwrap_or(Value::Null),
             ),
             ("last_seq".into(), Value::UInt(t.last_seq)),
+            (
+                "last_text".into(),
+                self.store
+                    .messages(t.id, t.last_seq.max(1)..=t.last_seq.max(1), 1, false)
+                    .ok()
+                    .and_then(|m| m.into_iter().next())
+                    .map(|m| Value::Str(m.text.chars().take(200).collect()))
+                    .unwrap_or(Value::Null),
+            ),
             ("last_ts_ms".into(), Value::UInt(t.last_ms)),
             ("read".into(), Value::UInt(read)),
             ("others_read".into(), Value::UInt(others_read)),
@@ -506,9 +515,42 @@ impl Chat {
                 format!("too many messages; retry in {wait} s"),
             )
         })?;
+        let client_id = p
+            .kwargs
+            .as_ref()
+            .and_then(|k| dict_get(k, "client_id"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .map(str::to_owned);
         let t = self.ensure_thread(c, p).await?;
-        let (done, seq, _) = self.append(t.id, c, &text, None)?;
-        Self::durable(done).await?;
+        // A retry (same client_id) finds the first result: nothing is stored or emailed twice.
+        if let Some(cid) = &client_id {
+            let seen = self
+                .pending
+                .lock()
+                .get(&(t.id, c.authid.clone(), cid.clone()))
+                .map(|(seq, _)| *seq)
+                .or_else(|| {
+                    self.store
+                        .deduplicated(t.id, &c.authid, cid)
+                        .ok()
+                        .flatten()
+                        .map(|m| m.seq)
+                });
+            if let Some(seq) = seen {
+                return Ok(Payload::args(vec![Value::Dict(vec![
+                    ("thread".into(), Value::UInt(t.id)),
+                    ("seq".into(), Value::UInt(seq)),
+                    ("duplicate".into(), Value::Bool(true)),
+                ])]));
+            }
+        }
+        let (done, seq, _) = self.append(t.id, c, &text, client_id.clone())?;
+        let stored = Self::durable(done).await;
+        if let Some(cid) = client_id {
+            self.pending.lock().remove(&(t.id, c.authid.clone(), cid));
+        }
+        stored?;
         self.post_system(
             t.id,
             &format!("Left while no one was online; answer by email to {email}"),

@@ -214,6 +214,10 @@ async fn visitor_and_staff_chat_both_ways() {
     let list = chat(&mut agent, "threads", json!([]), json!({})).await;
     assert_eq!(list[0]["thread"], id);
     assert_eq!(list[0]["unread"], 1);
+    assert_eq!(
+        list[0]["last_text"], "hello <b>there</b>",
+        "a preview for the list"
+    );
     assert_eq!(list[0]["visitor_online"], true);
 
     // Staff answer; the visitor sees it on the thread topic, then the receipt and typing.
@@ -389,6 +393,11 @@ async fn privacy_is_enforced_by_the_router() {
         .await;
     assert_eq!(uri, "wamp.error.not_authorized");
 
+    // Staff may follow every thread with one prefix subscription; a visitor may not.
+    let mut agent = staff(&srv).await;
+    agent
+        .subscribe("switchboard.chat.thread.", json!({"match": "prefix"}))
+        .await;
     // A raw client whose role allows everything by its static rules still may not read or
     // write chat topics, nor impersonate the service.
     let mut raw = Client::connect(&format!("ws://{}/raw", srv.addr), Ser::Json).await;
@@ -898,10 +907,22 @@ async fn offline_messages_are_stored_and_emailed_to_staff() {
         &mut v,
         "leave_message",
         json!(["Do you ship to Norway? <b>asap</b>"]),
-        json!({"email": "kari@example.no", "name": "Kari"}),
+        json!({"email": "kari@example.no", "name": "Kari", "client_id": "off-1"}),
     )
     .await;
     assert_eq!(r["emailed"], true);
+    // A retry with the same client_id stores and sends nothing more.
+    let again = chat(
+        &mut v,
+        "leave_message",
+        json!(["Do you ship to Norway? <b>asap</b>"]),
+        json!({"email": "kari@example.no", "name": "Kari", "client_id": "off-1"}),
+    )
+    .await;
+    assert_eq!(
+        (again["seq"].clone(), again["duplicate"].clone()),
+        (r["seq"].clone(), json!(true))
+    );
     let id = r["thread"].clone();
     let body = tokio::time::timeout(std::time::Duration::from_secs(10), mail.recv())
         .await
