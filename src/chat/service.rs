@@ -5,7 +5,7 @@ use super::presence::{Change, Presence};
 use super::{ChatConfig, PREFIX};
 use crate::metrics::{ChatSender, Metrics};
 use crate::router::local::{CallFailure, Handler, LocalClient, LocalInvocation};
-use crate::router::realm::Realm;
+use crate::router::realm::{Realm, SessionChange};
 use crate::router::Router;
 use crate::store::chat::{ChatMessage, ChatStore, Thread, ThreadStatus};
 use crate::wamp::uris;
@@ -1298,45 +1298,27 @@ pub async fn start(
             .await
             .map_err(|e| format!("chat: cannot register {PREFIX}{name}: {}", e.message()))?;
     }
-    for (topic, joined) in [
-        ("wamp.session.on_join", true),
-        ("wamp.session.on_leave", false),
-    ] {
-        let (_, mut events) = client
-            .subscribe(topic, Dict::new(), 4096)
-            .await
-            .map_err(|e| format!("chat: cannot follow {topic}: {}", e.message()))?;
-        let chat = chat.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let args = ev.payload.args.unwrap_or_default();
-                let change = if joined {
-                    let d = args.first().and_then(Value::as_dict);
-                    let field = |k: &str| d.and_then(|d| dict_get(d, k));
-                    match (
-                        field("session").and_then(Value::as_u64),
-                        field("authid").and_then(Value::as_str),
-                        field("authrole").and_then(Value::as_str),
-                    ) {
-                        // Only chat members are tracked: other sessions cost nothing here.
-                        (Some(s), Some(a), Some(r))
-                            if r == chat.cfg.roles.visitor || chat.cfg.roles.is_staff(r) =>
-                        {
-                            chat.presence.joined(s, a, r)
-                        }
-                        _ => None,
-                    }
+    // Presence straight from the realm's session lifecycle (a synchronous hook: a visitor is
+    // online before its WELCOME is even read, and non-chat sessions cost one role check).
+    let weak = Arc::downgrade(&chat);
+    chat.realm.add_session_hook(Arc::new(move |change| {
+        let Some(chat) = weak.upgrade() else { return };
+        let outcome = match change {
+            SessionChange::Joined(peer) => {
+                let role = peer.principal.authrole.as_str();
+                if role == chat.cfg.roles.visitor || chat.cfg.roles.is_staff(role) {
+                    chat.presence
+                        .joined(peer.session, &peer.principal.authid, role)
                 } else {
-                    args.first()
-                        .and_then(Value::as_u64)
-                        .and_then(|s| chat.presence.left(s))
-                };
-                if let Some(change) = change {
-                    chat.presence_changed(change);
+                    None
                 }
             }
-        });
-    }
+            SessionChange::Left(peer) => chat.presence.left(peer.session),
+        };
+        if let Some(change) = outcome {
+            chat.presence_changed(change);
+        }
+    }));
     if chat.cfg.retention_days.is_some() {
         let chat = chat.clone();
         tokio::spawn(async move {

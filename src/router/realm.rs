@@ -28,6 +28,8 @@ pub struct Realm {
     permissions: Permissions,
     /// Decisions dynamic authorizers asked to cache.
     decisions: DecisionCache,
+    /// Built-in components following session joins and departures.
+    session_hooks: RwLock<Vec<SessionHook>>,
     /// A built-in component's policy for URIs under its prefix.
     policy: std::sync::OnceLock<(String, Arc<dyn AccessPolicy>)>,
     /// Event history (when the realm's config keeps any).
@@ -48,6 +50,16 @@ pub struct Realm {
 pub trait AccessPolicy: Send + Sync {
     fn decide(&self, peer: &Peer, action: Action, uri: &str) -> Option<Decision>;
 }
+
+/// A client session joined or left (for built-in components that follow sessions).
+pub enum SessionChange<'a> {
+    Joined(&'a Peer),
+    Left(&'a Peer),
+}
+
+/// Called synchronously on every client session's join and departure; must be quick and
+/// must not call back into the realm's session table.
+pub type SessionHook = Arc<dyn Fn(SessionChange<'_>) + Send + Sync>;
 
 /// Whether an action may proceed: known now, or to be asked of the role's authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +269,7 @@ impl Realm {
             permissions,
             decisions: DecisionCache::default(),
             policy: std::sync::OnceLock::new(),
+            session_hooks: RwLock::new(Vec::new()),
             history,
             retained: Default::default(),
             sessions: RwLock::new(HashMap::new()),
@@ -361,6 +374,9 @@ impl Realm {
     /// Tells `wamp.session.on_join` subscribers about a session that joined (after its WELCOME).
     pub fn announce_join(&self, peer: &Peer) {
         if !peer.trusted {
+            for hook in self.session_hooks.read().iter() {
+                hook(SessionChange::Joined(peer));
+            }
             self.meta_event(super::meta::ON_JOIN, || {
                 vec![super::meta::session_details(self.name(), peer)]
             });
@@ -521,7 +537,14 @@ impl Realm {
             self.forget_orphaned_decisions(&dealer);
             r
         };
-        if peer.trusted || !announce {
+        if peer.trusted {
+            return;
+        }
+        // Followers learn of every departure, even a quiet one (kill_all).
+        for hook in self.session_hooks.read().iter() {
+            hook(SessionChange::Left(&peer));
+        }
+        if !announce {
             return;
         }
         self.publish_testaments(&peer);
@@ -613,6 +636,11 @@ impl Realm {
                 None => Authorization::Ask(procedure.to_owned()),
             },
         }
+    }
+
+    /// Follows client sessions' joins and departures.
+    pub fn add_session_hook(&self, hook: SessionHook) {
+        self.session_hooks.write().push(hook);
     }
 
     /// Gives a built-in component the say over URIs starting with `prefix` (once per realm).

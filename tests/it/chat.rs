@@ -187,6 +187,10 @@ async fn visitor_and_staff_chat_both_ways() {
         note["thread"].get("unread").is_none() && note["thread"].get("read").is_none(),
         "per-reader fields are not broadcast: {note}"
     );
+    assert_eq!(
+        note["thread"]["visitor_online"], true,
+        "presence is known from the join itself, before the visitor's first call"
+    );
     v.subscribe(&format!("switchboard.chat.thread.{id}"), json!({}))
         .await;
 
