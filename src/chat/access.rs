@@ -7,17 +7,18 @@ use super::Roles;
 use crate::auth::permissions::{Action, Decision};
 use crate::router::peer::Peer;
 use crate::router::realm::AccessPolicy;
-use parking_lot::RwLock;
+use crate::store::chat::Thread;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// thread id → the visitor who owns it.
-pub type Owners = Arc<RwLock<HashMap<u64, String>>>;
+/// The chat service's current threads by id (shared with it: one table, one truth).
+pub type Threads = Arc<Mutex<HashMap<u64, Thread>>>;
 
 pub struct ChatPolicy {
     pub prefix: String,
     pub roles: Roles,
-    pub owners: Owners,
+    pub threads: Threads,
 }
 
 const ALLOW: Decision = Decision {
@@ -42,8 +43,12 @@ impl AccessPolicy for ChatPolicy {
                 Some(_) if staff => ALLOW,
                 Some(id) => match id.parse::<u64>() {
                     Ok(id) if visitor => {
-                        let owner = self.owners.read().get(&id).cloned();
-                        if owner.as_deref() == Some(peer.principal.authid.as_str()) {
+                        let owns = self
+                            .threads
+                            .lock()
+                            .get(&id)
+                            .is_some_and(|t| t.visitor == peer.principal.authid);
+                        if owns {
                             ALLOW
                         } else {
                             DENY

@@ -1,6 +1,6 @@
 //! The chat service's procedures, its group-commit writer and its presence feed.
 
-use super::access::{ChatPolicy, Owners};
+use super::access::{ChatPolicy, Threads};
 use super::presence::{Change, Presence};
 use super::{ChatConfig, PREFIX};
 use crate::metrics::{ChatSender, Metrics};
@@ -45,9 +45,8 @@ pub struct Chat {
     store: ChatStore,
     client: Arc<LocalClient>,
     realm: Arc<Realm>,
-    owners: Owners,
     /// The current record of every thread (seq allocation happens here, under the lock).
-    threads: Mutex<HashMap<u64, Thread>>,
+    threads: Threads,
     /// Sends numbered but not yet durable, by (thread, sender, client id) → (seq, ts).
     pending: Mutex<HashMap<PendingKey, (u64, u64)>>,
     writer: mpsc::Sender<Job>,
@@ -327,7 +326,6 @@ impl Chat {
                     last_ms: 0,
                 };
                 self.threads.lock().insert(t.id, t.clone());
-                self.owners.write().insert(t.id, t.visitor.clone());
                 let note = kwargs_only(as_dict(Value::Dict(vec![
                     ("type".into(), "thread".into()),
                     ("thread".into(), self.public_summary(&t)),
@@ -1108,12 +1106,6 @@ impl Chat {
                 .collect();
             ids.iter().filter_map(|id| threads.remove(id)).collect()
         };
-        {
-            let mut owners = self.owners.write();
-            for t in &gone {
-                owners.remove(&t.id);
-            }
-        }
         for t in &gone {
             self.store
                 .delete_thread(t)
@@ -1248,15 +1240,13 @@ pub async fn start(
         .ok_or_else(|| format!("chat: realm '{}' does not exist", cfg.realm))?;
     let all = store.threads().map_err(|e| format!("chat: {e}"))?;
     let next = all.iter().map(|t| t.id).max().unwrap_or(0) + 1;
-    let owners: Owners = Arc::new(parking_lot::RwLock::new(
-        all.iter().map(|t| (t.id, t.visitor.clone())).collect(),
-    ));
+    let threads: Threads = Arc::new(Mutex::new(all.into_iter().map(|t| (t.id, t)).collect()));
     realm.set_policy(
         PREFIX,
         Arc::new(ChatPolicy {
             prefix: PREFIX.to_owned(),
             roles: cfg.roles.clone(),
-            owners: owners.clone(),
+            threads: threads.clone(),
         }),
     );
     let mailer = match cfg.email.clone() {
@@ -1272,8 +1262,7 @@ pub async fn start(
         store: store.clone(),
         client: client.clone(),
         realm,
-        owners,
-        threads: Mutex::new(all.into_iter().map(|t| (t.id, t)).collect()),
+        threads,
         pending: Mutex::new(HashMap::new()),
         writer: tx,
         presence: Arc::new(Presence::default()),
