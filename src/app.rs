@@ -153,6 +153,8 @@ async fn dispatch_tcp(
     conns: Arc<Connections>,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer_ip = stream.peer_addr().ok().map(|a| a.ip());
+    let admitted = conns.admissions.admit(peer_ip);
     let is_raw = match (&http, &raw) {
         (None, Some(_)) => true,
         (Some(_), None) => false,
@@ -166,12 +168,27 @@ async fn dispatch_tcp(
         }
         (None, None) => return,
     };
+    let admission = match admitted {
+        Ok(a) => a,
+        Err(limit) => {
+            router.metrics.limit_refused(limit);
+            let reason = conns.admissions.reason(limit);
+            tracing::debug!(peer = ?peer_ip, %reason, "connection refused");
+            if is_raw {
+                rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT).await;
+            } else {
+                crate::transport::admission::refuse_http(stream, &reason).await;
+            }
+            return;
+        }
+    };
     match (is_raw, raw, http) {
         (true, Some(endpoint), _) => {
             let peer = stream.peer_addr().ok();
+            let _admission = admission;
             rawsocket::serve(stream, router, conns, endpoint, peer).await
         }
-        (false, _, Some(state)) => serve_connection(stream, state).await,
+        (false, _, Some(state)) => serve_connection(stream, state, Arc::new(admission)).await,
         _ => {}
     }
 }
@@ -282,13 +299,21 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 loop {
                     match u.accept().await {
                         Ok((stream, _)) => {
-                            tokio::spawn(rawsocket::serve(
-                                stream,
-                                router.clone(),
-                                conns.clone(),
-                                endpoint.clone(),
-                                None,
-                            ));
+                            let (router, conns, endpoint) =
+                                (router.clone(), conns.clone(), endpoint.clone());
+                            tokio::spawn(async move {
+                                match conns.admissions.admit(None) {
+                                    Ok(_admission) => {
+                                        rawsocket::serve(stream, router, conns, endpoint, None)
+                                            .await
+                                    }
+                                    Err(limit) => {
+                                        router.metrics.limit_refused(limit);
+                                        rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT)
+                                            .await
+                                    }
+                                }
+                            });
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");

@@ -71,6 +71,64 @@ struct Cli {
     /// Log lines on stderr: readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
     log_format: LogFormat,
+    #[command(flatten)]
+    caps: CapArgs,
+}
+
+/// What one session may hold and how many connections are accepted (README "Limits").
+#[derive(clap::Args, Debug)]
+struct CapArgs {
+    /// Subscriptions one session may hold.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_subscriptions_per_session: usize,
+    /// Registrations one session may hold.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_registrations_per_session: usize,
+    /// Calls one session may have waiting for their result.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_calls_in_flight: usize,
+    /// Distinct subscribed topics (with their match policy) one realm keeps.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    max_topics_per_realm: usize,
+    /// Open connections in all (HTTP, WebSocket and RawSocket).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    max_connections: usize,
+    /// Open connections from one IP address (IPv6: one /64).
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_connections_per_ip: usize,
+    /// Comma-separated addresses/networks the per-IP cap does not apply to ("" for none).
+    #[arg(long, default_value = "127.0.0.0/8,::1", value_name = "NETS")]
+    unlimited_addresses: String,
+}
+
+impl CapArgs {
+    fn session(&self) -> switchboard::config::SessionLimits {
+        switchboard::config::SessionLimits {
+            subscriptions: self.max_subscriptions_per_session,
+            registrations: self.max_registrations_per_session,
+            calls_in_flight: self.max_calls_in_flight,
+            topics_per_realm: self.max_topics_per_realm,
+        }
+    }
+
+    fn connections(&self) -> Result<switchboard::config::ConnectionLimits, String> {
+        let mut unlimited = Vec::new();
+        for net in self.unlimited_addresses.split(',').map(str::trim) {
+            if net.is_empty() {
+                continue;
+            }
+            unlimited.push(
+                switchboard::config::ipnet::IpNet::parse(net).ok_or_else(|| {
+                    format!("--unlimited-addresses: '{net}' is not an address or ADDR/PREFIX")
+                })?,
+            );
+        }
+        Ok(switchboard::config::ConnectionLimits {
+            total: self.max_connections.max(1),
+            per_address: self.max_connections_per_ip.max(1),
+            unlimited,
+        })
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +193,13 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> std::process::ExitCode {
+    let connections = match cli.caps.connections() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let limits = Limits {
         max_message_size: cli.max_message_size,
         max_queue_bytes: cli.max_queue_bytes,
@@ -143,6 +208,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
         write_delay: Duration::from_millis(cli.write_delay_ms),
         auth_timeout: Duration::from_millis(cli.auth_timeout_ms.max(1)),
+        session: cli.caps.session(),
+        connections,
     };
     let mut opts = Options::development(cli.listen, cli.data_dir);
     match &cli.config {

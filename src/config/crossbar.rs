@@ -180,7 +180,7 @@ pub fn parse(text: &str, toml: bool, file: &str, limits: Limits) -> Result<Loade
     })
 }
 
-fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigError> {
+fn node(ctx: &mut Ctx, v: &Value, mut limits: Limits) -> Result<NodeConfig, ConfigError> {
     let top = ctx.obj(v, "(top)")?;
     match top.get("version") {
         Some(Value::Number(n)) if n.as_u64() == Some(2) => {}
@@ -237,6 +237,7 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
             "chat",
             "webhooks",
             "calls",
+            "limits",
         ],
     );
     if let Some(opts) = w.get("options") {
@@ -308,6 +309,9 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
             ..Default::default()
         },
     };
+    if let Some(v) = w.get("limits") {
+        limits_section(ctx, v, &format!("{wpath}.limits"), &mut limits)?;
+    }
     let webhooks = match w.get("webhooks") {
         Some(v) => bridge::webhooks(ctx, v, &format!("{wpath}.webhooks"))?,
         None => Vec::new(),
@@ -323,6 +327,71 @@ fn node(ctx: &mut Ctx, v: &Value, limits: Limits) -> Result<NodeConfig, ConfigEr
         listeners,
         webhooks,
     })
+}
+
+/// Switchboard's own `limits` section (README "Limits"): each key overrides the command-line
+/// value — `subscriptions_per_session`, `registrations_per_session`,
+/// `calls_in_flight_per_session`, `topics_per_realm`, `connections`, `connections_per_address`
+/// (whole numbers) and `unlimited_addresses` (a list of addresses or networks).
+fn limits_section(
+    ctx: &mut Ctx,
+    v: &Value,
+    path: &str,
+    limits: &mut Limits,
+) -> Result<(), ConfigError> {
+    let o = ctx.obj(v, path)?;
+    let counts: [(&str, &mut usize); 6] = [
+        (
+            "subscriptions_per_session",
+            &mut limits.session.subscriptions,
+        ),
+        (
+            "registrations_per_session",
+            &mut limits.session.registrations,
+        ),
+        (
+            "calls_in_flight_per_session",
+            &mut limits.session.calls_in_flight,
+        ),
+        ("topics_per_realm", &mut limits.session.topics_per_realm),
+        ("connections", &mut limits.connections.total),
+        (
+            "connections_per_address",
+            &mut limits.connections.per_address,
+        ),
+    ];
+    let mut known: Vec<&str> = counts.iter().map(|(k, _)| *k).collect();
+    known.push("unlimited_addresses");
+    ctx.unknown(o, path, &known);
+    for (key, slot) in counts {
+        match o.get(key).map(Value::as_u64) {
+            None => {}
+            Some(Some(n)) if n >= 1 => *slot = usize::try_from(n).unwrap_or(usize::MAX),
+            Some(_) => {
+                return ctx.err(
+                    &format!("{path}.{key}"),
+                    "expected a whole number of at least 1",
+                )
+            }
+        }
+    }
+    if let Some(list) = o.get("unlimited_addresses") {
+        let lp = format!("{path}.unlimited_addresses");
+        let mut nets = Vec::new();
+        for (i, n) in ctx.list(list, &lp)?.iter().enumerate() {
+            match n.as_str().and_then(super::ipnet::IpNet::parse) {
+                Some(net) => nets.push(net),
+                None => {
+                    return ctx.err(
+                        &format!("{lp}[{i}]"),
+                        "expected an address or network like 10.0.0.0/8",
+                    )
+                }
+            }
+        }
+        limits.connections.unlimited = nets;
+    }
+    Ok(())
 }
 
 /// Switchboard's own `calls` section: {`stun_listen` ("0.0.0.0:3478"), `ice_uris`
@@ -1383,6 +1452,42 @@ mod tests {
             }]
         }]
     }"#;
+
+    #[test]
+    fn limits_section_overrides_the_command_line_values() {
+        let with = |limits: &str| {
+            CROSSBAR_INIT.replacen(
+                r#""type": "router","#,
+                &format!(r#""type": "router", "limits": {limits},"#),
+                1,
+            )
+        };
+        let l = load_json(&with(
+            r#"{"subscriptions_per_session": 50, "connections_per_address": 7,
+                "unlimited_addresses": ["10.0.0.0/8"]}"#,
+        ))
+        .unwrap();
+        let lim = &l.node.router.limits;
+        assert_eq!(lim.session.subscriptions, 50);
+        assert_eq!(lim.connections.per_address, 7);
+        assert_eq!(
+            lim.connections.unlimited,
+            vec![crate::config::ipnet::IpNet::parse("10.0.0.0/8").unwrap()]
+        );
+        // Untouched keys keep the command-line values.
+        assert_eq!(
+            lim.session.registrations,
+            Limits::default().session.registrations
+        );
+        let e = load_json(&with(r#"{"topics_per_realm": 0}"#))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("limits.topics_per_realm"), "{e}");
+        let e = load_json(&with(r#"{"unlimited_addresses": ["nope"]}"#))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("unlimited_addresses[0]"), "{e}");
+    }
 
     #[test]
     fn a_crossbar_init_config_loads_unchanged() {

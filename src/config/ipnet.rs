@@ -11,6 +11,22 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// 127.0.0.0/8.
+    pub fn loopback_v4() -> IpNet {
+        IpNet {
+            addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)),
+            prefix: 8,
+        }
+    }
+
+    /// ::1/128.
+    pub fn loopback_v6() -> IpNet {
+        IpNet {
+            addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<IpNet> {
         let (addr, mask) = match s.trim().split_once('/') {
             Some((a, m)) => (a.parse::<IpAddr>().ok()?, Some(m)),

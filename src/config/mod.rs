@@ -371,6 +371,58 @@ pub struct Limits {
     /// How long a dynamic authenticator or authorizer may take before the router gives up
     /// (authentication fails, the action is denied).
     pub auth_timeout: Duration,
+    /// What one session may hold (router-internal sessions are exempt).
+    pub session: SessionLimits,
+    /// How many connections the listeners accept, in all and from one address.
+    pub connections: ConnectionLimits,
+}
+
+/// What one client session may hold, and how many topics a realm keeps. A request beyond a
+/// limit gets `switchboard.error.limit_exceeded` naming the limit; nothing already held is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Subscriptions one session may hold.
+    pub subscriptions: usize,
+    /// Registrations one session may hold.
+    pub registrations: usize,
+    /// Calls one session may have waiting for their result.
+    pub calls_in_flight: usize,
+    /// Distinct subscriptions (topic, match policy) one realm keeps.
+    pub topics_per_realm: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            subscriptions: 1_000,
+            registrations: 1_000,
+            calls_in_flight: 1_000,
+            topics_per_realm: 1_000_000,
+        }
+    }
+}
+
+/// Connection caps applied at accept time: beyond them a WebSocket/HTTP client gets HTTP 503
+/// and a RawSocket client the handshake error "maximum connection count reached".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections (HTTP, WebSocket and RawSocket) in all.
+    pub total: usize,
+    /// Open connections from one IP address (IPv6: one /64).
+    pub per_address: usize,
+    /// Addresses the per-address cap does not apply to (default loopback: a reverse proxy on
+    /// the same host, or `switchboard bench`).
+    pub unlimited: Vec<ipnet::IpNet>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            total: 100_000,
+            per_address: 1_000,
+            unlimited: vec![ipnet::IpNet::loopback_v4(), ipnet::IpNet::loopback_v6()],
+        }
+    }
 }
 
 impl Default for Limits {
@@ -383,6 +435,8 @@ impl Default for Limits {
             hello_timeout: Duration::from_secs(10),
             write_delay: Duration::ZERO,
             auth_timeout: Duration::from_secs(5),
+            session: SessionLimits::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::framing::Framing;
 use crate::outbox::Outbox;
 use crate::router::Router;
 use crate::session::Session;
+use crate::transport::admission::Admission;
 use crate::transport::connection::{self, Handler};
 use crate::transport::connections::Connections;
 use crate::wamp::Serializer;
@@ -80,12 +81,16 @@ fn security_headers(resp: &mut Response<Body>) {
 }
 
 /// Serves one HTTP connection (and hands upgraded ones to the WebSocket transport).
-pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
+///
+/// `admission` is the connection's place under the connection caps: an upgraded WebSocket
+/// keeps it until the WebSocket ends.
+pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>, admission: Arc<Admission>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let io = TokioIo::new(stream);
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
+        let admission = admission.clone();
         async move {
             let path = req.uri().path();
             let resp = match state.bridge.iter().find(|(p, _)| p == path) {
@@ -99,7 +104,7 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>) {
                     security_headers(&mut resp);
                     resp
                 }
-                None => route(req, &state, peer),
+                None => route(req, &state, peer, admission),
             };
             Ok::<_, Infallible>(resp)
         }
@@ -118,6 +123,7 @@ fn route(
     mut req: Request<hyper::body::Incoming>,
     state: &Arc<HttpState>,
     peer: Option<SocketAddr>,
+    admission: Arc<Admission>,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let is_upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
@@ -127,9 +133,9 @@ fn route(
         .find(|(p, _)| *p == path || (p == "*" && is_upgrade))
         .map(|(_, e)| e.clone());
     let mut resp = if state.echo_path.as_deref() == Some(path.as_str()) {
-        upgrade(&mut req, state, None, peer)
+        upgrade(&mut req, state, None, peer, admission)
     } else if let Some(endpoint) = wamp {
-        upgrade(&mut req, state, Some(endpoint), peer)
+        upgrade(&mut req, state, Some(endpoint), peer, admission)
     } else if !state.web {
         empty_with(StatusCode::NOT_FOUND, "not found")
     } else if let Some(resp) = ops::route(&req, state, &path) {
@@ -169,6 +175,7 @@ fn upgrade(
     state: &Arc<HttpState>,
     endpoint: Option<WampEndpoint>,
     peer: Option<SocketAddr>,
+    admission: Arc<Admission>,
 ) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(req) {
         return empty_with(
@@ -246,6 +253,7 @@ fn upgrade(
     };
     let state = state.clone();
     tokio::spawn(async move {
+        let _admission = admission;
         let ws = match fut.await {
             Ok(ws) => ws,
             Err(e) => {

@@ -270,6 +270,17 @@ fn register_auth_chat_store(r: &mut Registry, m: &Metrics) {
         "Chat messages stored durably and answered to their sender",
         chat(&m.chat_acknowledged),
     );
+    let refusals = Family::<Labels<1>, Counter>::default();
+    for limit in super::Limit::ALL {
+        refusals
+            .get_or_create(&[("limit", limit.label())])
+            .inc_by(m.limit_refusals(limit));
+    }
+    r.register(
+        "switchboard_limit_refusals",
+        "Requests (SUBSCRIBE, REGISTER, CALL) and connections refused because a limit was reached",
+        refusals,
+    );
     r.register_with_unit(
         "switchboard_store_flush_duration",
         "Time to flush the data store to disk (history: event history batches; chat: message batches and deletions)",

@@ -160,6 +160,40 @@ fn flush_histogram() -> Histogram {
     ])
 }
 
+/// A limit that refused a request or a connection (`--max-*`, README "Limits").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Subscriptions = 0,
+    Registrations = 1,
+    CallsInFlight = 2,
+    TopicsPerRealm = 3,
+    Connections = 4,
+    ConnectionsPerAddress = 5,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 6] = [
+        Limit::Subscriptions,
+        Limit::Registrations,
+        Limit::CallsInFlight,
+        Limit::TopicsPerRealm,
+        Limit::Connections,
+        Limit::ConnectionsPerAddress,
+    ];
+
+    /// The metric label, also the name used in error messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Subscriptions => "subscriptions_per_session",
+            Limit::Registrations => "registrations_per_session",
+            Limit::CallsInFlight => "calls_in_flight_per_session",
+            Limit::TopicsPerRealm => "topics_per_realm",
+            Limit::Connections => "connections",
+            Limit::ConnectionsPerAddress => "connections_per_address",
+        }
+    }
+}
+
 /// Who wrote a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChatSender {
@@ -179,6 +213,7 @@ pub struct Metrics {
     auth_failures: Family<StaticLabels<2>, Counter>,
     chat_sent: [AtomicU64; 2],
     chat_acknowledged: [AtomicU64; 2],
+    limit_refusals: [AtomicU64; 6],
     store_flush: Family<StaticLabels<1>, Histogram, fn() -> Histogram>,
 }
 
@@ -190,6 +225,7 @@ impl Default for Metrics {
             auth_failures: Family::default(),
             chat_sent: Default::default(),
             chat_acknowledged: Default::default(),
+            limit_refusals: Default::default(),
             store_flush: Family::new_with_constructor(flush_histogram),
         }
     }
@@ -212,6 +248,16 @@ impl Metrics {
     /// A chat message was stored durably and its sender answered.
     pub fn chat_acknowledged(&self, from: ChatSender) {
         self.chat_acknowledged[from as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request or connection was refused by `limit`.
+    pub fn limit_refused(&self, limit: Limit) {
+        self.limit_refusals[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many requests or connections `limit` refused.
+    pub fn limit_refusals(&self, limit: Limit) -> u64 {
+        self.limit_refusals[limit as usize].load(Ordering::Relaxed)
     }
 
     /// The timer for the flushes of `store` (`history`, `chat`).

@@ -116,6 +116,36 @@ pub struct Delivery {
 }
 
 impl Broker {
+    /// Whether subscribing `session` to (uri, policy) stays within `limits`: subscribing again
+    /// to what it holds always does; a new subscription counts against the session's cap, and
+    /// a new topic against the realm's.
+    pub fn within_limits(
+        &self,
+        session: Id,
+        uri: &str,
+        policy: MatchPolicy,
+        limits: &crate::config::SessionLimits,
+    ) -> Result<(), crate::metrics::Limit> {
+        let existing = self.index.get(uri, policy).copied();
+        if let Some(id) = existing {
+            if self
+                .subscriptions
+                .get(&id)
+                .is_some_and(|s| s.subscribers.contains_key(&session))
+            {
+                return Ok(());
+            }
+        }
+        let held = self.by_session.get(&session).map_or(0, Vec::len);
+        if held >= limits.subscriptions {
+            return Err(crate::metrics::Limit::Subscriptions);
+        }
+        if existing.is_none() && self.subscriptions.len() >= limits.topics_per_realm {
+            return Err(crate::metrics::Limit::TopicsPerRealm);
+        }
+        Ok(())
+    }
+
     /// Adds `peer` to the subscription for (uri, policy), creating it if needed.
     /// Returns the subscription id (subscribing twice returns the same id) and whether the
     /// subscription was created and whether the session was added (for the meta events).

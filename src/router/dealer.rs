@@ -123,6 +123,8 @@ pub struct Dealer {
     invocations: HashMap<(Id, Id), Invocation>,
     /// (caller session, CALL request id) → invocation key.
     calls: HashMap<(Id, Id), (Id, Id)>,
+    /// Calls in flight per caller session (for the per-session cap).
+    in_flight: HashMap<Id, usize>,
 }
 
 fn error(uri: &'static str, message: impl Into<String>) -> RouteError {
@@ -140,6 +142,16 @@ fn error_msg(request_type: u64, request: Id, uri: &str, payload: Payload) -> Mes
 }
 
 impl Dealer {
+    /// Registrations `session` holds.
+    pub fn registrations_of(&self, session: Id) -> usize {
+        self.by_session.get(&session).map_or(0, Vec::len)
+    }
+
+    /// Calls `session` has waiting for their result.
+    pub fn calls_in_flight(&self, session: Id) -> usize {
+        self.in_flight.get(&session).copied().unwrap_or(0)
+    }
+
     pub fn register(
         &mut self,
         peer: &Arc<Peer>,
@@ -354,6 +366,7 @@ impl Dealer {
             },
         );
         self.calls.insert((caller.session, request), key);
+        *self.in_flight.entry(caller.session).or_default() += 1;
         Ok(key)
     }
 
@@ -368,6 +381,14 @@ impl Dealer {
     fn finish(&mut self, key: (Id, Id)) -> Option<Invocation> {
         let inv = self.invocations.remove(&key)?;
         self.calls.remove(&(inv.caller.session, inv.call_request));
+        if let std::collections::hash_map::Entry::Occupied(mut n) =
+            self.in_flight.entry(inv.caller.session)
+        {
+            *n.get_mut() = n.get().saturating_sub(1);
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
         if let Some(t) = &inv.timer {
             t.abort();
         }

@@ -83,7 +83,12 @@ impl Router {
             .map(|r| {
                 (
                     r.name.clone(),
-                    Realm::with_history(r.clone(), writer.clone(), metrics.clone()),
+                    Realm::with_history(
+                        r.clone(),
+                        writer.clone(),
+                        metrics.clone(),
+                        config.limits.session,
+                    ),
                 )
             })
             .collect();

@@ -11,7 +11,7 @@ use crate::auth::authorizer::DecisionCache;
 use crate::auth::permissions::{Action, Decision, Permissions};
 use crate::auth::Principal;
 use crate::config::RealmConfig;
-use crate::metrics::{AuthorizerCounts, Metrics};
+use crate::metrics::{AuthorizerCounts, Limit, Metrics};
 use crate::outbox::Outbox;
 use crate::wamp::ids::{is_valid_id, random_id};
 use crate::wamp::uri::{self, MatchPolicy};
@@ -43,6 +43,8 @@ pub struct Realm {
     metrics: Arc<Metrics>,
     /// What this realm's authorizers decided, and the decisions taken from the cache.
     pub authorizer_counts: AuthorizerCounts,
+    /// What one client session may hold here.
+    limits: crate::config::SessionLimits,
 }
 
 /// A built-in component's say over a URI prefix it owns (the chat service decides who may
@@ -253,7 +255,7 @@ impl Realm {
     }
 
     pub fn new(config: RealmConfig) -> Arc<Realm> {
-        Self::with_history(config, None, Arc::default())
+        Self::with_history(config, None, Arc::default(), Default::default())
     }
 
     /// A realm whose history rules (if any) write through `writer`, counting into `metrics`.
@@ -261,6 +263,7 @@ impl Realm {
         config: RealmConfig,
         writer: Option<super::history::Writer>,
         metrics: Arc<Metrics>,
+        limits: crate::config::SessionLimits,
     ) -> Arc<Realm> {
         let permissions = Permissions::from_config(&config);
         let history = writer.and_then(|w| super::history::RealmHistory::new(&config.history, w));
@@ -278,6 +281,7 @@ impl Realm {
             me: me.clone(),
             metrics,
             authorizer_counts: AuthorizerCounts::default(),
+            limits,
         })
     }
 
@@ -697,6 +701,25 @@ impl Realm {
         }
     }
 
+    /// Counts a refusal by `limit` and words the error for the client.
+    fn limit_reached(&self, limit: Limit) -> RouteError {
+        self.metrics.limit_refused(limit);
+        let (what, n) = match limit {
+            Limit::Subscriptions => ("subscriptions per session", self.limits.subscriptions),
+            Limit::Registrations => ("registrations per session", self.limits.registrations),
+            Limit::CallsInFlight => ("calls in flight per session", self.limits.calls_in_flight),
+            Limit::TopicsPerRealm => (
+                "subscribed topics in this realm",
+                self.limits.topics_per_realm,
+            ),
+            Limit::Connections | Limit::ConnectionsPerAddress => ("connections", 0),
+        };
+        bad(
+            uris::LIMIT_EXCEEDED,
+            format!("limit reached: at most {n} {what} ({})", limit.label()),
+        )
+    }
+
     pub fn subscribe(
         &self,
         peer: &Arc<Peer>,
@@ -712,6 +735,11 @@ impl Realm {
             let mut broker = self.broker.write();
             if peer.is_gone() {
                 return Ok(());
+            }
+            if !peer.trusted {
+                broker
+                    .within_limits(peer.session, topic, policy, &self.limits)
+                    .map_err(|l| self.limit_reached(l))?;
             }
             broker.subscribe(peer, topic, policy)
         };
@@ -910,6 +938,9 @@ impl Realm {
             if peer.is_gone() {
                 return Ok(());
             }
+            if !peer.trusted && dealer.registrations_of(peer.session) >= self.limits.registrations {
+                return Err(self.limit_reached(Limit::Registrations));
+            }
             dealer.register(peer, procedure, policy, invoke, disclose_caller)?
         };
         let _ = peer.send(&Message::Registered {
@@ -995,6 +1026,9 @@ impl Realm {
         let mut dealer = self.dealer.lock();
         if peer.is_gone() {
             return Ok(());
+        }
+        if !peer.trusted && dealer.calls_in_flight(peer.session) >= self.limits.calls_in_flight {
+            return Err(self.limit_reached(Limit::CallsInFlight));
         }
         let key = dealer.call(peer, request, opts, procedure, payload, role_disclose)?;
         if timeout_ms > 0 {

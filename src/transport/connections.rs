@@ -32,6 +32,8 @@ pub struct Connections {
     epoch: Instant,
     limits: Limits,
     accepting: AtomicBool,
+    /// The connection caps (taken at accept time, before any protocol).
+    pub admissions: Arc<super::admission::Admissions>,
 }
 
 /// Removes the connection from the registry when the connection task ends, however it ends.
@@ -75,6 +77,7 @@ impl Connections {
             map: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
+            admissions: super::admission::Admissions::new(limits.connections.clone()),
             limits,
             accepting: AtomicBool::new(true),
         })

@@ -27,6 +27,23 @@ const TYPE_PONG: u8 = 2;
 /// Handshake error codes (upper nibble of the reply's second octet).
 const ERR_SERIALIZER: u8 = 1;
 const ERR_RESERVED: u8 = 3;
+/// "Maximum connection count reached".
+pub const ERR_CONNECTION_COUNT: u8 = 4;
+
+/// Reads the client's handshake (so closing does not reset the reply away) and answers it with
+/// handshake error `code`, then closes.
+pub async fn refuse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    code: u8,
+) {
+    let mut h = [0u8; 4];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(2), stream.read_exact(&mut h)).await;
+    if matches!(read, Ok(Ok(_))) && h[0] == MAGIC {
+        let _ = stream.write_all(&[MAGIC, code << 4, 0, 0]).await;
+    }
+    let _ = stream.shutdown().await;
+}
 
 /// A RawSocket frame of `kind` carrying `payload`.
 pub fn raw_frame(kind: u8, payload: &[u8]) -> Bytes {

@@ -19,6 +19,9 @@ pub const CANCELED: &str = "wamp.error.canceled";
 pub const TIMEOUT: &str = "wamp.error.timeout";
 pub const OPTION_NOT_ALLOWED: &str = "wamp.error.option_not_allowed";
 pub const PAYLOAD_SIZE_EXCEEDED: &str = "wamp.error.payload_size_exceeded";
+/// A session or realm limit (subscriptions, registrations, calls in flight, topics) was
+/// reached. The spec has no URI for this (wamp-proto issue 510 is still open), so it is ours.
+pub const LIMIT_EXCEEDED: &str = "switchboard.error.limit_exceeded";
 
 pub const CLOSE_NORMAL: &str = "wamp.close.normal";
 pub const CLOSE_SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";

@@ -9,6 +9,8 @@ mod auth;
 /// `switchboard bench` scenarios at small scale.
 mod bench;
 mod calls;
+/// Session caps and connection caps.
+mod caps;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
 mod config;
