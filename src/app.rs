@@ -226,11 +226,13 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         let role = staff.first().cloned().unwrap_or_default();
         crate::http::setup::Setup::new(!staff.is_empty() && !has_staff, &role)
     };
+    let mut files = None;
     if let Some(cfg) = &opts.node.router.chat {
         let chat_store = store.chat().map_err(store_err)?;
-        crate::chat::service::start(router.clone(), chat_store, cfg.clone())
+        let chat = crate::chat::service::start(router.clone(), chat_store, cfg.clone())
             .await
             .map_err(StartError::Chat)?;
+        files = Some(chat.files.clone());
     }
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -269,6 +271,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 bridge,
                 webhooks: webhook_stats.clone(),
                 setup: setup.clone(),
+                files: files.clone(),
             })
         });
         let raw = l.rawsocket.clone();

@@ -21,13 +21,17 @@
 //! - `leave_message(text)` kwargs {email, name?} → a visitor's message while no staff is
 //!   online: stored in its thread like any message, and emailed to staff;
 //! - `forget(visitor?)` → deletes a visitor's threads and messages (staff: anyone's; a visitor:
-//!   its own).
+//!   its own);
+//! - `upload(thread, name, content_type, size)` → {file, url}: an upload slot; PUT the bytes to
+//!   `url`, then `send(thread, text, {file})` attaches it (see `files`);
+//! - `file_url(thread, file)` → a fresh download link (history and events carry one too).
 //!
 //! Topics: `thread.<id>` (kwargs {type: message|typing|read, …}), `inbox` (staff: new threads
 //! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
 
 pub mod access;
 pub mod email;
+pub mod files;
 pub mod presence;
 pub mod rate;
 pub mod service;
@@ -61,6 +65,8 @@ pub struct ChatConfig {
     pub retention_days: Option<u64>,
     /// Where offline messages are emailed to staff.
     pub email: Option<email::EmailConfig>,
+    /// Attachments: size limits and the upload rate.
+    pub files: files::FilesConfig,
 }
 
 impl ChatConfig {
@@ -74,6 +80,7 @@ impl ChatConfig {
             threads_per_hour: 30,
             retention_days: None,
             email: None,
+            files: files::FilesConfig::default(),
         }
     }
 }

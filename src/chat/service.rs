@@ -7,7 +7,7 @@ use crate::metrics::{ChatSender, Metrics};
 use crate::router::local::{CallFailure, Handler, LocalClient, LocalInvocation};
 use crate::router::realm::{Realm, SessionChange};
 use crate::router::Router;
-use crate::store::chat::{ChatMessage, ChatStore, Thread, ThreadStatus};
+use crate::store::chat::{ChatMessage, ChatStore, FileRef, Thread, ThreadStatus};
 use crate::wamp::uris;
 use crate::wamp::value::{dict_get, Dict, Value};
 use crate::wamp::{Payload, Serializer};
@@ -66,6 +66,8 @@ pub struct Chat {
     mailer: Option<super::email::Mailer>,
     /// The router's counters (messages sent and acknowledged).
     metrics: Arc<Metrics>,
+    /// Attachments (shared with the HTTP side, which takes uploads and serves downloads).
+    pub files: Arc<super::files::Files>,
 }
 
 fn now_ms() -> u64 {
@@ -86,7 +88,22 @@ fn kwargs_only(d: Dict) -> Payload {
     }
 }
 
-fn message_value(m: &ChatMessage) -> Value {
+/// A message as members see it; an attachment carries a download link signed for an hour.
+fn message_value(m: &ChatMessage, files: &super::files::Files) -> Value {
+    let file = match &m.file {
+        None => Value::Null,
+        Some(f) => Value::Dict(vec![
+            ("id".into(), Value::UInt(f.id)),
+            ("name".into(), f.name.clone().into()),
+            ("content_type".into(), f.content_type.clone().into()),
+            ("size".into(), Value::UInt(f.size)),
+            (
+                "inline".into(),
+                Value::Bool(super::files::is_inline(&f.content_type)),
+            ),
+            ("url".into(), files.link(m.thread, f.id).into()),
+        ]),
+    };
     Value::Dict(vec![
         ("type".into(), "message".into()),
         ("thread".into(), Value::UInt(m.thread)),
@@ -104,6 +121,7 @@ fn message_value(m: &ChatMessage) -> Value {
             "client_id".into(),
             m.client_id.clone().map(Value::Str).unwrap_or(Value::Null),
         ),
+        ("file".into(), file),
     ])
 }
 
@@ -355,8 +373,17 @@ impl Chat {
             .get(1)
             .and_then(Value::as_str)
             .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "send(thread, text): text missing"))?;
+        let file_id = match p.kwargs.as_ref().and_then(|k| dict_get(k, "file")) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                fail(
+                    uris::INVALID_ARGUMENT,
+                    "file must be the id that upload() returned",
+                )
+            })?),
+        };
         let chars = text.chars().count();
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && file_id.is_none() {
             return Err(fail(uris::INVALID_ARGUMENT, "the message is empty"));
         }
         if chars > self.cfg.max_text {
@@ -405,7 +432,21 @@ impl Chat {
                 return Ok(answer(m.seq, m.ts_ms));
             }
         }
-        let (done, seq, ts) = self.append(id, c, text, client_id.clone())?;
+        let file = match file_id {
+            None => None,
+            Some(f) => Some(
+                self.files
+                    .uploaded_by(id, f, &c.authid)
+                    .map_err(|e| fail(STORAGE, e))?
+                    .ok_or_else(|| {
+                        fail(
+                            uris::INVALID_ARGUMENT,
+                            format!("no file {f} uploaded by you in thread {id}"),
+                        )
+                    })?,
+            ),
+        };
+        let (done, seq, ts) = self.append(id, c, text, client_id.clone(), file)?;
         self.metrics.chat_sent(self.sender(c));
         let result = Self::durable(done).await;
         if let Some(cid) = client_id {
@@ -425,6 +466,7 @@ impl Chat {
         c: &Caller,
         text: &str,
         client_id: Option<String>,
+        file: Option<FileRef>,
     ) -> Result<(Durable, u64, u64), CallFailure> {
         let mut threads = self.threads.lock();
         let t = threads
@@ -444,6 +486,7 @@ impl Chat {
             }),
             text: text.to_owned(),
             client_id: client_id.clone(),
+            file,
         };
         let mut next = t.clone();
         next.last_seq = m.seq;
@@ -451,11 +494,11 @@ impl Chat {
         let mut events = vec![
             (
                 Self::thread_topic(id),
-                kwargs_only(as_dict(message_value(&m))),
+                kwargs_only(as_dict(message_value(&m, &self.files))),
             ),
             (
                 format!("{PREFIX}inbox"),
-                kwargs_only(as_dict(message_value(&m))),
+                kwargs_only(as_dict(message_value(&m, &self.files))),
             ),
         ];
         if next.status == ThreadStatus::Resolved && next.visitor == c.authid {
@@ -543,7 +586,7 @@ impl Chat {
                 ])]));
             }
         }
-        let (done, seq, _) = self.append(t.id, c, &text, client_id.clone())?;
+        let (done, seq, _) = self.append(t.id, c, &text, client_id.clone(), None)?;
         let stored = Self::durable(done).await;
         if let Some(cid) = client_id {
             self.pending.lock().remove(&(t.id, c.authid.clone(), cid));
@@ -584,7 +627,7 @@ impl Chat {
             name: None,
             addr: None,
         };
-        let (done, _, _) = self.append(id, &me, text, None)?;
+        let (done, _, _) = self.append(id, &me, text, None, None)?;
         Self::durable(done).await
     }
 
@@ -772,7 +815,10 @@ impl Chat {
         }
         .map_err(|e| fail(STORAGE, e.to_string()))?;
         Ok(Payload::args(vec![Value::List(
-            found.iter().map(message_value).collect(),
+            found
+                .iter()
+                .map(|m| message_value(m, &self.files))
+                .collect(),
         )]))
     }
 
@@ -1019,11 +1065,66 @@ impl Chat {
             }
             "export" => self.export(&c, p),
             "forget" => self.forget(&c, p).await,
+            "upload" => self.upload(&c, p),
+            "file_url" => self.file_url(&c, p),
             other => Err(fail(
                 uris::NO_SUCH_PROCEDURE,
                 format!("the chat service has no procedure '{other}'"),
             )),
         }
+    }
+
+    /// `upload(thread, name, content_type, size)` → {file, url, max_bytes}: an upload slot for
+    /// a member; the bytes go to `url` by HTTP PUT or POST within ten minutes.
+    fn upload(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let args = p.args.as_deref().unwrap_or(&[]);
+        let usage = "upload(thread, name, content_type, size)";
+        let id = args
+            .first()
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, usage))?;
+        let name = args
+            .get(1)
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, usage))?;
+        let declared = args.get(2).and_then(Value::as_str).unwrap_or("");
+        let size = args
+            .get(3)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, format!("{usage}: size in bytes")))?;
+        self.member_thread(c, id)?;
+        let slot = self
+            .files
+            .open_slot(id, &c.authid, name, declared, size, !self.is_staff(c))
+            .map_err(|r| {
+                let uri = match r.status {
+                    429 => RATE_LIMITED,
+                    507 | 503 => OVERLOADED,
+                    _ => uris::INVALID_ARGUMENT,
+                };
+                fail(uri, r.reason)
+            })?;
+        Ok(Payload::args(vec![Value::Dict(vec![
+            ("file".into(), Value::UInt(slot.id)),
+            ("url".into(), slot.url.into()),
+            (
+                "max_bytes".into(),
+                Value::UInt(self.files.config().max_bytes),
+            ),
+        ])]))
+    }
+
+    /// `file_url(thread, file)` → a download link valid for an hour, for a member.
+    fn file_url(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
+        let args = p.args.as_deref().unwrap_or(&[]);
+        let (Some(id), Some(file)) = (
+            args.first().and_then(Value::as_u64),
+            args.get(1).and_then(Value::as_u64),
+        ) else {
+            return Err(fail(uris::INVALID_ARGUMENT, "file_url(thread, file)"));
+        };
+        self.member_thread(c, id)?;
+        Ok(Payload::args(vec![self.files.link(id, file).into()]))
     }
 
     fn search(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
@@ -1050,7 +1151,10 @@ impl Chat {
             .search(&query.to_lowercase(), limit)
             .map_err(|e| fail(STORAGE, e.to_string()))?;
         Ok(Payload::args(vec![Value::List(
-            found.iter().map(message_value).collect(),
+            found
+                .iter()
+                .map(|m| message_value(m, &self.files))
+                .collect(),
         )]))
     }
 
@@ -1070,7 +1174,7 @@ impl Chat {
             ("thread".into(), self.thread_summary(&t, &c.authid)),
             (
                 "messages".into(),
-                Value::List(all.iter().map(message_value).collect()),
+                Value::List(all.iter().map(|m| message_value(m, &self.files)).collect()),
             ),
         ])]))
     }
@@ -1115,6 +1219,9 @@ impl Chat {
             .flush()
             .await
             .map_err(|e| fail(STORAGE, e.to_string()))?;
+        if !gone.is_empty() {
+            self.files.recount();
+        }
         for t in &gone {
             let _ = self.client.publish_now(
                 &format!("{PREFIX}inbox"),
@@ -1183,6 +1290,8 @@ const PROCEDURES: &[&str] = &[
     "signal",
     "ice_servers",
     "leave_message",
+    "upload",
+    "file_url",
 ];
 
 /// An address worth sending to: one `@`, something on both sides, a dot in the domain, no
@@ -1253,6 +1362,7 @@ pub async fn start(
         Some(e) => Some(super::email::Mailer::start(e)?),
         None => None,
     };
+    let files = Arc::new(super::files::Files::new(store.clone(), cfg.files.clone())?);
     let (tx, rx) = mpsc::channel(QUEUE);
     let minute = std::time::Duration::from_secs(60);
     let message_rate = super::rate::RateLimit::new(cfg.messages_per_minute, minute);
@@ -1274,6 +1384,7 @@ pub async fn start(
         router_calls: router.config.calls.clone(),
         mailer,
         metrics: router.metrics.clone(),
+        files,
     });
     tokio::spawn(write_loop(store, client.clone(), rx));
     for name in PROCEDURES {

@@ -473,6 +473,9 @@ fn chat(
             "threads_per_hour",
             "retention_days",
             "email",
+            "max_file_bytes",
+            "max_total_file_bytes",
+            "uploads_per_hour",
         ],
     );
     let realm_name = ctx.required_string(o, "realm", path)?.to_owned();
@@ -531,6 +534,24 @@ fn chat(
     }
     if o.contains_key("retention_days") {
         cfg.retention_days = Some(positive(ctx, o, "retention_days", path)? as u64);
+    }
+    for (key, slot) in [
+        ("max_file_bytes", &mut cfg.files.max_bytes),
+        ("max_total_file_bytes", &mut cfg.files.max_total_bytes),
+    ] {
+        match o.get(key).map(Value::as_u64) {
+            None => {}
+            Some(Some(n)) if n >= 1 => *slot = n,
+            Some(_) => {
+                return ctx.err(
+                    &format!("{path}.{key}"),
+                    "expected a whole number of bytes, at least 1",
+                )
+            }
+        }
+    }
+    if o.contains_key("uploads_per_hour") {
+        cfg.files.uploads_per_hour = positive(ctx, o, "uploads_per_hour", path)? as u32;
     }
     if let Some(e) = o.get("email") {
         let ep = format!("{path}.email");

@@ -4,6 +4,7 @@
 
 mod assets;
 pub mod bridge;
+mod files;
 mod ops;
 mod query;
 pub mod setup;
@@ -54,6 +55,8 @@ pub struct HttpState {
     pub webhooks: Arc<[Arc<webhook::Stats>]>,
     /// First-run setup of the first staff account.
     pub setup: Arc<setup::Setup>,
+    /// Chat attachments (when the chat service runs).
+    pub files: Option<Arc<crate::chat::files::Files>>,
 }
 
 pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
@@ -98,6 +101,12 @@ pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>, admissio
                     let mut resp = bridge::handle(b, req, peer).await;
                     security_headers(&mut resp);
                     resp
+                }
+                None if path.starts_with(crate::chat::files::PATH) && state.files.is_some() => {
+                    match &state.files {
+                        Some(f) => files::handle(req, f).await,
+                        None => empty_with(StatusCode::NOT_FOUND, "not found"),
+                    }
                 }
                 None if state.web && path == "/api/setup" => {
                     let mut resp = setup::handle(&state.setup, &state.router, req).await;

@@ -5,8 +5,13 @@
 //! sender ‖ 0 ‖ client id → seq: a retried send finds its first result), `chat_reads` (thread ‖
 //! member → "read up to" seq), `chat_by_visitor` (visitor ‖ 0 ‖ thread → ()).
 //!
+//! `chat_files` (thread ‖ file id → `FileRecord`) and `chat_file_data` (thread ‖ file id → the
+//! bytes, after a version byte) hold attachments (see `chat_files.rs`).
+//!
 //! Writes are applied by the caller in order and made durable together: `flush` is one
 //! `flush_async` for a whole batch (group commit).
+//!
+//! Message layouts: version 1 (no attachment) is still read; version 2 adds `file`.
 
 use super::codec;
 use super::StoreError;
@@ -43,6 +48,59 @@ pub struct ChatMessage {
     pub sender_name: Option<String>,
     pub text: String,
     pub client_id: Option<String>,
+    /// An attached file (its bytes are in `chat_file_data`).
+    pub file: Option<FileRef>,
+}
+
+/// What a message says about its attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub id: u64,
+    pub name: String,
+    /// The content type it is served with (checked against the bytes for images).
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// The layout version of stored messages (`ChatMessageV1` is version 1).
+const MESSAGE_VERSION: u8 = 2;
+
+/// A message as version 1 stored it (before attachments).
+#[derive(Deserialize)]
+struct ChatMessageV1 {
+    thread: u64,
+    seq: u64,
+    ts_ms: u64,
+    sender: String,
+    sender_role: String,
+    sender_name: Option<String>,
+    text: String,
+    client_id: Option<String>,
+}
+
+fn encode_message(m: &ChatMessage) -> Result<Vec<u8>, codec::CodecError> {
+    codec::encode_as(MESSAGE_VERSION, m)
+}
+
+pub(super) fn decode_message(bytes: &[u8]) -> Result<ChatMessage, codec::CodecError> {
+    match codec::split_version(bytes)? {
+        (MESSAGE_VERSION, body) => codec::decode_body(body),
+        (1, body) => {
+            let v: ChatMessageV1 = codec::decode_body(body)?;
+            Ok(ChatMessage {
+                thread: v.thread,
+                seq: v.seq,
+                ts_ms: v.ts_ms,
+                sender: v.sender,
+                sender_role: v.sender_role,
+                sender_name: v.sender_name,
+                text: v.text,
+                client_id: v.client_id,
+                file: None,
+            })
+        }
+        (v, _) => Err(codec::CodecError::Version(v)),
+    }
 }
 
 #[derive(Clone)]
@@ -53,6 +111,8 @@ pub struct ChatStore {
     dedupe: sled::Tree,
     reads: sled::Tree,
     by_visitor: sled::Tree,
+    pub(super) files: sled::Tree,
+    pub(super) file_data: sled::Tree,
     flushes: Option<crate::metrics::FlushTimer>,
 }
 
@@ -93,6 +153,8 @@ impl ChatStore {
             dedupe: db.open_tree("chat_dedupe")?,
             reads: db.open_tree("chat_reads")?,
             by_visitor: db.open_tree("chat_by_visitor")?,
+            files: db.open_tree("chat_files")?,
+            file_data: db.open_tree("chat_file_data")?,
             flushes: None,
         })
     }
@@ -141,7 +203,7 @@ impl ChatStore {
     /// Applies a message (not yet durable: `flush`).
     pub fn put_message(&self, m: &ChatMessage) -> Result<(), StoreError> {
         self.messages
-            .insert(msg_key(m.thread, m.seq), codec::encode(m)?)?;
+            .insert(msg_key(m.thread, m.seq), encode_message(m)?)?;
         if let Some(c) = &m.client_id {
             self.dedupe
                 .insert(dedupe_key(m.thread, &m.sender, c), &m.seq.to_be_bytes())?;
@@ -166,7 +228,7 @@ impl ChatStore {
             .messages
             .get(msg_key(thread, u64::from_be_bytes(seq)))?
         {
-            Some(v) => Ok(Some(codec::decode(&v)?)),
+            Some(v) => Ok(Some(decode_message(&v)?)),
             None => Ok(None),
         }
     }
@@ -186,7 +248,7 @@ impl ChatStore {
         let mut out = Vec::new();
         let mut push =
             |kv: Result<(sled::IVec, sled::IVec), sled::Error>| -> Result<bool, StoreError> {
-                out.push(codec::decode(&kv?.1)?);
+                out.push(decode_message(&kv?.1)?);
                 Ok(out.len() < limit)
             };
         if newest {
@@ -238,7 +300,7 @@ impl ChatStore {
     pub fn search(&self, needle: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
         let mut found: Vec<ChatMessage> = Vec::new();
         for kv in self.messages.iter() {
-            let m: ChatMessage = codec::decode(&kv?.1)?;
+            let m = decode_message(&kv?.1)?;
             if m.text.to_lowercase().contains(needle) {
                 found.push(m);
             }
@@ -251,7 +313,13 @@ impl ChatStore {
     /// Deletes a thread and everything in it (not yet durable: `flush`).
     pub fn delete_thread(&self, t: &Thread) -> Result<(), StoreError> {
         let prefix = t.id.to_be_bytes();
-        for tree in [&self.messages, &self.dedupe, &self.reads] {
+        for tree in [
+            &self.messages,
+            &self.dedupe,
+            &self.reads,
+            &self.files,
+            &self.file_data,
+        ] {
             let keys: Vec<sled::IVec> =
                 tree.scan_prefix(prefix).keys().collect::<Result<_, _>>()?;
             for k in keys {
@@ -272,5 +340,58 @@ impl ChatStore {
         }
         flushed?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct OldMessage<'a> {
+        thread: u64,
+        seq: u64,
+        ts_ms: u64,
+        sender: &'a str,
+        sender_role: &'a str,
+        sender_name: Option<&'a str>,
+        text: &'a str,
+        client_id: Option<&'a str>,
+    }
+
+    #[test]
+    fn version_1_messages_are_still_read_and_version_2_round_trips() {
+        let old = codec::encode(&OldMessage {
+            thread: 3,
+            seq: 9,
+            ts_ms: 1,
+            sender: "visitor:x",
+            sender_role: "visitor",
+            sender_name: Some("Ann"),
+            text: "hi",
+            client_id: None,
+        })
+        .unwrap();
+        assert_eq!(old[0], 1, "written as the first layout");
+        let m = decode_message(&old).unwrap();
+        assert_eq!((m.thread, m.seq, m.text.as_str()), (3, 9, "hi"));
+        assert_eq!(m.sender_name.as_deref(), Some("Ann"));
+        assert_eq!(m.file, None);
+        let with_file = ChatMessage {
+            file: Some(FileRef {
+                id: 7,
+                name: "a.png".into(),
+                content_type: "image/png".into(),
+                size: 10,
+            }),
+            ..m
+        };
+        let bytes = encode_message(&with_file).unwrap();
+        assert_eq!(bytes[0], MESSAGE_VERSION);
+        assert_eq!(decode_message(&bytes).unwrap(), with_file);
+        assert!(matches!(
+            decode_message(&[9, 0]),
+            Err(codec::CodecError::Version(9))
+        ));
     }
 }

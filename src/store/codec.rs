@@ -25,6 +25,27 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// Encodes with a version byte other than `SCHEMA_VERSION`: for a type whose layout changed,
+/// written under its own newer version (read back with `split_version`).
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = encode(value)?;
+    out[0] = version;
+    Ok(out)
+}
+
+/// The version byte and the body of a stored value, for types with more than one layout.
+pub fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    Ok((version, body))
+}
+
+/// Decodes a body whose version the caller has already checked.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (value, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    Ok(value)
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     if version != SCHEMA_VERSION {

@@ -4,6 +4,7 @@
 //! 512 MB VPS) and flushed before anything is acknowledged as durable and on close.
 
 pub mod chat;
+pub mod chat_files;
 pub mod codec;
 pub mod history;
 pub mod principals;

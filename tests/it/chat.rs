@@ -19,7 +19,7 @@ fn config(port: u16) -> String {
 }
 
 /// The test node with `chat` options `extra` (JSON members).
-fn config_with(port: u16, extra: &str) -> String {
+pub(crate) fn config_with(port: u16, extra: &str) -> String {
     format!(
         r#"{{
   "version": 2,
@@ -42,11 +42,11 @@ fn config_with(port: u16, extra: &str) -> String {
     )
 }
 
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     server_with(&config(0)).await
 }
 
-async fn server_with(cfg: &str) -> TestServer {
+pub(crate) async fn server_with(cfg: &str) -> TestServer {
     let loaded = crossbar::parse(cfg, false, "chat.json", Limits::default()).expect("config");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     TestServer::with(move |o| o.node = loaded.node).await
@@ -65,11 +65,11 @@ async fn login(url: &str, ticket: &str) -> Client {
     c
 }
 
-async fn visitor(srv: &TestServer, token: &str) -> Client {
+pub(crate) async fn visitor(srv: &TestServer, token: &str) -> Client {
     login(&format!("ws://{}/ws", srv.addr), token).await
 }
 
-async fn staff(srv: &TestServer) -> Client {
+pub(crate) async fn staff(srv: &TestServer) -> Client {
     let mut c = Client::connect(&format!("ws://{}/staff", srv.addr), Ser::Json).await;
     c.send(json!([1, "realm1", {"authmethods": ["ticket"], "authid": "alice"}]))
         .await;
@@ -82,7 +82,7 @@ async fn staff(srv: &TestServer) -> Client {
 }
 
 /// CALL switchboard.chat.<name>; RESULT args[0] (or null).
-async fn chat(c: &mut Client, name: &str, args: Value, kwargs: Value) -> Value {
+pub(crate) async fn chat(c: &mut Client, name: &str, args: Value, kwargs: Value) -> Value {
     let r = c.request_id();
     c.send(json!([
         48,
@@ -107,7 +107,7 @@ async fn chat(c: &mut Client, name: &str, args: Value, kwargs: Value) -> Value {
     }
 }
 
-async fn chat_error(c: &mut Client, name: &str, args: Value, kwargs: Value) -> String {
+pub(crate) async fn chat_error(c: &mut Client, name: &str, args: Value, kwargs: Value) -> String {
     let r = c.request_id();
     c.send(json!([
         48,
@@ -151,7 +151,7 @@ fn take_held(session: u64) -> Option<Value> {
 }
 
 /// The next EVENT's kwargs.
-async fn event(c: &mut Client) -> Value {
+pub(crate) async fn event(c: &mut Client) -> Value {
     if let Some(e) = take_held(c.session) {
         return e;
     }
@@ -160,8 +160,8 @@ async fn event(c: &mut Client) -> Value {
     m[5].clone()
 }
 
-const TOKEN_A: &str = "visitor-token-aaaaaaaaaaaaaaaaaa";
-const TOKEN_B: &str = "visitor-token-bbbbbbbbbbbbbbbbbb";
+pub(crate) const TOKEN_A: &str = "visitor-token-aaaaaaaaaaaaaaaaaa";
+pub(crate) const TOKEN_B: &str = "visitor-token-bbbbbbbbbbbbbbbbbb";
 
 #[tokio::test]
 async fn visitor_and_staff_chat_both_ways() {

@@ -13,6 +13,8 @@ mod calls;
 mod caps;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
+/// Chat attachments: upload slots, signed downloads, refusals.
+mod chat_files;
 mod config;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
