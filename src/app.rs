@@ -193,6 +193,26 @@ async fn dispatch_tcp(
     }
 }
 
+impl Running {
+    /// Applies a reloaded config: realms, roles and permissions at once (see `Router::reload`);
+    /// what needs a restart is reported, not applied.
+    pub fn reload(&self, node: &NodeConfig) -> crate::router::Reloaded {
+        let mut r = self.router.reload(&node.router);
+        let listening: Vec<&crate::config::Endpoint> = self
+            .listeners
+            .iter()
+            .filter(|b| !b.config.origin.starts_with("--rawsocket"))
+            .map(|b| &b.config.endpoint)
+            .collect();
+        let wanted: Vec<&crate::config::Endpoint> =
+            node.listeners.iter().map(|l| &l.endpoint).collect();
+        if listening != wanted {
+            r.needs_restart.push("listeners".into());
+        }
+        r
+    }
+}
+
 pub async fn start(opts: Options) -> Result<Running, StartError> {
     let store_err = |source| StartError::Store {
         dir: opts.data_dir.display().to_string(),

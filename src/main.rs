@@ -211,9 +211,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         session: cli.caps.session(),
         connections,
     };
-    let mut opts = Options::development(cli.listen, cli.data_dir);
+    let mut opts = Options::development(cli.listen, cli.data_dir.clone());
     match &cli.config {
-        Some(file) => match crossbar::load(file, limits) {
+        Some(file) => match crossbar::load(file, limits.clone()) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     tracing::warn!("{w}");
@@ -226,21 +226,16 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             }
         },
         None => {
-            opts.node = NodeConfig::development(cli.listen, limits);
+            opts.node = NodeConfig::development(cli.listen, limits.clone());
             tracing::warn!(
                 "no configuration given: serving the development default — realm 'realm1' where anonymous clients may do everything. Do not expose this to a network."
             );
         }
     }
-    if let Some(at) = cli.stun_listen {
-        opts.node.router.calls.stun_listen = Some(at);
-    }
-    if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, opts.node.router.chat.as_mut()) {
-        chat.messages_per_minute = n.max(1);
-    }
-    opts.echo_path = cli.ws_echo_path;
+    cli_overrides(&cli, &mut opts.node);
+    opts.echo_path = cli.ws_echo_path.clone();
     opts.rawsocket_tcp = cli.rawsocket_listen;
-    opts.rawsocket_unix = cli.rawsocket_unix;
+    opts.rawsocket_unix = cli.rawsocket_unix.clone();
     opts.cache_bytes = cli.cache_mb.max(1) << 20;
     let running = match app::start(opts).await {
         Ok(r) => r,
@@ -279,7 +274,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         tracing::info!("first run: no staff account yet — open the setup link printed on stdout");
     }
     let _ = std::io::stdout().flush();
-    signals.wait().await;
+    let mut signals = signals;
+    while signals.next().await == Signal::Reload {
+        reload(&cli, &limits, &running);
+    }
     tracing::info!("shutting down");
     match running.shutdown().await {
         Ok(()) => {
@@ -328,10 +326,65 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
     }
 }
 
-/// SIGTERM and SIGINT, registered at once (not on first poll).
+/// What the command line changes in a loaded config (at start and at every reload alike).
+fn cli_overrides(cli: &Cli, node: &mut NodeConfig) {
+    if let Some(at) = cli.stun_listen {
+        node.router.calls.stun_listen = Some(at);
+    }
+    if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, node.router.chat.as_mut()) {
+        chat.messages_per_minute = n.max(1);
+    }
+}
+
+/// SIGHUP: reads the config file again and applies what can change while running; a config
+/// that does not load is rejected whole and the running one kept.
+fn reload(cli: &Cli, limits: &Limits, running: &app::Running) {
+    let Some(file) = &cli.config else {
+        tracing::info!("SIGHUP: no config file (zero-config mode): nothing to reload");
+        return;
+    };
+    match crossbar::load(file, limits.clone()) {
+        Err(e) => {
+            tracing::error!("SIGHUP: the new config was rejected, the running one is kept: {e}");
+        }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            let mut node = loaded.node;
+            cli_overrides(cli, &mut node);
+            let r = running.reload(&node);
+            tracing::info!(
+                updated = ?r.updated,
+                added = ?r.added,
+                removed = ?r.removed,
+                "SIGHUP: configuration reloaded from {}",
+                file.display()
+            );
+            if !r.needs_restart.is_empty() {
+                tracing::warn!(
+                    "SIGHUP: these changes take a restart and were not applied: {}",
+                    r.needs_restart.join("; ")
+                );
+            }
+        }
+    }
+}
+
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGHUP: reload the configuration.
+    Reload,
+    /// SIGTERM or SIGINT: shut down.
+    Stop,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, registered at once (not on first poll).
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -340,11 +393,12 @@ impl Signals {
         Signals {
             term: signal(SignalKind::terminate()).ok(),
             int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
         }
     }
 
-    async fn wait(mut self) {
-        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+    async fn next(&mut self) -> Signal {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
                     s.recv().await;
@@ -353,8 +407,9 @@ impl Signals {
             }
         }
         tokio::select! {
-            _ = next(&mut self.term) => {}
-            _ = next(&mut self.int) => {}
+            _ = one(&mut self.term) => Signal::Stop,
+            _ = one(&mut self.int) => Signal::Stop,
+            _ = one(&mut self.hup) => Signal::Reload,
         }
     }
 }

@@ -54,6 +54,11 @@ impl DecisionCache {
         self.roles.write().remove(role);
     }
 
+    /// Forgets every cached decision (the permissions were reloaded).
+    pub fn clear(&self) {
+        self.roles.write().clear();
+    }
+
     pub fn len(&self) -> usize {
         self.roles.read().values().map(HashMap::len).sum()
     }

@@ -1342,7 +1342,6 @@ pub async fn start(
     store.time_flushes(router.metrics.flush_timer("chat"));
     let realm = router
         .realm(&cfg.realm)
-        .cloned()
         .ok_or_else(|| format!("chat: realm '{}' does not exist", cfg.realm))?;
     let client = router
         .local_client(&cfg.realm, None)

@@ -37,10 +37,11 @@ fn metrics<B>(req: &Request<B>, state: &HttpState) -> Response<Body> {
     let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
     let router = &state.router;
+    let realms = router.realms();
     let snapshot = Snapshot {
         counters: &router.counters,
         metrics: &router.metrics,
-        realms: router.realm_snapshots(),
+        realms: crate::router::Router::realm_snapshots(&realms),
         connections: state.conns.count() as u64,
         started_at: state.started_at,
     };

@@ -35,7 +35,10 @@ impl RouteError {
 }
 
 pub struct Router {
-    realms: HashMap<String, Arc<Realm>>,
+    /// The realms by name: replaced as a whole when a reload adds or removes one.
+    realms: arc_swap::ArcSwap<HashMap<String, Arc<Realm>>>,
+    /// The config the router started with (limits, chat, calls); realms, roles and permissions
+    /// are the realms' own, which `reload` replaces.
     pub config: RouterConfig,
     /// What the connection loops count (bytes, writes, slow consumers).
     pub counters: Arc<Counters>,
@@ -47,6 +50,22 @@ pub struct Router {
     pub principals: Option<crate::store::principals::Principals>,
     /// Router-internal sessions that call authenticators and authorizers, by (realm, role).
     local_clients: parking_lot::Mutex<HashMap<(String, String), Arc<local::LocalClient>>>,
+    /// Where realms added by a reload write their event history.
+    history_writer: Option<history::Writer>,
+    /// One reload at a time.
+    reloading: parking_lot::Mutex<()>,
+}
+
+/// What a reload did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Realms whose roles and permissions were replaced.
+    pub updated: Vec<String>,
+    pub added: Vec<String>,
+    /// Removed realms (their sessions were closed).
+    pub removed: Vec<String>,
+    /// Changes that take a restart; the running values stay.
+    pub needs_restart: Vec<String>,
 }
 
 /// The role of router-internal sessions that are not permission-checked (Crossbar's name).
@@ -93,7 +112,9 @@ impl Router {
             })
             .collect();
         Arc::new(Router {
-            realms,
+            realms: arc_swap::ArcSwap::from_pointee(realms),
+            history_writer: writer,
+            reloading: parking_lot::Mutex::new(()),
             config,
             counters: Arc::new(Counters::default()),
             metrics,
@@ -103,25 +124,29 @@ impl Router {
         })
     }
 
-    pub fn realm(&self, name: &str) -> Option<&Arc<Realm>> {
-        self.realms.get(name)
+    pub fn realm(&self, name: &str) -> Option<Arc<Realm>> {
+        self.realms.load().get(name).cloned()
     }
 
-    pub fn realm_stats(&self) -> Vec<RealmStats> {
-        let mut v: Vec<RealmStats> = self.realms.values().map(|r| r.stats()).collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
+    /// Every realm, by name.
+    pub fn realms(&self) -> Vec<Arc<Realm>> {
+        let mut v: Vec<Arc<Realm>> = self.realms.load().values().cloned().collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
         v
     }
 
-    pub fn session_count(&self) -> usize {
-        self.realms.values().map(|r| r.session_count()).sum()
+    pub fn realm_stats(&self) -> Vec<RealmStats> {
+        self.realms().iter().map(|r| r.stats()).collect()
     }
 
-    /// Each realm's gauges for `/metrics`, by name.
-    pub fn realm_snapshots(&self) -> Vec<RealmSnapshot<'_>> {
-        let mut v: Vec<RealmSnapshot> = self
-            .realms
-            .values()
+    pub fn session_count(&self) -> usize {
+        self.realms.load().values().map(|r| r.session_count()).sum()
+    }
+
+    /// Each realm's gauges for `/metrics` (borrowing from `realms`, see `Router::realms`).
+    pub fn realm_snapshots(realms: &[Arc<Realm>]) -> Vec<RealmSnapshot<'_>> {
+        realms
+            .iter()
             .map(|r| {
                 let stats = r.stats();
                 RealmSnapshot {
@@ -132,22 +157,94 @@ impl Router {
                     authorizer: &r.authorizer_counts,
                 }
             })
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(b.name));
-        v
+            .collect()
+    }
+
+    /// Applies a new config's realms, roles and permissions (SIGHUP) without dropping a
+    /// session: existing realms get the new rules at once (cached authorizer decisions are
+    /// forgotten), new realms open, removed realms close their sessions. Limits and the chat
+    /// and calls settings take a restart; they are named in `needs_restart`.
+    pub fn reload(&self, new: &RouterConfig) -> Reloaded {
+        let _one = self.reloading.lock();
+        let mut out = Reloaded::default();
+        let current = self.realms.load_full();
+        let mut next: HashMap<String, Arc<Realm>> = HashMap::new();
+        for rc in &new.realms {
+            match current.get(&rc.name) {
+                Some(realm) => {
+                    if realm.config().history != rc.history {
+                        out.needs_restart
+                            .push(format!("realm '{}': store.event-history", rc.name));
+                    }
+                    realm.reconfigure(rc);
+                    out.updated.push(rc.name.clone());
+                    next.insert(rc.name.clone(), realm.clone());
+                }
+                None => {
+                    let realm = Realm::with_history(
+                        rc.clone(),
+                        self.history_writer.clone(),
+                        self.metrics.clone(),
+                        self.config.limits.session,
+                    );
+                    out.added.push(rc.name.clone());
+                    next.insert(rc.name.clone(), realm);
+                }
+            }
+        }
+        let chat_realm = self.config.chat.as_ref().map(|c| c.realm.as_str());
+        let mut removed = Vec::new();
+        for (name, realm) in current.iter() {
+            if next.contains_key(name) {
+                continue;
+            }
+            if Some(name.as_str()) == chat_realm {
+                out.needs_restart
+                    .push(format!("realm '{name}' (the chat service's) was removed"));
+                next.insert(name.clone(), realm.clone());
+            } else {
+                out.removed.push(name.clone());
+                removed.push(realm.clone());
+            }
+        }
+        if new.limits.session != self.config.limits.session
+            || new.limits.connections != self.config.limits.connections
+        {
+            out.needs_restart.push("limits".into());
+        }
+        if new.chat != self.config.chat {
+            out.needs_restart.push("chat".into());
+        }
+        if new.calls != self.config.calls {
+            out.needs_restart.push("calls".into());
+        }
+        self.realms.store(Arc::new(next));
+        self.local_clients
+            .lock()
+            .retain(|(realm, _), _| !out.removed.contains(realm));
+        for realm in removed {
+            realm.close_all(
+                crate::wamp::uris::CLOSE_SYSTEM_SHUTDOWN,
+                "the realm was removed from the configuration",
+            );
+        }
+        out.updated.sort();
+        out.added.sort();
+        out.removed.sort();
+        out
     }
 
     /// The router-internal session acting as `role` in `realm` (created on first use; needs a
     /// Tokio runtime). It is trusted unless `role` is one of the realm's configured roles.
     pub fn local_client(&self, realm: &str, role: Option<&str>) -> Option<Arc<local::LocalClient>> {
-        let r = self.realms.get(realm)?;
+        let r = self.realm(realm)?;
         let role = role.unwrap_or(TRUSTED_ROLE);
         let mut map = self.local_clients.lock();
         let key = (realm.to_owned(), role.to_owned());
         if let Some(c) = map.get(&key) {
             return Some(c.clone());
         }
-        let trusted = !r.config.roles.iter().any(|x| x.name == role);
+        let trusted = !r.has_role(role);
         let c = local::LocalClient::attach(r.clone(), local::internal_principal(role), trusted);
         map.insert(key, c.clone());
         Some(c)
@@ -161,9 +258,9 @@ impl Router {
         realm: &str,
         role: Option<&str>,
     ) -> Option<Arc<local::LocalClient>> {
-        let r = self.realms.get(realm)?;
+        let r = self.realm(realm)?;
         let role = role.unwrap_or(TRUSTED_ROLE);
-        let trusted = !r.config.roles.iter().any(|x| x.name == role);
+        let trusted = !r.has_role(role);
         Some(local::LocalClient::attach(
             r.clone(),
             local::internal_principal(role),
@@ -173,9 +270,6 @@ impl Router {
 
     /// Whether any role of any realm has a dynamic authorizer.
     pub fn has_authorizers(&self) -> bool {
-        self.config
-            .realms
-            .iter()
-            .any(|r| r.roles.iter().any(|x| x.authorizer.is_some()))
+        self.realms.load().values().any(|r| r.has_authorizers())
     }
 }

@@ -24,8 +24,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub struct Realm {
-    pub config: RealmConfig,
-    permissions: Permissions,
+    name: String,
+    /// The realm's config as last loaded (roles change on reload; see `reconfigure`).
+    config: arc_swap::ArcSwap<RealmConfig>,
+    /// Compiled from `config`'s roles, swapped with it.
+    permissions: arc_swap::ArcSwap<Permissions>,
     /// Decisions dynamic authorizers asked to cache.
     decisions: DecisionCache,
     /// Built-in components following session joins and departures.
@@ -268,8 +271,9 @@ impl Realm {
         let permissions = Permissions::from_config(&config);
         let history = writer.and_then(|w| super::history::RealmHistory::new(&config.history, w));
         Arc::new_cyclic(|me| Realm {
-            config,
-            permissions,
+            name: config.name.clone(),
+            config: arc_swap::ArcSwap::from_pointee(config),
+            permissions: arc_swap::ArcSwap::from_pointee(permissions),
             decisions: DecisionCache::default(),
             policy: std::sync::OnceLock::new(),
             session_hooks: RwLock::new(Vec::new()),
@@ -286,14 +290,46 @@ impl Realm {
     }
 
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
+    }
+
+    /// The realm's config as last loaded.
+    pub fn config(&self) -> Arc<RealmConfig> {
+        self.config.load_full()
+    }
+
+    /// Whether `role` is one of the realm's configured roles.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.permissions.load().has_role(role)
+    }
+
+    /// Whether any role here has a dynamic authorizer.
+    pub fn has_authorizers(&self) -> bool {
+        self.permissions.load().authorizers().next().is_some()
+    }
+
+    /// Takes new roles and permissions (a reload): every check from now on uses them, and
+    /// decisions cached from authorizers are forgotten. Sessions stay; a session whose role
+    /// is gone is refused everything (its role no longer exists).
+    pub fn reconfigure(&self, config: &RealmConfig) {
+        let permissions = Permissions::from_config(config);
+        self.permissions.store(Arc::new(permissions));
+        self.config.store(Arc::new(config.clone()));
+        self.decisions.clear();
+    }
+
+    /// Closes every session (a reload removed the realm).
+    pub fn close_all(&self, reason: &str, message: &str) {
+        for s in self.sessions() {
+            self.kill_quietly(s.session, reason, Some(message));
+        }
     }
 
     /// Figures of what clients did: router-internal sessions (the chat service, the
     /// authenticator callers) and what only they own are left out.
     pub fn stats(&self) -> RealmStats {
         RealmStats {
-            name: self.config.name.clone(),
+            name: self.name.clone(),
             sessions: self.session_count(),
             subscriptions: self
                 .broker
@@ -346,12 +382,12 @@ impl Realm {
         principal: Principal,
         link: super::peer::Attachment,
     ) -> Result<Arc<Peer>, RouteError> {
-        if !self.permissions.has_role(&principal.authrole) {
+        if !self.has_role(&principal.authrole) {
             return Err(bad(
                 uris::NO_SUCH_ROLE,
                 format!(
                     "role '{}' does not exist on realm '{}'",
-                    principal.authrole, self.config.name
+                    principal.authrole, self.name
                 ),
             ));
         }
@@ -605,7 +641,8 @@ impl Realm {
         if self.decisions.is_empty() {
             return;
         }
-        for (role, procedure) in self.permissions.authorizers() {
+        let permissions = self.permissions.load();
+        for (role, procedure) in permissions.authorizers() {
             if !dealer.serves(procedure) {
                 self.decisions.clear_role(role);
             }
@@ -626,11 +663,12 @@ impl Realm {
             }
         }
         let role = peer.principal.authrole.as_str();
-        let d = self.permissions.authorize(role, action, uri);
+        let permissions = self.permissions.load();
+        let d = permissions.authorize(role, action, uri);
         if d.allowed {
             return Authorization::Decided(d);
         }
-        match self.permissions.authorizer(role) {
+        match permissions.authorizer(role) {
             None => Authorization::Decided(d),
             Some(procedure) => match self.decisions.get(role, uri, action) {
                 Some(cached) => {
@@ -654,14 +692,14 @@ impl Realm {
 
     /// Whether sessions of `role` are subject to a dynamic authorizer.
     pub fn has_authorizer(&self, role: &str) -> bool {
-        self.permissions.authorizer(role).is_some()
+        self.permissions.load().authorizer(role).is_some()
     }
 
     /// Remembers an authorizer's decision that asked to be cached.
     pub fn cache_decision(&self, role: &str, uri: &str, action: Action, decision: Decision) {
         // Only while the authorizer is still there, or the cache would outlive it.
         let dealer = self.dealer.lock();
-        if let Some(procedure) = self.permissions.authorizer(role) {
+        if let Some(procedure) = self.permissions.load().authorizer(role) {
             if dealer.serves(procedure) {
                 self.decisions.put(role, uri, action, decision);
             }

@@ -332,7 +332,7 @@ impl Session {
                 format!("'{realm_name}' is not a valid realm URI"),
             );
         }
-        let Some(realm) = self.router.realm(realm_name).cloned() else {
+        let Some(realm) = self.router.realm(realm_name) else {
             return self.abort(
                 uris::NO_SUCH_REALM,
                 format!("no realm named '{realm_name}' exists on this router"),
@@ -341,7 +341,7 @@ impl Session {
         self.session_id = crate::wamp::ids::random_id();
         self.attempt = None;
         let outcome = auth::hello(
-            &realm.config,
+            &realm.config(),
             &self.auth,
             details,
             self.session_id,
@@ -435,16 +435,13 @@ impl Session {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let router = self.router.clone();
-        let has_role = move |realm: &str, role: &str| {
-            router
-                .realm(realm)
-                .is_some_and(|r| r.config.roles.iter().any(|x| x.name == role))
-        };
+        let has_role =
+            move |realm: &str, role: &str| router.realm(realm).is_some_and(|r| r.has_role(role));
         match ask.answered(reply, &has_role) {
             Ok(answered) => {
                 let realm = match answered.realm {
                     Some(name) if name != realm.name() => match self.router.realm(&name) {
-                        Some(r) => r.clone(),
+                        Some(r) => r,
                         None => {
                             return self.abort(
                                 uris::NO_SUCH_REALM,

@@ -85,7 +85,9 @@ async fn upload(
     .await;
     let id = slot["file"].as_u64().expect("file id");
     let url = slot["url"].as_str().expect("url").to_owned();
-    assert!(slot["max_bytes"].as_u64().is_some_and(|m| m >= bytes.len() as u64));
+    assert!(slot["max_bytes"]
+        .as_u64()
+        .is_some_and(|m| m >= bytes.len() as u64));
     (id, request(srv.addr, "PUT", &url, bytes).await)
 }
 

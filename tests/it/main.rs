@@ -34,6 +34,8 @@ mod process;
 mod pubsub;
 /// WAMP RawSocket over TCP and Unix sockets.
 mod rawsocket;
+/// SIGHUP and `Running::reload`: new rules for connected sessions, realms added and removed.
+mod reload;
 /// REGISTER/CALL/YIELD and the Advanced Profile RPC features.
 mod rpc;
 /// HELLO/WELCOME/ABORT/GOODBYE, phases and protocol violations.
