@@ -71,6 +71,10 @@ struct Cli {
     /// Log lines on stderr: readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Threads that run connections (default: one per CPU core; 1 runs everything on one
+    /// thread, which saves cross-thread wake-ups when the machine also runs other work).
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     #[command(flatten)]
     caps: CapArgs,
 }
@@ -179,10 +183,16 @@ fn main() -> std::process::ExitCode {
         None => {}
     }
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard: cannot start the async runtime: {e}");
