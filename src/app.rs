@@ -56,6 +56,7 @@ impl Options {
             rawsocket: Some(WampEndpoint::development()),
             web: false,
             bridge: Vec::new(),
+            tls: None,
             origin: origin.to_owned(),
         };
         if let Some(a) = self.rawsocket_tcp {
@@ -80,6 +81,9 @@ pub enum StartError {
     },
     #[error("{0}")]
     Chat(String),
+    /// A TLS certificate or key that cannot be used, or ACME that cannot start.
+    #[error("{origin}: TLS: {message}")]
+    Tls { origin: String, message: String },
     /// A bridge path or webhook that cannot run (its realm is missing, its role may not
     /// subscribe, …).
     #[error("{origin}: {message}")]
@@ -112,6 +116,13 @@ pub struct Running {
     pub setup: Arc<crate::http::setup::Setup>,
     /// The STUN server's UDP address, if one runs.
     pub stun_addr: Option<SocketAddr>,
+    /// Whether the listener at `addr` speaks TLS (`https://`, `wss://`).
+    pub tls: bool,
+    /// The plain-HTTP redirect listener's address, if one runs.
+    pub redirect_addr: Option<SocketAddr>,
+    /// What SIGHUP reloads (see `reload`); `main` installs the signal handler.
+    pub reload: crate::reload::Reload,
+    acme: Option<crate::tls::acme::Acme>,
 }
 
 enum Socket {
@@ -143,6 +154,50 @@ async fn bind(l: &ListenerConfig) -> Result<(Socket, Option<SocketAddr>), StartE
     }
 }
 
+/// Serves one accepted TCP connection of a TLS listener: the TLS handshake first, then as
+/// `dispatch_tcp` on the decrypted bytes (the first of which is put back after peeking).
+async fn dispatch_tls(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    http: Option<Arc<HttpState>>,
+    raw: Option<WampEndpoint>,
+    router: Arc<Router>,
+    conns: Arc<Connections>,
+) {
+    use tokio::io::AsyncReadExt;
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let hello = conns.limits().hello_timeout;
+    let mut tls = match tokio::time::timeout(hello, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (is_raw, prefix) = match (&http, &raw) {
+        (None, Some(_)) => (true, bytes::Bytes::new()),
+        (Some(_), None) => (false, bytes::Bytes::new()),
+        (Some(_), Some(_)) => {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(hello, tls.read(&mut first)).await {
+                Ok(Ok(1)) => (first[0] == 0x7F, bytes::Bytes::copy_from_slice(&first)),
+                _ => return,
+            }
+        }
+        (None, None) => return,
+    };
+    let stream = crate::tls::Prefixed::new(prefix, tls);
+    match (is_raw, raw, http) {
+        (true, Some(endpoint), _) => {
+            rawsocket::serve_tls(stream, router, conns, endpoint, peer).await
+        }
+        (false, _, Some(state)) => serve_connection(stream, peer, state).await,
+        _ => {}
+    }
+}
+
 /// Serves one accepted TCP connection: RawSocket if the listener has it and the first byte is
 /// RawSocket's magic 0x7F, HTTP/WebSocket otherwise (Crossbar's "universal" transport).
 async fn dispatch_tcp(
@@ -171,9 +226,51 @@ async fn dispatch_tcp(
             let peer = stream.peer_addr().ok();
             rawsocket::serve(stream, router, conns, endpoint, peer).await
         }
-        (false, _, Some(state)) => serve_connection(stream, state).await,
+        (false, _, Some(state)) => {
+            let peer = stream.peer_addr().ok();
+            serve_connection(stream, peer, state).await
+        }
         _ => {}
     }
+}
+
+/// The TLS acceptor of a listener, if it has TLS: certificate files are read now (a bad one
+/// stops the start) and registered for reload on SIGHUP.
+fn tls_acceptor(
+    l: &ListenerConfig,
+    acme: Option<&crate::tls::acme::Acme>,
+    reload: &crate::reload::Reload,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    use crate::tls::{self, TlsSource};
+    let fail = |message: String| StartError::Tls {
+        origin: l.origin.clone(),
+        message,
+    };
+    let resolver = match &l.tls {
+        None => return Ok(None),
+        Some(TlsSource::Files(files)) => {
+            let key = tls::load_files(files).map_err(fail)?;
+            let resolver = tls::CertResolver::new(Some(key));
+            let (r, files) = (resolver.clone(), files.clone());
+            reload.add(
+                format!("{}: TLS certificate", l.origin),
+                Arc::new(move || {
+                    let key = tls::load_files(&files)?;
+                    r.set(key);
+                    Ok(format!(
+                        "certificate reloaded from {}",
+                        files.certificate.display()
+                    ))
+                }),
+            );
+            resolver
+        }
+        Some(TlsSource::Acme) => match acme {
+            Some(a) => a.resolver.clone(),
+            None => return Err(fail("ACME certificates need the ACME settings".into())),
+        },
+    };
+    tls::acceptor(resolver).map(Some).map_err(fail)
 }
 
 pub async fn start(opts: Options) -> Result<Running, StartError> {
@@ -227,9 +324,23 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         );
     }
     let webhook_stats: Arc<[_]> = webhooks.iter().map(|w| w.stats.clone()).collect();
+    crate::tls::install_default_provider();
+    let reload = crate::reload::Reload::default();
+    let acme = match &opts.node.acme {
+        Some(cfg) => Some(
+            crate::tls::acme::start(cfg.clone(), &opts.data_dir).map_err(|message| {
+                StartError::Tls {
+                    origin: "acme".into(),
+                    message,
+                }
+            })?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
     for l in opts.listeners() {
+        let acceptor = tls_acceptor(&l, acme.as_ref(), &reload)?;
         let (socket, addr) = bind(&l).await?;
         let mut bridge = Vec::new();
         for (path, config) in &l.bridge {
@@ -252,6 +363,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 bridge,
                 webhooks: webhook_stats.clone(),
                 setup: setup.clone(),
+                tls: acceptor.is_some(),
             })
         });
         let raw = l.rawsocket.clone();
@@ -260,15 +372,27 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             Socket::Tcp(t) => tokio::spawn(async move {
                 loop {
                     match t.accept().await {
-                        Ok((stream, _)) => {
-                            tokio::spawn(dispatch_tcp(
-                                stream,
-                                http.clone(),
-                                raw.clone(),
-                                router.clone(),
-                                conns.clone(),
-                            ));
-                        }
+                        Ok((stream, _)) => match &acceptor {
+                            Some(a) => {
+                                tokio::spawn(dispatch_tls(
+                                    stream,
+                                    a.clone(),
+                                    http.clone(),
+                                    raw.clone(),
+                                    router.clone(),
+                                    conns.clone(),
+                                ));
+                            }
+                            None => {
+                                tokio::spawn(dispatch_tcp(
+                                    stream,
+                                    http.clone(),
+                                    raw.clone(),
+                                    router.clone(),
+                                    conns.clone(),
+                                ));
+                            }
+                        },
                         // Out of file descriptors and the like: back off instead of spinning.
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -300,12 +424,35 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         });
         listeners.push(Bound { config: l, addr });
     }
-    let addr = listeners
+    let first = listeners
         .iter()
         .find(|b| b.config.web || !b.config.websocket.is_empty())
-        .or(listeners.first())
+        .or(listeners.first());
+    let addr = first
         .and_then(|b| b.addr)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let tls = first.is_some_and(|b| b.config.tls.is_some());
+    // Plain HTTP → HTTPS, and the ACME HTTP-01 challenges.
+    let mut redirect_addr = None;
+    if let Some(at) = opts.node.http_redirect {
+        let fail = |source| StartError::Bind {
+            origin: "http redirect".into(),
+            endpoint: Endpoint::Tcp(at),
+            source,
+        };
+        let t = TcpListener::bind(at).await.map_err(fail)?;
+        redirect_addr = Some(t.local_addr().map_err(fail)?);
+        let https_port = listeners
+            .iter()
+            .find(|b| b.config.tls.is_some() && b.addr.is_some())
+            .and_then(|b| b.addr)
+            .map_or(443, |a| a.port());
+        let cfg = Arc::new(crate::http::redirect::Redirect {
+            https_port,
+            challenges: acme.as_ref().map(|a| a.challenges.clone()),
+        });
+        accept_tasks.push(tokio::spawn(crate::http::redirect::serve(t, cfg)));
+    }
     let rawsocket_addr = listeners
         .iter()
         .find(|b| b.config.rawsocket.is_some() && b.addr.is_some())
@@ -338,6 +485,10 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         grace: opts.shutdown_grace,
         setup,
         stun_addr,
+        tls,
+        redirect_addr,
+        reload,
+        acme,
     })
 }
 
@@ -352,6 +503,9 @@ impl Running {
         }
         for w in &self.webhooks {
             w.stop();
+        }
+        if let Some(a) = &self.acme {
+            a.stop();
         }
         for b in &self.listeners {
             if let Endpoint::Unix(p) = &b.config.endpoint {

@@ -68,6 +68,47 @@ struct Cli {
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
+    /// TLS on the zero-config listener: certificate (chain) PEM file; `https://` and `wss://`.
+    /// Reloaded on SIGHUP.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "SWITCHBOARD_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "SWITCHBOARD_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Get the zero-config listener's certificate from ACME (Let's Encrypt) for this DNS name
+    /// (repeat for more names). Needs --http-redirect-listen on port 80 of every name.
+    #[arg(long = "acme-domain", value_name = "NAME", conflicts_with = "tls_cert")]
+    acme_domains: Vec<String>,
+    /// Contact email for the ACME account.
+    #[arg(long, value_name = "ADDR")]
+    acme_email: Option<String>,
+    /// ACME directory URL (default: Let's Encrypt production).
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// Use Let's Encrypt's staging directory (untrusted test certificates, high rate limits).
+    #[arg(long, conflicts_with = "acme_directory")]
+    acme_staging: bool,
+    /// Trust this PEM root certificate for the ACME directory's HTTPS (a test CA like pebble's).
+    #[arg(long, value_name = "FILE")]
+    acme_root_cert: Option<PathBuf>,
+    /// A plain-HTTP listener that redirects everything to HTTPS (308) except ACME HTTP-01
+    /// challenges, e.g. 0.0.0.0:80.
+    #[arg(long, value_name = "ADDR")]
+    http_redirect_listen: Option<SocketAddr>,
+    /// Let the zero-config development default (anonymous clients may do everything) listen
+    /// beyond loopback. Without it, that is refused.
+    #[arg(long)]
+    allow_public_anonymous: bool,
     /// Log lines on stderr: readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
     log_format: LogFormat,
@@ -144,7 +185,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         write_delay: Duration::from_millis(cli.write_delay_ms),
         auth_timeout: Duration::from_millis(cli.auth_timeout_ms.max(1)),
     };
-    let mut opts = Options::development(cli.listen, cli.data_dir);
+    let mut opts = Options::development(cli.listen, cli.data_dir.clone());
     match &cli.config {
         Some(file) => match crossbar::load(file, limits) {
             Ok(loaded) => {
@@ -165,6 +206,14 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             );
         }
     }
+    if let Err(e) = apply_https(&cli, &mut opts) {
+        eprintln!("switchboard: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    if let Err(e) = check_public(&cli) {
+        eprintln!("switchboard: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     if let Some(at) = cli.stun_listen {
         opts.node.router.calls.stun_listen = Some(at);
     }
@@ -183,8 +232,15 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         }
     };
     // Handlers are in place before anyone is told we are up: a SIGTERM right after the ready
-    // line must shut down cleanly, not kill the process.
+    // line must shut down cleanly, not kill the process. SIGHUP reloads (`reload`).
     let signals = Signals::install();
+    let _sighup = match switchboard::reload::listen_sighup(running.reload.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP: certificates will not reload");
+            None
+        }
+    };
     let addr = running.addr;
     for b in &running.listeners {
         let at = b
@@ -200,14 +256,19 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let say = |line: String| {
         let _ = writeln!(std::io::stdout(), "{line}");
     };
-    say(format!("switchboard listening on http://{addr}"));
+    let scheme = if running.tls { "https" } else { "http" };
+    say(format!("switchboard listening on {scheme}://{addr}"));
+    if let Some(r) = running.redirect_addr {
+        tracing::info!("plain HTTP on {r} redirects to HTTPS");
+        say(format!("switchboard redirecting http://{r} to https"));
+    }
     if let Some(r) = running.rawsocket_addr {
         tracing::info!("WAMP RawSocket on tcp://{r}");
         say(format!("switchboard rawsocket on tcp://{r}"));
     }
     if let Some(token) = running.setup.token() {
         say(format!(
-            "switchboard setup: create the first staff account at http://{addr}/setup?token={token}"
+            "switchboard setup: create the first staff account at {scheme}://{addr}/setup?token={token}"
         ));
         tracing::info!("first run: no staff account yet — open the setup link printed on stdout");
     }
@@ -224,6 +285,70 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The HTTPS flags: TLS files or ACME on the zero-config listener, the redirect listener.
+fn apply_https(cli: &Cli, opts: &mut Options) -> Result<(), String> {
+    use switchboard::tls::{acme, TlsFiles, TlsSource};
+    let tls = if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        Some(TlsSource::Files(TlsFiles {
+            certificate: cert.clone(),
+            key: key.clone(),
+            chain: Vec::new(),
+        }))
+    } else if !cli.acme_domains.is_empty() {
+        let mut cfg = acme::AcmeConfig::new(cli.acme_domains.clone());
+        cfg.emails.extend(cli.acme_email.iter().cloned());
+        if cli.acme_staging {
+            cfg.directory = acme::LETS_ENCRYPT_STAGING.into();
+        }
+        if let Some(d) = &cli.acme_directory {
+            cfg.directory = d.clone();
+        }
+        cfg.root_certificate = cli.acme_root_cert.clone();
+        opts.node.acme = Some(cfg);
+        Some(TlsSource::Acme)
+    } else {
+        None
+    };
+    if let Some(tls) = tls {
+        if cli.config.is_some() {
+            return Err("--tls-cert/--tls-key and --acme-domain are for the zero-config listener; with --config set the transport's endpoint.tls (and the worker's acme section)".into());
+        }
+        for l in &mut opts.node.listeners {
+            l.tls = Some(tls.clone());
+        }
+    }
+    if let Some(at) = cli.http_redirect_listen {
+        opts.node.http_redirect = Some(at);
+    }
+    Ok(())
+}
+
+/// Safe by default: the development default admits anonymous clients with every permission, so
+/// it stays on loopback unless --allow-public-anonymous says otherwise (loudly).
+fn check_public(cli: &Cli) -> Result<(), String> {
+    let mut public: Vec<String> = Vec::new();
+    if cli.config.is_none() && !cli.listen.ip().is_loopback() {
+        public.push(format!("--listen {}", cli.listen));
+    }
+    // The command-line RawSocket listener serves the development endpoint (anonymous) too.
+    if let Some(a) = cli.rawsocket_listen.filter(|a| !a.ip().is_loopback()) {
+        public.push(format!("--rawsocket-listen {a}"));
+    }
+    if public.is_empty() {
+        return Ok(());
+    }
+    let what = public.join(", ");
+    if cli.allow_public_anonymous {
+        tracing::warn!(
+            "!!! --allow-public-anonymous: {what} admits ANONYMOUS clients who may do EVERYTHING (publish, subscribe, call, register, kill sessions) from any network. Use a config with authentication for anything but a trusted network. !!!"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {what}: the zero-config development default lets anonymous clients do everything, so it only listens on loopback (127.0.0.1, ::1). Give a --config with authentication for a public address, or pass --allow-public-anonymous if you really mean it"
+    ))
 }
 
 fn check_config(file: &std::path::Path) -> std::process::ExitCode {
