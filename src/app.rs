@@ -326,6 +326,9 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let webhook_stats: Arc<[_]> = webhooks.iter().map(|w| w.stats.clone()).collect();
     crate::tls::install_default_provider();
     let reload = crate::reload::Reload::default();
+    if opts.node.acme.is_some() && opts.node.http_redirect.is_none() {
+        tracing::warn!("ACME uses HTTP-01 challenges, answered by the plain-HTTP redirect listener: without one (--http-redirect-listen 0.0.0.0:80, or the worker's http_redirect) no certificate can be issued");
+    }
     let acme = match &opts.node.acme {
         Some(cfg) => Some(
             crate::tls::acme::start(cfg.clone(), &opts.data_dir).map_err(|message| {

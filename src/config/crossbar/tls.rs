@@ -178,3 +178,80 @@ pub(super) fn check(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Loaded};
+    use crate::config::Limits;
+    use crate::tls::{TlsFiles, TlsSource};
+    use std::path::PathBuf;
+
+    fn load(tls: &str, worker: &str) -> Result<Loaded, super::ConfigError> {
+        let text = format!(
+            r#"{{"version": 2, "workers": [{{"type": "router",
+                "realms": [{{"name": "realm1", "roles": [{{"name": "user", "permissions": []}}]}}],
+                "transports": [{{"type": "websocket",
+                    "endpoint": {{"type": "tcp", "port": 8443, "interface": "127.0.0.1", "tls": {tls}}},
+                    "auth": {{"ticket": {{"type": "static", "principals": {{"a": {{"ticket": "t", "role": "user"}}}}}}}}}}]
+                {worker}}}]}}"#
+        );
+        parse(
+            &text,
+            false,
+            "/etc/switchboard/config.json",
+            Limits::default(),
+        )
+    }
+
+    #[test]
+    fn crossbar_tls_files_relative_to_the_config() {
+        let l = load(
+            r#"{"key": "server.key", "certificate": "/abs/server.crt", "chain_certificates": ["ca.pem"], "dhparam": "x"}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            l.node.listeners[0].tls,
+            Some(TlsSource::Files(TlsFiles {
+                certificate: PathBuf::from("/abs/server.crt"),
+                key: PathBuf::from("/etc/switchboard/server.key"),
+                chain: vec![PathBuf::from("/etc/switchboard/ca.pem")],
+            }))
+        );
+        assert!(
+            l.warnings.iter().any(|w| w.contains("tls.dhparam")),
+            "{:?}",
+            l.warnings
+        );
+        let e = load(r#"{"key": "k"}"#, "").unwrap_err();
+        assert_eq!(e.path, "workers[0].transports[0].endpoint.tls.certificate");
+    }
+
+    #[test]
+    fn acme_section_and_redirect() {
+        let l = load(
+            r#"{"acme": true}"#,
+            r#", "acme": {"domains": ["Chat.Example.com"], "email": "ops@example.com", "staging": true, "check_interval": 3600},
+                 "http_redirect": {"endpoint": {"type": "tcp", "port": 80}}"#,
+        )
+        .unwrap();
+        assert_eq!(l.node.listeners[0].tls, Some(TlsSource::Acme));
+        let acme = l.node.acme.unwrap();
+        assert_eq!(acme.domains, ["chat.example.com"]);
+        assert_eq!(acme.emails, ["ops@example.com"]);
+        assert_eq!(acme.directory, crate::tls::acme::LETS_ENCRYPT_STAGING);
+        assert_eq!(acme.check_interval.as_secs(), 3600);
+        assert_eq!(l.node.http_redirect, Some("0.0.0.0:80".parse().unwrap()));
+
+        let e = load(r#"{"acme": true}"#, "").unwrap_err();
+        assert!(e.message.contains("acme"), "{e}");
+        let e = load(r#"{"acme": true}"#, r#", "acme": {"domains": ["*.x.com"]}"#).unwrap_err();
+        assert_eq!(e.path, "workers[0].acme.domains[0]");
+        let e = load(
+            r#"{"acme": true}"#,
+            r#", "acme": {"domains": ["x.com"], "directory": "http://insecure"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "workers[0].acme.directory");
+    }
+}
