@@ -94,24 +94,32 @@ pub(crate) fn security_headers(resp: &mut Response<Body>, tls: bool) {
     );
 }
 
-/// A state-changing request from a browser on another site (its `Origin` is not this server):
-/// refused before any handler runs. Non-browser clients send no `Origin`.
+/// A state-changing request from a browser on another site: refused before any handler runs.
+/// Same site means the `Origin`'s host is the `Host` (or, behind a proxy that rewrites `Host`,
+/// `X-Forwarded-Host`), or the browser itself says `Sec-Fetch-Site: same-origin`. A page on
+/// another site can set none of these (they are forbidden or need a CORS preflight we never
+/// grant). Requests without `Origin` (non-browser clients, old browsers' form posts to the same
+/// origin) pass; the handlers authenticate them.
 fn cross_site<B>(req: &Request<B>) -> Option<String> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
-    let origin = req.headers().get(hyper::header::ORIGIN)?;
+    let h = req.headers();
+    let origin = h.get(hyper::header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("?");
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     let origin_host = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"))
         .unwrap_or("");
-    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+    let host = header("host");
+    let forwarded = header("x-forwarded-host")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let same = |h: &str| !h.is_empty() && origin_host.eq_ignore_ascii_case(h);
+    if same(host) || same(forwarded) || header("sec-fetch-site") == "same-origin" {
         return None;
     }
     Some(format!(

@@ -1,7 +1,8 @@
 //! Automatic certificates with ACME (RFC 8555, `instant-acme`), HTTP-01 challenges.
 //!
 //! The account key and the certificate live in `<data dir>/acme/` (`account.json`, `cert.pem`,
-//! `key.pem`, all 0600). At start a stored certificate for the same names is served at once;
+//! `key.pem`, all 0600, with `account.directory` and `order` saying which CA and names they are
+//! for). At start a stored certificate for the same CA and names is served at once;
 //! a task then checks every `check_interval` and orders a new one when there is none, the
 //! names changed, or two thirds of its lifetime have passed. Challenge tokens are answered by
 //! the plain-HTTP listener (`/.well-known/acme-challenge/`, `http::redirect`), which must be
@@ -118,9 +119,13 @@ struct Stored {
     not_after: SystemTime,
 }
 
-fn load_stored(store: &Store, domains: &[String]) -> Option<Stored> {
-    let names = String::from_utf8(store.read("domains")?).ok()?;
-    if names.trim() != domains.join(",") {
+/// What a stored certificate was ordered for: the directory and the names.
+fn order_key(config: &AcmeConfig) -> String {
+    format!("{}\n{}\n", config.directory, config.domains.join(","))
+}
+
+fn load_stored(store: &Store, config: &AcmeConfig) -> Option<Stored> {
+    if store.read("order")? != order_key(config).as_bytes() {
         return None;
     }
     let key = super::load_pem(&store.read("cert.pem")?, &store.read("key.pem")?).ok()?;
@@ -138,7 +143,7 @@ pub fn start(config: AcmeConfig, data_dir: &Path) -> Result<Acme, String> {
     let dir = data_dir.join("acme");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let store = Store { dir };
-    let stored = load_stored(&store, &config.domains);
+    let stored = load_stored(&store, &config);
     let mut renew_at = None;
     let resolver = CertResolver::new(None);
     if let Some(s) = stored {
@@ -204,7 +209,9 @@ async fn account(config: &AcmeConfig, store: &Store) -> Result<Account, String> 
             .map_err(|e| format!("ACME root certificate {}: {e}", root.display())),
         None => Account::builder().map_err(|e| e.to_string()),
     };
-    if let Some(saved) = store.read("account.json") {
+    // An account belongs to one CA: a stored one for another directory is not used.
+    let same_ca = store.read("account.directory").as_deref() == Some(config.directory.as_bytes());
+    if let Some(saved) = store.read("account.json").filter(|_| same_ca) {
         match serde_json::from_slice::<AccountCredentials>(&saved) {
             Ok(creds) => {
                 return builder()?
@@ -236,6 +243,7 @@ async fn account(config: &AcmeConfig, store: &Store) -> Result<Account, String> 
     let json = serde_json::to_vec(&creds).map_err(|e| e.to_string())?;
     store
         .write("account.json", &json)
+        .and_then(|()| store.write("account.directory", config.directory.as_bytes()))
         .map_err(|e| format!("saving the ACME account: {e}"))?;
     tracing::info!(id = %account.id(), "ACME: account created");
     Ok(account)
@@ -300,7 +308,7 @@ async fn order(
     };
     save("key.pem", key_pem.as_bytes())?;
     save("cert.pem", chain_pem.as_bytes())?;
-    save("domains", config.domains.join(",").as_bytes())?;
+    save("order", order_key(config).as_bytes())?;
     let leaf = key.cert.first().ok_or("empty chain")?;
     let (not_before, not_after) =
         super::der::validity(leaf).ok_or("the certificate's validity is unreadable")?;

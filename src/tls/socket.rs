@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 
 /// Plaintext read per call when the caller reserved less.
 const MIN_READ: usize = 4096;
+/// At most this much of the caller's reservation is zeroed per call (a big message is read in
+/// several calls instead of zeroing the rest of its buffer each time).
+const MAX_READ: usize = 64 << 10;
 
 pub struct TlsSocket {
     tcp: TcpStream,
@@ -117,8 +120,13 @@ impl Socket for TlsSocket {
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         let mut c = self.tls.lock();
         loop {
+            // A connection that failed stays failed (and must not look readable forever).
+            if let Err(e) = c.process_new_packets() {
+                let _ = push(&self.tcp, &mut c);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
             let start = buf.len();
-            let room = (buf.capacity() - start).max(MIN_READ);
+            let room = (buf.capacity() - start).clamp(MIN_READ, MAX_READ);
             buf.resize(start + room, 0);
             let got = c.reader().read(&mut buf[start..]);
             match got {
@@ -141,6 +149,7 @@ impl Socket for TlsSocket {
                 }
                 Err(e) => return Err(e),
             }
+            // Decrypted at the top of the loop; handshake-level replies go out now.
             if let Err(e) = c.process_new_packets() {
                 // The alert rustls queued goes out if the socket takes it.
                 let _ = push(&self.tcp, &mut c);

@@ -261,7 +261,7 @@ def test_acme_certificate_from_pebble():
         assert welcome[0] == 2, welcome
 
         acme_dir = Path(data_dir) / "acme"
-        for f in ("account.json", "cert.pem", "key.pem"):
+        for f in ("account.json", "account.directory", "order", "cert.pem", "key.pem"):
             assert (acme_dir / f).exists(), f
             assert (acme_dir / f).stat().st_mode & 0o077 == 0, f"{f} is private"
         err = stop(sb)

@@ -253,6 +253,31 @@ async fn security_headers_hsts_and_cross_site_posts() {
     let same = format!("https://localhost:{}", server.addr.port());
     let r = https(server.addr, &der, &post(&same)).await;
     assert!(!r.contains("cross-site"), "{r}");
+    assert!(
+        r.contains("the setup token is wrong") || r.contains("setup is done"),
+        "{r}"
+    );
+    // Behind a proxy that rewrites Host: X-Forwarded-Host, or the browser's Sec-Fetch-Site.
+    for extra in [
+        "X-Forwarded-Host: chat.example.com\r\n",
+        "Sec-Fetch-Site: same-origin\r\n",
+    ] {
+        let req = post("https://chat.example.com").replacen(
+            "Connection: close\r\n",
+            &format!("{extra}Connection: close\r\n"),
+            1,
+        );
+        let r = https(server.addr, &der, &req).await;
+        assert!(!r.contains("cross-site"), "{extra}: {r}");
+    }
+    let req = post("https://evil.example").replacen(
+        "Connection: close\r\n",
+        "Sec-Fetch-Site: cross-site\r\nX-Forwarded-Host: chat.example.com\r\nConnection: close\r\n",
+        1,
+    );
+    assert!(https(server.addr, &der, &req)
+        .await
+        .starts_with("HTTP/1.1 403"));
 
     // Plain HTTP: no HSTS.
     let plain = TestServer::start().await;
