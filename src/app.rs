@@ -176,6 +176,12 @@ async fn dispatch_tls(
         }
         Err(_) => return,
     };
+    // An ACME TLS-ALPN-01 validation only looks at the certificate.
+    if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+        tracing::info!(?peer, "ACME: answered a TLS-ALPN-01 validation");
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return;
+    }
     let (is_raw, prefix) = match (&http, &raw) {
         (None, Some(_)) => (true, bytes::Bytes::new()),
         (Some(_), None) => (false, bytes::Bytes::new()),
@@ -270,7 +276,9 @@ fn tls_acceptor(
             None => return Err(fail("ACME certificates need the ACME settings".into())),
         },
     };
-    tls::acceptor(resolver).map(Some).map_err(fail)
+    let acme_alpn = l.tls == Some(TlsSource::Acme)
+        && acme.is_some_and(|a| a.challenge == crate::tls::acme::Challenge::TlsAlpn01);
+    tls::acceptor(resolver, acme_alpn).map(Some).map_err(fail)
 }
 
 pub async fn start(opts: Options) -> Result<Running, StartError> {
@@ -326,7 +334,12 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let webhook_stats: Arc<[_]> = webhooks.iter().map(|w| w.stats.clone()).collect();
     crate::tls::install_default_provider();
     let reload = crate::reload::Reload::default();
-    if opts.node.acme.is_some() && opts.node.http_redirect.is_none() {
+    let http01 = opts
+        .node
+        .acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == crate::tls::acme::Challenge::Http01);
+    if http01 && opts.node.http_redirect.is_none() {
         tracing::warn!("ACME uses HTTP-01 challenges, answered by the plain-HTTP redirect listener: without one (--http-redirect-listen 0.0.0.0:80, or the worker's http_redirect) no certificate can be issued");
     }
     let acme = match &opts.node.acme {

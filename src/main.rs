@@ -98,6 +98,10 @@ struct Cli {
     /// Use Let's Encrypt's staging directory (untrusted test certificates, high rate limits).
     #[arg(long, conflicts_with = "acme_directory")]
     acme_staging: bool,
+    /// How the CA checks the names: http-01 (on --http-redirect-listen, port 80) or tls-alpn-01
+    /// (on the HTTPS listener itself, port 443).
+    #[arg(long, value_name = "TYPE", default_value = "http-01", value_parser = ["http-01", "tls-alpn-01"])]
+    acme_challenge: String,
     /// Trust this PEM root certificate for the ACME directory's HTTPS (a test CA like pebble's).
     #[arg(long, value_name = "FILE")]
     acme_root_cert: Option<PathBuf>,
@@ -306,6 +310,7 @@ fn apply_https(cli: &Cli, opts: &mut Options) -> Result<(), String> {
             cfg.directory = d.clone();
         }
         cfg.root_certificate = cli.acme_root_cert.clone();
+        cfg.challenge = acme::Challenge::parse(&cli.acme_challenge).unwrap_or_default();
         opts.node.acme = Some(cfg);
         Some(TlsSource::Acme)
     } else {

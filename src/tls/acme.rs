@@ -1,12 +1,14 @@
-//! Automatic certificates with ACME (RFC 8555, `instant-acme`), HTTP-01 challenges.
+//! Automatic certificates with ACME (RFC 8555, `instant-acme`), HTTP-01 or TLS-ALPN-01
+//! (RFC 8737) challenges.
 //!
 //! The account key and the certificate live in `<data dir>/acme/` (`account.json`, `cert.pem`,
 //! `key.pem`, all 0600, with `account.directory` and `order` saying which CA and names they are
 //! for). At start a stored certificate for the same CA and names is served at once;
 //! a task then checks every `check_interval` and orders a new one when there is none, the
-//! names changed, or two thirds of its lifetime have passed. Challenge tokens are answered by
+//! names changed, or two thirds of its lifetime have passed. HTTP-01 tokens are answered by
 //! the plain-HTTP listener (`/.well-known/acme-challenge/`, `http::redirect`), which must be
-//! reachable on port 80 of every name. A failed order is logged and retried (backoff up to the
+//! reachable on port 80 of every name; TLS-ALPN-01 challenge certificates are served by the
+//! HTTPS listeners themselves (`CertResolver`, ALPN `acme-tls/1`) on port 443. A failed order is logged and retried (backoff up to the
 //! check interval); the certificate being served stays.
 
 use super::CertResolver;
@@ -36,6 +38,29 @@ pub struct AcmeConfig {
     pub root_certificate: Option<PathBuf>,
     /// How often the certificate's age is checked.
     pub check_interval: Duration,
+    /// How the CA validates control of the names.
+    pub challenge: Challenge,
+}
+
+/// The ACME challenge answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Challenge {
+    /// HTTP-01: a token at `http://NAME/.well-known/acme-challenge/` (the redirect listener on
+    /// port 80).
+    #[default]
+    Http01,
+    /// TLS-ALPN-01: a special certificate on the HTTPS listener itself (port 443), no port 80.
+    TlsAlpn01,
+}
+
+impl Challenge {
+    pub fn parse(s: &str) -> Option<Challenge> {
+        match s {
+            "http-01" => Some(Challenge::Http01),
+            "tls-alpn-01" => Some(Challenge::TlsAlpn01),
+            _ => None,
+        }
+    }
 }
 
 impl AcmeConfig {
@@ -46,6 +71,7 @@ impl AcmeConfig {
             directory: LETS_ENCRYPT.into(),
             root_certificate: None,
             check_interval: Duration::from_secs(12 * 3600),
+            challenge: Challenge::Http01,
         }
     }
 }
@@ -73,6 +99,7 @@ impl Challenges {
 pub struct Acme {
     pub resolver: Arc<CertResolver>,
     pub challenges: Arc<Challenges>,
+    pub challenge: Challenge,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -152,6 +179,7 @@ pub fn start(config: AcmeConfig, data_dir: &Path) -> Result<Acme, String> {
         resolver.set(s.key);
     }
     let challenges = Arc::new(Challenges::default());
+    let challenge = config.challenge;
     let task = tokio::spawn(run(
         config,
         store,
@@ -162,6 +190,7 @@ pub fn start(config: AcmeConfig, data_dir: &Path) -> Result<Acme, String> {
     Ok(Acme {
         resolver,
         challenges,
+        challenge,
         task,
     })
 }
@@ -178,8 +207,9 @@ async fn run(
         let due = renew_at.is_none_or(|t| SystemTime::now() >= t);
         if due {
             tracing::info!(domains = ?config.domains, directory = %config.directory, "ACME: ordering a certificate");
-            let result = order(&config, &store, &challenges).await;
+            let result = order(&config, &store, &challenges, &resolver).await;
             challenges.clear();
+            resolver.clear_alpn_challenges();
             match result {
                 Ok(s) => {
                     tracing::info!(domains = ?config.domains, not_after = %crate::clock::rfc3339(s.not_after), "ACME: new certificate installed");
@@ -253,6 +283,7 @@ async fn order(
     config: &AcmeConfig,
     store: &Store,
     challenges: &Challenges,
+    resolver: &CertResolver,
 ) -> Result<Stored, String> {
     let account = account(config, store).await?;
     let ids: Vec<Identifier> = config
@@ -272,13 +303,25 @@ async fn order(
             AuthorizationStatus::Valid => continue,
             other => return Err(format!("authorization is {other:?}")),
         }
+        let kind = match config.challenge {
+            Challenge::Http01 => ChallengeType::Http01,
+            Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        };
         let mut challenge = authz
-            .challenge(ChallengeType::Http01)
-            .ok_or("the CA offers no http-01 challenge")?;
-        challenges.put(
-            challenge.token.clone(),
-            challenge.key_authorization().as_str().to_owned(),
-        );
+            .challenge(kind.clone())
+            .ok_or_else(|| format!("the CA offers no {kind:?} challenge"))?;
+        match config.challenge {
+            Challenge::Http01 => challenges.put(
+                challenge.token.clone(),
+                challenge.key_authorization().as_str().to_owned(),
+            ),
+            Challenge::TlsAlpn01 => {
+                let domain = challenge.identifier().to_string();
+                let digest = challenge.key_authorization().digest();
+                let key = super::alpn_challenge_cert(&domain, digest.as_ref())?;
+                resolver.set_alpn_challenge(&domain, key);
+            }
+        }
         challenge
             .set_ready()
             .await

@@ -78,6 +78,27 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The self-signed certificate a TLS-ALPN-01 validation expects for `domain` (RFC 8737: the
+/// SHA-256 of the key authorization in the critical acmeIdentifier extension).
+pub fn alpn_challenge_cert(domain: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
+    if digest.len() != 32 {
+        return Err("the key authorization digest is not SHA-256".into());
+    }
+    let mut params =
+        rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki, which
+    // refuses the critical acmeIdentifier extension. The key was made for this certificate.
+    let signer = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signer))
+}
+
 /// A chain and key (PEM text) as a signing key; used for ACME certificates.
 pub fn load_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_slice_iter(chain_pem)
@@ -98,18 +119,35 @@ fn certified_key(
     Ok(ck)
 }
 
+/// The ALPN protocol of ACME's TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// The certificate a listener presents, replaceable while it serves: each TLS handshake takes
-/// the current one; connections already established keep theirs.
+/// the current one; connections already established keep theirs. While an ACME TLS-ALPN-01
+/// validation is pending, handshakes that offer only `acme-tls/1` get that name's challenge
+/// certificate instead.
 #[derive(Debug, Default)]
 pub struct CertResolver {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    alpn_challenges: RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl CertResolver {
     pub fn new(initial: Option<CertifiedKey>) -> Arc<CertResolver> {
         Arc::new(CertResolver {
             current: RwLock::new(initial.map(Arc::new)),
+            alpn_challenges: RwLock::default(),
         })
+    }
+
+    pub fn set_alpn_challenge(&self, domain: &str, key: CertifiedKey) {
+        self.alpn_challenges
+            .write()
+            .insert(domain.to_ascii_lowercase(), Arc::new(key));
+    }
+
+    pub fn clear_alpn_challenges(&self) {
+        self.alpn_challenges.write().clear();
     }
 
     pub fn set(&self, key: CertifiedKey) {
@@ -127,20 +165,33 @@ impl CertResolver {
 }
 
 impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.alpn_challenges.read().get(&name).cloned();
+        }
         self.current.read().clone()
     }
 }
 
 /// The server side of TLS for one listener: TLS 1.2 and 1.3, ALPN `http/1.1` offered (clients
-/// that send no ALPN, like RawSocket ones, are served too).
-pub fn acceptor(resolver: Arc<CertResolver>) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// that send no ALPN, like RawSocket ones, are served too), and `acme-tls/1` on ACME listeners.
+pub fn acceptor(
+    resolver: Arc<CertResolver>,
+    acme: bool,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if acme {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

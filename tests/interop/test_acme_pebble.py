@@ -1,8 +1,9 @@
 """ACME end to end against pebble (Let's Encrypt's test CA, Debian package `pebble`).
 
 pebble-challtestsrv answers DNS for every name with 127.0.0.1, so pebble's validation authority
-fetches http://sb.test:<port>/.well-known/acme-challenge/<token> from Switchboard's redirect
-listener (HTTP-01, really validated: no PEBBLE_VA_ALWAYS_VALID). Switchboard trusts pebble's
+really validates (no PEBBLE_VA_ALWAYS_VALID): HTTP-01 fetches
+http://sb.test:<port>/.well-known/acme-challenge/<token> from Switchboard's redirect listener;
+TLS-ALPN-01 opens TLS with ALPN acme-tls/1 to Switchboard's HTTPS port. Switchboard trusts pebble's
 API certificate through --acme-root-cert (a CA made here). The test waits until Switchboard
 serves HTTPS for sb.test with a certificate issued by pebble's intermediate, joins a realm over
 wss://, then restarts Switchboard without pebble: the stored certificate is served at once.
@@ -107,9 +108,9 @@ def wait_port(port: int, proc: subprocess.Popen, what: str):
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-def start_switchboard(data_dir: str, *args: str):
+def start_switchboard(data_dir: str, listen: str, *args: str):
     proc = subprocess.Popen(
-        [str(binary_path()), "--listen", "127.0.0.1:0", "--data-dir", data_dir, *args],
+        [str(binary_path()), "--listen", listen, "--data-dir", data_dir, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -189,10 +190,11 @@ def wss_hello(port: int, roots: Path) -> list:
         buf += chunk
 
 
-def test_acme_certificate_from_pebble():
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+def test_acme_certificate_from_pebble(challenge):
     work = Path(tempfile.mkdtemp(prefix="sb-acme-"))
     make_ca_and_server_cert(work)
-    acme_port, mgmt_port, dns_port, http_port = (free_port() for _ in range(4))
+    acme_port, mgmt_port, dns_port, http_port, https_port = (free_port() for _ in range(5))
     (work / "pebble.json").write_text(
         json.dumps(
             {
@@ -202,7 +204,7 @@ def test_acme_certificate_from_pebble():
                     "certificate": str(work / "api-cert.pem"),
                     "privateKey": str(work / "api-key.pem"),
                     "httpPort": http_port,
-                    "tlsPort": free_port(),
+                    "tlsPort": https_port,
                     "ocspResponderURL": "",
                     "externalAccountBindingRequired": False,
                 }
@@ -240,14 +242,24 @@ def test_acme_certificate_from_pebble():
             "--acme-email", "ops@sb.test",
             "--acme-directory", f"https://127.0.0.1:{acme_port}/dir",
             "--acme-root-cert", str(work / "ca.pem"),
-            "--http-redirect-listen", f"127.0.0.1:{http_port}",
+            "--acme-challenge", challenge,
         ]
-        sb, port = start_switchboard(data_dir, *args)
+        if challenge == "http-01":
+            # HTTP-01 is answered on the plain-HTTP (redirect) listener; TLS-ALPN-01 needs none.
+            args += ["--http-redirect-listen", f"127.0.0.1:{http_port}"]
+        listen = f"127.0.0.1:{https_port}"
+        sb, port = start_switchboard(data_dir, listen, *args)
         # pebble's roots and intermediates change per run: fetch them from its management API.
         root_pem = fetch(f"https://127.0.0.1:{mgmt_port}/roots/0", work / "ca.pem")
         inter_pem = fetch(f"https://127.0.0.1:{mgmt_port}/intermediates/0", work / "ca.pem")
         (work / "pebble-roots.pem").write_bytes(root_pem)
-        cert = wait_for_https(port, work / "pebble-roots.pem", 60)
+        try:
+            cert = wait_for_https(port, work / "pebble-roots.pem", 60)
+        except AssertionError:
+            err = stop(sb)
+            sb = None
+            log = (work / "pebble.log").read_text()
+            raise AssertionError(f"switchboard:\n{err[-3000:]}\npebble:\n{log[-3000:]}")
 
         from cryptography import x509
 
@@ -267,12 +279,15 @@ def test_acme_certificate_from_pebble():
         err = stop(sb)
         sb = None
         assert "ACME: new certificate installed" in err, err
-        assert "answering an HTTP-01 challenge" in err, err
+        if challenge == "http-01":
+            assert "answering an HTTP-01 challenge" in err, err
+        else:
+            assert "answered a TLS-ALPN-01 validation" in err, err
 
         # Restart without pebble: the stored certificate is served at once.
         pebble.terminate()
         pebble.wait(timeout=10)
-        sb, port = start_switchboard(data_dir, *args)
+        sb, port = start_switchboard(data_dir, listen, *args)
         again = wait_for_https(port, work / "pebble-roots.pem", 5)
         assert again["serialNumber"] == cert["serialNumber"]
     finally:

@@ -57,7 +57,8 @@ pub(super) fn endpoint_tls(ctx: &mut Ctx, v: &Value, path: &str) -> Result<TlsSo
 }
 
 /// The worker's `acme`: `{"domains": [NAME, …], "email": ADDR | [ADDR, …], "directory": URL |
-/// "staging": true, "root_certificate": FILE, "check_interval": SECS}`.
+/// "staging": true, "challenge": "http-01" | "tls-alpn-01", "root_certificate": FILE,
+/// "check_interval": SECS}`.
 pub(super) fn acme(ctx: &mut Ctx, v: &Value, path: &str) -> Result<AcmeConfig, ConfigError> {
     let o = ctx.obj(v, path)?;
     ctx.unknown(
@@ -70,6 +71,7 @@ pub(super) fn acme(ctx: &mut Ctx, v: &Value, path: &str) -> Result<AcmeConfig, C
             "staging",
             "root_certificate",
             "check_interval",
+            "challenge",
         ],
     );
     let mut domains = Vec::new();
@@ -110,6 +112,17 @@ pub(super) fn acme(ctx: &mut Ctx, v: &Value, path: &str) -> Result<AcmeConfig, C
             return ctx.err(&format!("{path}.directory"), "expected an https:// URL");
         }
         cfg.directory = d.to_owned();
+    }
+    if let Some(c) = ctx.string(o, "challenge", path)? {
+        match crate::tls::acme::Challenge::parse(c) {
+            Some(c) => cfg.challenge = c,
+            None => {
+                return ctx.err(
+                    &format!("{path}.challenge"),
+                    format!("'{c}' is not one of http-01, tls-alpn-01"),
+                )
+            }
+        }
     }
     if let Some(r) = ctx.string(o, "root_certificate", path)? {
         cfg.root_certificate = Some(file(ctx, r));
@@ -241,6 +254,7 @@ mod tests {
         assert_eq!(acme.emails, ["ops@example.com"]);
         assert_eq!(acme.directory, crate::tls::acme::LETS_ENCRYPT_STAGING);
         assert_eq!(acme.check_interval.as_secs(), 3600);
+        assert_eq!(acme.challenge, crate::tls::acme::Challenge::Http01);
         assert_eq!(l.node.http_redirect, Some("0.0.0.0:80".parse().unwrap()));
 
         let e = load(r#"{"acme": true}"#, "").unwrap_err();
@@ -253,5 +267,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "workers[0].acme.directory");
+        let e = load(
+            r#"{"acme": true}"#,
+            r#", "acme": {"domains": ["x.com"], "challenge": "dns-01"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "workers[0].acme.challenge");
+        let l = load(
+            r#"{"acme": true}"#,
+            r#", "acme": {"domains": ["x.com"], "challenge": "tls-alpn-01"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            l.node.acme.unwrap().challenge,
+            crate::tls::acme::Challenge::TlsAlpn01
+        );
     }
 }
