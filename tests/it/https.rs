@@ -519,3 +519,50 @@ fn certificate_validity_is_read_from_der() {
     let (from, to) = switchboard::tls::der::validity(&der).expect("validity");
     assert!(to > from);
 }
+
+#[tokio::test]
+async fn stalled_tls_subscriber_is_cut_off_and_others_keep_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = write_cert(dir.path());
+    let server = TestServer::with(|o| {
+        o.node.router.limits.max_queue_bytes = 256 << 10;
+        o.node.listeners = vec![universal_tls(&cert, &key)];
+    })
+    .await;
+    let (mut stalled, _, _) = wss_join(server.addr, &[&der]).await;
+    let sub = json!([32, 1, {}, "com.flood"]);
+    stalled.send(Message::text(sub.to_string())).await.unwrap();
+    assert_eq!(wss_recv(&mut stalled).await[0], 33);
+    let (mut fast, _, _) = wss_join(server.addr, &[&der]).await;
+    fast.send(Message::text(sub.to_string())).await.unwrap();
+    assert_eq!(wss_recv(&mut fast).await[0], 33);
+    let (mut p, _, _) = wss_join(server.addr, &[&der]).await;
+    let payload = "y".repeat(3000);
+    for i in 0..8000u64 {
+        let m = json!([16, i + 1, {}, "com.flood", [payload]]);
+        p.send(Message::text(m.to_string())).await.unwrap();
+        if i % 20 == 19 {
+            for _ in 0..20 {
+                assert_eq!(wss_recv(&mut fast).await[0], 36);
+            }
+        }
+    }
+    wss_publish_acked(&mut p, 999_999).await;
+    // The stalled one was cut off as a slow consumer: 2 sessions left.
+    let deadline = Instant::now() + T;
+    loop {
+        let r = https(
+            server.addr,
+            &der,
+            "GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let body = r.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        let status: Value = serde_json::from_str(body).unwrap();
+        if status["sessions"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stalled TLS session stays");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
