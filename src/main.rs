@@ -362,6 +362,20 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
+            // Certificate files are read at start; say now if they would not load (a warning:
+            // they may be provisioned later, or readable only by the service's user).
+            let mut tls_warnings = 0;
+            for l in &loaded.node.listeners {
+                if let Some(switchboard::tls::TlsSource::Files(f)) = &l.tls {
+                    if let Err(e) = switchboard::tls::load_files(f) {
+                        tls_warnings += 1;
+                        println!(
+                            "warning: {}: TLS certificate does not load now: {e}",
+                            l.origin
+                        );
+                    }
+                }
+            }
             let realms: Vec<&str> = loaded
                 .node
                 .router
@@ -380,7 +394,7 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
                 file.display(),
                 realms.join(", "),
                 listeners.join(", "),
-                loaded.warnings.len()
+                loaded.warnings.len() + tls_warnings
             );
             std::process::ExitCode::SUCCESS
         }
