@@ -253,7 +253,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             .unwrap_or_else(|| b.config.endpoint.to_string());
         let ws: Vec<&str> = b.config.websocket.iter().map(|(p, _)| p.as_str()).collect();
         let bridge: Vec<&str> = b.config.bridge.iter().map(|(p, _)| p.as_str()).collect();
-        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, HTTP bridge paths {bridge:?}, RawSocket {}, web UI {}", b.config.rawsocket.is_some(), b.config.web);
+        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, HTTP bridge paths {bridge:?}, RawSocket {}, web UI {}, TLS {}", b.config.rawsocket.is_some(), b.config.web, b.config.tls.is_some());
     }
     // Lines for whoever started us (a supervisor, a test, a script); stdout may be closed by
     // then (`| head -1`), which must not take the server down.
