@@ -259,7 +259,8 @@ match = "prefix"
 allow = { call = true, register = true, publish = true, subscribe = true }
 
 # The public listener: HTTP (status page, /admin, /widget.js), WAMP over WebSocket, the HTTP
-# bridge. It does not speak TLS: put a reverse proxy (Caddy, nginx) in front for https/wss.
+# bridge. For https/wss give the endpoint  tls = { certificate = "…", key = "…" }  or
+# tls = { acme = true }  (see the README's "HTTPS"), or put a reverse proxy in front.
 [[workers.transports]]
 type = "web"
 
@@ -343,7 +344,8 @@ Type=exec
 User=$user
 Group=$user
 ExecStart=$bin_path --config $conf --data-dir $data_dir
-# No ExecReload: Switchboard does not handle SIGHUP yet; a config change needs a restart.
+# No ExecReload: SIGHUP only re-reads TLS certificate files (kill -HUP the main PID); a config
+# change needs a restart.
 # SIGTERM stops it in order: clients are closed with 1001 (they reconnect), the store is flushed.
 Restart=on-failure
 RestartSec=2s

@@ -56,6 +56,7 @@ impl Options {
             rawsocket: Some(WampEndpoint::development()),
             web: false,
             bridge: Vec::new(),
+            tls: None,
             origin: origin.to_owned(),
         };
         if let Some(a) = self.rawsocket_tcp {
@@ -80,6 +81,9 @@ pub enum StartError {
     },
     #[error("{0}")]
     Chat(String),
+    /// A TLS certificate or key that cannot be used, or ACME that cannot start.
+    #[error("{origin}: TLS: {message}")]
+    Tls { origin: String, message: String },
     /// A bridge path or webhook that cannot run (its realm is missing, its role may not
     /// subscribe, …).
     #[error("{origin}: {message}")]
@@ -112,6 +116,13 @@ pub struct Running {
     pub setup: Arc<crate::http::setup::Setup>,
     /// The STUN server's UDP address, if one runs.
     pub stun_addr: Option<SocketAddr>,
+    /// Whether the listener at `addr` speaks TLS (`https://`, `wss://`).
+    pub tls: bool,
+    /// The plain-HTTP redirect listener's address, if one runs.
+    pub redirect_addr: Option<SocketAddr>,
+    /// What SIGHUP reloads (see `reload`); `main` installs the signal handler.
+    pub reload: crate::reload::Reload,
+    acme: Option<crate::tls::acme::Acme>,
 }
 
 enum Socket {
@@ -140,6 +151,72 @@ async fn bind(l: &ListenerConfig) -> Result<(Socket, Option<SocketAddr>), StartE
             }
             Ok((Socket::Unix(UnixListener::bind(path).map_err(fail)?), None))
         }
+    }
+}
+
+/// Serves one accepted TCP connection of a TLS listener: the TLS handshake first, then as
+/// `dispatch_tcp` on the decrypted bytes (the first of which is put back after peeking).
+async fn dispatch_tls(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    http: Option<Arc<HttpState>>,
+    raw: Option<WampEndpoint>,
+    router: Arc<Router>,
+    conns: Arc<Connections>,
+) {
+    use tokio::io::AsyncReadExt;
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    // Counted before the handshake; a refused client still gets its answer over TLS.
+    let admitted = conns.admissions.admit(peer.map(|a| a.ip()));
+    let hello = conns.limits().hello_timeout;
+    let mut tls = match tokio::time::timeout(hello, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    // An ACME TLS-ALPN-01 validation only looks at the certificate.
+    if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+        tracing::info!(?peer, "ACME: answered a TLS-ALPN-01 validation");
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return;
+    }
+    let (is_raw, prefix) = match (&http, &raw) {
+        (None, Some(_)) => (true, bytes::Bytes::new()),
+        (Some(_), None) => (false, bytes::Bytes::new()),
+        (Some(_), Some(_)) => {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(hello, tls.read(&mut first)).await {
+                Ok(Ok(1)) => (first[0] == 0x7F, bytes::Bytes::copy_from_slice(&first)),
+                _ => return,
+            }
+        }
+        (None, None) => return,
+    };
+    let stream = crate::tls::Prefixed::new(prefix, tls);
+    let admission = match admitted {
+        Ok(a) => a,
+        Err(limit) => {
+            router.metrics.limit_refused(limit);
+            let reason = conns.admissions.reason(limit);
+            if is_raw {
+                rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT).await;
+            } else {
+                crate::transport::admission::refuse_http(stream, &reason).await;
+            }
+            return;
+        }
+    };
+    match (is_raw, raw, http) {
+        (true, Some(endpoint), _) => {
+            let _admission = admission;
+            rawsocket::serve_tls(stream, router, conns, endpoint, peer).await
+        }
+        (false, _, Some(state)) => serve_connection(stream, peer, state, Arc::new(admission)).await,
+        _ => {}
     }
 }
 
@@ -188,7 +265,10 @@ async fn dispatch_tcp(
             let _admission = admission;
             rawsocket::serve(stream, router, conns, endpoint, peer).await
         }
-        (false, _, Some(state)) => serve_connection(stream, state, Arc::new(admission)).await,
+        (false, _, Some(state)) => {
+            let peer = stream.peer_addr().ok();
+            serve_connection(stream, peer, state, Arc::new(admission)).await
+        }
         _ => {}
     }
 }
@@ -197,20 +277,70 @@ impl Running {
     /// Applies a reloaded config: realms, roles and permissions at once (see `Router::reload`);
     /// what needs a restart is reported, not applied.
     pub fn reload(&self, node: &NodeConfig) -> crate::router::Reloaded {
-        let mut r = self.router.reload(&node.router);
-        let listening: Vec<&crate::config::Endpoint> = self
+        self.config_reloader()(node)
+    }
+
+    /// `reload` as a function that outlives `self`'s borrow (the SIGHUP hook keeps it).
+    pub fn config_reloader(
+        &self,
+    ) -> impl Fn(&NodeConfig) -> crate::router::Reloaded + Send + Sync + 'static {
+        let router = self.router.clone();
+        let listening: Vec<Endpoint> = self
             .listeners
             .iter()
             .filter(|b| !b.config.origin.starts_with("--rawsocket"))
-            .map(|b| &b.config.endpoint)
+            .map(|b| b.config.endpoint.clone())
             .collect();
-        let wanted: Vec<&crate::config::Endpoint> =
-            node.listeners.iter().map(|l| &l.endpoint).collect();
-        if listening != wanted {
-            r.needs_restart.push("listeners".into());
+        move |node: &NodeConfig| {
+            let mut r = router.reload(&node.router);
+            let wanted: Vec<Endpoint> = node.listeners.iter().map(|l| l.endpoint.clone()).collect();
+            if listening != wanted {
+                r.needs_restart.push("listeners".into());
+            }
+            r
         }
-        r
     }
+}
+
+/// The TLS acceptor of a listener, if it has TLS: certificate files are read now (a bad one
+/// stops the start) and registered for reload on SIGHUP.
+fn tls_acceptor(
+    l: &ListenerConfig,
+    acme: Option<&crate::tls::acme::Acme>,
+    reload: &crate::reload::Reload,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    use crate::tls::{self, TlsSource};
+    let fail = |message: String| StartError::Tls {
+        origin: l.origin.clone(),
+        message,
+    };
+    let resolver = match &l.tls {
+        None => return Ok(None),
+        Some(TlsSource::Files(files)) => {
+            let key = tls::load_files(files).map_err(fail)?;
+            let resolver = tls::CertResolver::new(Some(key));
+            let (r, files) = (resolver.clone(), files.clone());
+            reload.add(
+                format!("{}: TLS certificate", l.origin),
+                Arc::new(move || {
+                    let key = tls::load_files(&files)?;
+                    r.set(key);
+                    Ok(format!(
+                        "certificate reloaded from {}",
+                        files.certificate.display()
+                    ))
+                }),
+            );
+            resolver
+        }
+        Some(TlsSource::Acme) => match acme {
+            Some(a) => a.resolver.clone(),
+            None => return Err(fail("ACME certificates need the ACME settings".into())),
+        },
+    };
+    let acme_alpn = l.tls == Some(TlsSource::Acme)
+        && acme.is_some_and(|a| a.challenge == crate::tls::acme::Challenge::TlsAlpn01);
+    tls::acceptor(resolver, acme_alpn).map(Some).map_err(fail)
 }
 
 pub async fn start(opts: Options) -> Result<Running, StartError> {
@@ -266,9 +396,31 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         );
     }
     let webhook_stats: Arc<[_]> = webhooks.iter().map(|w| w.stats.clone()).collect();
+    crate::tls::install_default_provider();
+    let reload = crate::reload::Reload::default();
+    let http01 = opts
+        .node
+        .acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == crate::tls::acme::Challenge::Http01);
+    if http01 && opts.node.http_redirect.is_none() {
+        tracing::warn!("ACME uses HTTP-01 challenges, answered by the plain-HTTP redirect listener: without one (--http-redirect-listen 0.0.0.0:80, or the worker's http_redirect) no certificate can be issued");
+    }
+    let acme = match &opts.node.acme {
+        Some(cfg) => Some(
+            crate::tls::acme::start(cfg.clone(), &opts.data_dir).map_err(|message| {
+                StartError::Tls {
+                    origin: "acme".into(),
+                    message,
+                }
+            })?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
     for l in opts.listeners() {
+        let acceptor = tls_acceptor(&l, acme.as_ref(), &reload)?;
         let (socket, addr) = bind(&l).await?;
         let mut bridge = Vec::new();
         for (path, config) in &l.bridge {
@@ -292,6 +444,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 webhooks: webhook_stats.clone(),
                 setup: setup.clone(),
                 files: files.clone(),
+                tls: acceptor.is_some(),
             })
         });
         let raw = l.rawsocket.clone();
@@ -300,15 +453,27 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             Socket::Tcp(t) => tokio::spawn(async move {
                 loop {
                     match t.accept().await {
-                        Ok((stream, _)) => {
-                            tokio::spawn(dispatch_tcp(
-                                stream,
-                                http.clone(),
-                                raw.clone(),
-                                router.clone(),
-                                conns.clone(),
-                            ));
-                        }
+                        Ok((stream, _)) => match &acceptor {
+                            Some(a) => {
+                                tokio::spawn(dispatch_tls(
+                                    stream,
+                                    a.clone(),
+                                    http.clone(),
+                                    raw.clone(),
+                                    router.clone(),
+                                    conns.clone(),
+                                ));
+                            }
+                            None => {
+                                tokio::spawn(dispatch_tcp(
+                                    stream,
+                                    http.clone(),
+                                    raw.clone(),
+                                    router.clone(),
+                                    conns.clone(),
+                                ));
+                            }
+                        },
                         // Out of file descriptors and the like: back off instead of spinning.
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -348,12 +513,35 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         });
         listeners.push(Bound { config: l, addr });
     }
-    let addr = listeners
+    let first = listeners
         .iter()
         .find(|b| b.config.web || !b.config.websocket.is_empty())
-        .or(listeners.first())
+        .or(listeners.first());
+    let addr = first
         .and_then(|b| b.addr)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let tls = first.is_some_and(|b| b.config.tls.is_some());
+    // Plain HTTP → HTTPS, and the ACME HTTP-01 challenges.
+    let mut redirect_addr = None;
+    if let Some(at) = opts.node.http_redirect {
+        let fail = |source| StartError::Bind {
+            origin: "http redirect".into(),
+            endpoint: Endpoint::Tcp(at),
+            source,
+        };
+        let t = TcpListener::bind(at).await.map_err(fail)?;
+        redirect_addr = Some(t.local_addr().map_err(fail)?);
+        let https_port = listeners
+            .iter()
+            .find(|b| b.config.tls.is_some() && b.addr.is_some())
+            .and_then(|b| b.addr)
+            .map_or(443, |a| a.port());
+        let cfg = Arc::new(crate::http::redirect::Redirect {
+            https_port,
+            challenges: acme.as_ref().map(|a| a.challenges.clone()),
+        });
+        accept_tasks.push(tokio::spawn(crate::http::redirect::serve(t, cfg)));
+    }
     let rawsocket_addr = listeners
         .iter()
         .find(|b| b.config.rawsocket.is_some() && b.addr.is_some())
@@ -386,6 +574,10 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         grace: opts.shutdown_grace,
         setup,
         stun_addr,
+        tls,
+        redirect_addr,
+        reload,
+        acme,
     })
 }
 
@@ -400,6 +592,9 @@ impl Running {
         }
         for w in &self.webhooks {
             w.stop();
+        }
+        if let Some(a) = &self.acme {
+            a.stop();
         }
         for b in &self.listeners {
             if let Endpoint::Unix(p) = &b.config.endpoint {

@@ -5,6 +5,7 @@ use clap::Parser;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard::app::{self, Options};
 use switchboard::config::{crossbar, Limits, NodeConfig};
@@ -68,6 +69,51 @@ struct Cli {
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
+    /// TLS on the zero-config listener: certificate (chain) PEM file; `https://` and `wss://`.
+    /// Reloaded on SIGHUP.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "SWITCHBOARD_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "SWITCHBOARD_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Get the zero-config listener's certificate from ACME (Let's Encrypt) for this DNS name
+    /// (repeat for more names). Needs --http-redirect-listen on port 80 of every name.
+    #[arg(long = "acme-domain", value_name = "NAME", conflicts_with = "tls_cert")]
+    acme_domains: Vec<String>,
+    /// Contact email for the ACME account.
+    #[arg(long, value_name = "ADDR")]
+    acme_email: Option<String>,
+    /// ACME directory URL (default: Let's Encrypt production).
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// Use Let's Encrypt's staging directory (untrusted test certificates, high rate limits).
+    #[arg(long, conflicts_with = "acme_directory")]
+    acme_staging: bool,
+    /// How the CA checks the names: http-01 (on --http-redirect-listen, port 80) or tls-alpn-01
+    /// (on the HTTPS listener itself, port 443).
+    #[arg(long, value_name = "TYPE", default_value = "http-01", value_parser = ["http-01", "tls-alpn-01"])]
+    acme_challenge: String,
+    /// Trust this PEM root certificate for the ACME directory's HTTPS (a test CA like pebble's).
+    #[arg(long, value_name = "FILE")]
+    acme_root_cert: Option<PathBuf>,
+    /// A plain-HTTP listener that redirects everything to HTTPS (308) except ACME HTTP-01
+    /// challenges, e.g. 0.0.0.0:80.
+    #[arg(long, value_name = "ADDR")]
+    http_redirect_listen: Option<SocketAddr>,
+    /// Let the zero-config development default (anonymous clients may do everything) listen
+    /// beyond loopback. Without it, that is refused.
+    #[arg(long)]
+    allow_public_anonymous: bool,
     /// Log lines on stderr: readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
     log_format: LogFormat,
@@ -242,6 +288,14 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             );
         }
     }
+    if let Err(e) = apply_https(&cli, &mut opts) {
+        eprintln!("switchboard: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    if let Err(e) = check_public(&cli) {
+        eprintln!("switchboard: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     cli_overrides(&cli, &mut opts.node);
     opts.echo_path = cli.ws_echo_path.clone();
     opts.rawsocket_tcp = cli.rawsocket_listen;
@@ -255,8 +309,50 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         }
     };
     // Handlers are in place before anyone is told we are up: a SIGTERM right after the ready
-    // line must shut down cleanly, not kill the process.
+    // line must shut down cleanly, not kill the process. SIGHUP reloads (`reload`).
     let signals = Signals::install();
+    if let Some(file) = cli.config.clone() {
+        let reload_config = running.config_reloader();
+        let (limits, stun, per_minute) = (
+            limits.clone(),
+            cli.stun_listen,
+            cli.chat_messages_per_minute,
+        );
+        running.reload.add(
+            "configuration",
+            Arc::new(move || {
+                let loaded = crossbar::load(&file, limits.clone()).map_err(|e| {
+                    format!("the new config was rejected, the running one is kept: {e}")
+                })?;
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let mut node = loaded.node;
+                overrides(stun, per_minute, &mut node);
+                let r = reload_config(&node);
+                if !r.needs_restart.is_empty() {
+                    tracing::warn!(
+                        "SIGHUP: these changes take a restart and were not applied: {}",
+                        r.needs_restart.join("; ")
+                    );
+                }
+                Ok(format!(
+                    "configuration reloaded from {}: realms updated {:?}, added {:?}, removed {:?}",
+                    file.display(),
+                    r.updated,
+                    r.added,
+                    r.removed
+                ))
+            }),
+        );
+    }
+    let _sighup = match switchboard::reload::listen_sighup(running.reload.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP: certificates will not reload");
+            None
+        }
+    };
     let addr = running.addr;
     for b in &running.listeners {
         let at = b
@@ -265,29 +361,31 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             .unwrap_or_else(|| b.config.endpoint.to_string());
         let ws: Vec<&str> = b.config.websocket.iter().map(|(p, _)| p.as_str()).collect();
         let bridge: Vec<&str> = b.config.bridge.iter().map(|(p, _)| p.as_str()).collect();
-        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, HTTP bridge paths {bridge:?}, RawSocket {}, web UI {}", b.config.rawsocket.is_some(), b.config.web);
+        tracing::info!(origin = %b.config.origin, "listening on {at}: WebSocket paths {ws:?}, HTTP bridge paths {bridge:?}, RawSocket {}, web UI {}, TLS {}", b.config.rawsocket.is_some(), b.config.web, b.config.tls.is_some());
     }
     // Lines for whoever started us (a supervisor, a test, a script); stdout may be closed by
     // then (`| head -1`), which must not take the server down.
     let say = |line: String| {
         let _ = writeln!(std::io::stdout(), "{line}");
     };
-    say(format!("switchboard listening on http://{addr}"));
+    let scheme = if running.tls { "https" } else { "http" };
+    say(format!("switchboard listening on {scheme}://{addr}"));
+    if let Some(r) = running.redirect_addr {
+        tracing::info!("plain HTTP on {r} redirects to HTTPS");
+        say(format!("switchboard redirecting http://{r} to https"));
+    }
     if let Some(r) = running.rawsocket_addr {
         tracing::info!("WAMP RawSocket on tcp://{r}");
         say(format!("switchboard rawsocket on tcp://{r}"));
     }
     if let Some(token) = running.setup.token() {
         say(format!(
-            "switchboard setup: create the first staff account at http://{addr}/setup?token={token}"
+            "switchboard setup: create the first staff account at {scheme}://{addr}/setup?token={token}"
         ));
         tracing::info!("first run: no staff account yet — open the setup link printed on stdout");
     }
     let _ = std::io::stdout().flush();
-    let mut signals = signals;
-    while signals.next().await == Signal::Reload {
-        reload(&cli, &limits, &running);
-    }
+    signals.wait().await;
     tracing::info!("shutting down");
     match running.shutdown().await {
         Ok(()) => {
@@ -301,11 +399,90 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     }
 }
 
+/// The HTTPS flags: TLS files or ACME on the zero-config listener, the redirect listener.
+fn apply_https(cli: &Cli, opts: &mut Options) -> Result<(), String> {
+    use switchboard::tls::{acme, TlsFiles, TlsSource};
+    let tls = if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        Some(TlsSource::Files(TlsFiles {
+            certificate: cert.clone(),
+            key: key.clone(),
+            chain: Vec::new(),
+        }))
+    } else if !cli.acme_domains.is_empty() {
+        let mut cfg = acme::AcmeConfig::new(cli.acme_domains.clone());
+        cfg.emails.extend(cli.acme_email.iter().cloned());
+        if cli.acme_staging {
+            cfg.directory = acme::LETS_ENCRYPT_STAGING.into();
+        }
+        if let Some(d) = &cli.acme_directory {
+            cfg.directory = d.clone();
+        }
+        cfg.root_certificate = cli.acme_root_cert.clone();
+        cfg.challenge = acme::Challenge::parse(&cli.acme_challenge).unwrap_or_default();
+        opts.node.acme = Some(cfg);
+        Some(TlsSource::Acme)
+    } else {
+        None
+    };
+    if let Some(tls) = tls {
+        if cli.config.is_some() {
+            return Err("--tls-cert/--tls-key and --acme-domain are for the zero-config listener; with --config set the transport's endpoint.tls (and the worker's acme section)".into());
+        }
+        for l in &mut opts.node.listeners {
+            l.tls = Some(tls.clone());
+        }
+    }
+    if let Some(at) = cli.http_redirect_listen {
+        opts.node.http_redirect = Some(at);
+    }
+    Ok(())
+}
+
+/// Safe by default: the development default admits anonymous clients with every permission, so
+/// it stays on loopback unless --allow-public-anonymous says otherwise (loudly).
+fn check_public(cli: &Cli) -> Result<(), String> {
+    let mut public: Vec<String> = Vec::new();
+    if cli.config.is_none() && !cli.listen.ip().is_loopback() {
+        public.push(format!("--listen {}", cli.listen));
+    }
+    // The command-line RawSocket listener serves the development endpoint (anonymous) too.
+    if let Some(a) = cli.rawsocket_listen.filter(|a| !a.ip().is_loopback()) {
+        public.push(format!("--rawsocket-listen {a}"));
+    }
+    if public.is_empty() {
+        return Ok(());
+    }
+    let what = public.join(", ");
+    if cli.allow_public_anonymous {
+        tracing::warn!(
+            "!!! --allow-public-anonymous: {what} admits ANONYMOUS clients who may do EVERYTHING (publish, subscribe, call, register, kill sessions) from any network. Use a config with authentication for anything but a trusted network. !!!"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {what}: the zero-config development default lets anonymous clients do everything, so it only listens on loopback (127.0.0.1, ::1). Give a --config with authentication for a public address, or pass --allow-public-anonymous if you really mean it"
+    ))
+}
+
 fn check_config(file: &std::path::Path) -> std::process::ExitCode {
     match crossbar::load(file, Limits::default()) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 println!("warning: {w}");
+            }
+            // Certificate files are read at start; say now if they would not load (a warning:
+            // they may be provisioned later, or readable only by the service's user).
+            let mut tls_warnings = 0;
+            for l in &loaded.node.listeners {
+                if let Some(switchboard::tls::TlsSource::Files(f)) = &l.tls {
+                    if let Err(e) = switchboard::tls::load_files(f) {
+                        tls_warnings += 1;
+                        println!(
+                            "warning: {}: TLS certificate does not load now: {e}",
+                            l.origin
+                        );
+                    }
+                }
             }
             let realms: Vec<&str> = loaded
                 .node
@@ -325,7 +502,7 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
                 file.display(),
                 realms.join(", "),
                 listeners.join(", "),
-                loaded.warnings.len()
+                loaded.warnings.len() + tls_warnings
             );
             std::process::ExitCode::SUCCESS
         }
@@ -338,63 +515,22 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
 
 /// What the command line changes in a loaded config (at start and at every reload alike).
 fn cli_overrides(cli: &Cli, node: &mut NodeConfig) {
-    if let Some(at) = cli.stun_listen {
+    overrides(cli.stun_listen, cli.chat_messages_per_minute, node);
+}
+
+fn overrides(stun: Option<SocketAddr>, per_minute: Option<u32>, node: &mut NodeConfig) {
+    if let Some(at) = stun {
         node.router.calls.stun_listen = Some(at);
     }
-    if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, node.router.chat.as_mut()) {
+    if let (Some(n), Some(chat)) = (per_minute, node.router.chat.as_mut()) {
         chat.messages_per_minute = n.max(1);
     }
 }
 
-/// SIGHUP: reads the config file again and applies what can change while running; a config
-/// that does not load is rejected whole and the running one kept.
-fn reload(cli: &Cli, limits: &Limits, running: &app::Running) {
-    let Some(file) = &cli.config else {
-        tracing::info!("SIGHUP: no config file (zero-config mode): nothing to reload");
-        return;
-    };
-    match crossbar::load(file, limits.clone()) {
-        Err(e) => {
-            tracing::error!("SIGHUP: the new config was rejected, the running one is kept: {e}");
-        }
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
-            let mut node = loaded.node;
-            cli_overrides(cli, &mut node);
-            let r = running.reload(&node);
-            tracing::info!(
-                updated = ?r.updated,
-                added = ?r.added,
-                removed = ?r.removed,
-                "SIGHUP: configuration reloaded from {}",
-                file.display()
-            );
-            if !r.needs_restart.is_empty() {
-                tracing::warn!(
-                    "SIGHUP: these changes take a restart and were not applied: {}",
-                    r.needs_restart.join("; ")
-                );
-            }
-        }
-    }
-}
-
-/// What a signal asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    /// SIGHUP: reload the configuration.
-    Reload,
-    /// SIGTERM or SIGINT: shut down.
-    Stop,
-}
-
-/// SIGTERM, SIGINT and SIGHUP, registered at once (not on first poll).
+/// SIGTERM and SIGINT, registered at once (not on first poll). SIGHUP is `reload`'s.
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
-    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -403,11 +539,10 @@ impl Signals {
         Signals {
             term: signal(SignalKind::terminate()).ok(),
             int: signal(SignalKind::interrupt()).ok(),
-            hup: signal(SignalKind::hangup()).ok(),
         }
     }
 
-    async fn next(&mut self) -> Signal {
+    async fn wait(mut self) {
         async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
@@ -417,9 +552,8 @@ impl Signals {
             }
         }
         tokio::select! {
-            _ = one(&mut self.term) => Signal::Stop,
-            _ = one(&mut self.int) => Signal::Stop,
-            _ = one(&mut self.hup) => Signal::Reload,
+            _ = one(&mut self.term) => {}
+            _ = one(&mut self.int) => {}
         }
     }
 }

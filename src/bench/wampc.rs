@@ -322,7 +322,7 @@ impl Client {
     pub async fn close(self) {
         match self.conn {
             Conn::Ws(mut ws) => {
-                let _ = ws.close(None).await;
+                let _ = (*ws).close(None).await;
             }
             Conn::Raw { mut stream, .. } => {
                 use tokio::io::AsyncWriteExt;

@@ -11,6 +11,7 @@ use super::{
     RouterConfig, ScramPrincipal, Secret, TicketPrincipal, TransportAuth, WampEndpoint,
 };
 mod bridge;
+mod tls;
 
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::Serializer;
@@ -45,6 +46,8 @@ struct Ctx {
     realm_roles: HashMap<String, HashSet<String>>,
     /// `--max-message-size`: the bridge's body limit when the config sets none.
     max_message_size: usize,
+    /// The config file's directory: relative paths (TLS key and certificates) start there.
+    base: std::path::PathBuf,
 }
 
 type Obj = Map<String, Value>;
@@ -172,6 +175,10 @@ pub fn parse(text: &str, toml: bool, file: &str, limits: Limits) -> Result<Loade
         realms: HashSet::new(),
         realm_roles: HashMap::new(),
         max_message_size: limits.max_message_size,
+        base: Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let node = node(&mut ctx, &value, limits)?;
     Ok(Loaded {
@@ -238,6 +245,8 @@ fn node(ctx: &mut Ctx, v: &Value, mut limits: Limits) -> Result<NodeConfig, Conf
             "webhooks",
             "calls",
             "limits",
+            "acme",
+            "http_redirect",
         ],
     );
     if let Some(opts) = w.get("options") {
@@ -316,6 +325,19 @@ fn node(ctx: &mut Ctx, v: &Value, mut limits: Limits) -> Result<NodeConfig, Conf
         Some(v) => bridge::webhooks(ctx, v, &format!("{wpath}.webhooks"))?,
         None => Vec::new(),
     };
+    let acme = match w.get("acme") {
+        Some(a) => Some(tls::acme(ctx, a, &format!("{wpath}.acme"))?),
+        None => None,
+    };
+    let http_redirect = match w.get("http_redirect") {
+        Some(r) => Some(tls::http_redirect(
+            ctx,
+            r,
+            &format!("{wpath}.http_redirect"),
+        )?),
+        None => None,
+    };
+    tls::check(ctx, &listeners, acme.as_ref(), &wpath)?;
     Ok(NodeConfig {
         router: RouterConfig {
             realms,
@@ -326,6 +348,8 @@ fn node(ctx: &mut Ctx, v: &Value, mut limits: Limits) -> Result<NodeConfig, Conf
         },
         listeners,
         webhooks,
+        acme,
+        http_redirect,
     })
 }
 
@@ -781,7 +805,11 @@ fn permission(ctx: &mut Ctx, v: &Value, path: &str) -> Result<PermissionConfig, 
     })
 }
 
-fn endpoint(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Endpoint, ConfigError> {
+fn endpoint(
+    ctx: &mut Ctx,
+    o: &Obj,
+    path: &str,
+) -> Result<(Endpoint, Option<crate::tls::TlsSource>), ConfigError> {
     let Some(e) = o.get("endpoint") else {
         return ctx.err(&format!("{path}.endpoint"), "missing (required)");
     };
@@ -802,9 +830,10 @@ fn endpoint(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Endpoint, ConfigError>
                     "tls",
                 ],
             );
-            if e.contains_key("tls") {
-                return ctx.err(&format!("{path}.tls"), "TLS on listeners is not supported yet (terminate TLS in front of Switchboard for now)");
-            }
+            let tls = match e.get("tls") {
+                Some(t) => Some(tls::endpoint_tls(ctx, t, &format!("{path}.tls"))?),
+                None => None,
+            };
             let port = match e.get("port") {
                 Some(Value::Number(n)) => match n.as_u64().and_then(|p| u16::try_from(p).ok()) {
                     Some(p) => p,
@@ -837,12 +866,12 @@ fn endpoint(ctx: &mut Ctx, o: &Obj, path: &str) -> Result<Endpoint, ConfigError>
                 None if v6 => IpAddr::from([0u16; 8]),
                 None => IpAddr::from([0u8; 4]),
             };
-            Ok(Endpoint::Tcp(SocketAddr::new(interface, port)))
+            Ok((Endpoint::Tcp(SocketAddr::new(interface, port)), tls))
         }
         "unix" => {
             ctx.unknown(e, &path, &["type", "path", "backlog"]);
             let p = ctx.required_string(e, "path", &path)?;
-            Ok(Endpoint::Unix(p.into()))
+            Ok((Endpoint::Unix(p.into()), None))
         }
         other => ctx.err(
             &format!("{path}.type"),
@@ -1317,23 +1346,27 @@ fn transport(
     let listener = match kind {
         "websocket" => {
             let ep = wamp_endpoint(ctx, o, path, roles, WAMP_KEYS)?;
+            let (endpoint, tls) = endpoint(ctx, o, path)?;
             ListenerConfig {
-                endpoint: endpoint(ctx, o, path)?,
+                endpoint,
                 websocket: vec![("*".into(), ep)],
                 rawsocket: None,
                 web: true,
                 bridge: Vec::new(),
+                tls,
                 origin: path.to_owned(),
             }
         }
         "rawsocket" => {
             let ep = wamp_endpoint(ctx, o, path, roles, WAMP_KEYS)?;
+            let (endpoint, tls) = endpoint(ctx, o, path)?;
             ListenerConfig {
-                endpoint: endpoint(ctx, o, path)?,
+                endpoint,
                 websocket: Vec::new(),
                 rawsocket: Some(ep),
                 web: false,
                 bridge: Vec::new(),
+                tls,
                 origin: path.to_owned(),
             }
         }
@@ -1343,12 +1376,14 @@ fn transport(
                 Some(p) => web_paths(ctx, p, &format!("{path}.paths"), roles)?,
                 None => WebPaths::default(),
             };
+            let (endpoint, tls) = endpoint(ctx, o, path)?;
             ListenerConfig {
-                endpoint: endpoint(ctx, o, path)?,
+                endpoint,
                 websocket: paths.websocket,
                 rawsocket: None,
                 web: true,
                 bridge: paths.bridge,
+                tls,
                 origin: path.to_owned(),
             }
         }
@@ -1394,12 +1429,14 @@ fn transport(
                     bridge = paths.bridge;
                 }
             }
+            let (endpoint, tls) = endpoint(ctx, o, path)?;
             ListenerConfig {
-                endpoint: endpoint(ctx, o, path)?,
+                endpoint,
                 websocket,
                 rawsocket,
                 web: true,
                 bridge,
+                tls,
                 origin: path.to_owned(),
             }
         }
@@ -1614,7 +1651,7 @@ mod tests {
             "",
             r#"{"type":"tcp","port":443,"tls":{"key":"k"}}"#,
         ));
-        assert_eq!(e.path, "workers[0].transports[0].endpoint.tls");
+        assert_eq!(e.path, "workers[0].transports[0].endpoint.tls.certificate");
         let e = error_of(&base(ok_perm, "", r#"{"type":"tcp","port":"80"}"#));
         assert!(e.message.contains("expected a port number"), "{e}");
         let e = error_of(r#"{"version":1,"workers":[]}"#);

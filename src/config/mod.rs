@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub listeners: Vec<ListenerConfig>,
     /// Topics whose events are POSTed to HTTP endpoints.
     pub webhooks: Vec<WebhookConfig>,
+    /// Automatic certificates for listeners with `TlsSource::Acme`.
+    pub acme: Option<crate::tls::acme::AcmeConfig>,
+    /// A plain-HTTP listener that redirects to HTTPS (308) and answers ACME HTTP-01 challenges.
+    pub http_redirect: Option<SocketAddr>,
 }
 
 /// Where a listener accepts connections.
@@ -133,6 +137,8 @@ pub struct ListenerConfig {
     pub web: bool,
     /// HTTP bridge paths (Crossbar's `publisher` and `caller` web paths), by URL path.
     pub bridge: Vec<(String, BridgeConfig)>,
+    /// TLS on this listener (TCP only): `wss://`, `https://`, RawSocket over TLS.
+    pub tls: Option<crate::tls::TlsSource>,
     /// Where this listener was configured (a config path, or "command line"), for errors.
     pub origin: String,
 }
@@ -169,7 +175,7 @@ pub struct BridgeConfig {
     pub timestamp_window: Option<Duration>,
     /// Client addresses allowed; `None`: any.
     pub require_ip: Option<Vec<ipnet::IpNet>>,
-    /// Only requests over TLS (Switchboard's listeners have none, so all are refused).
+    /// Only requests that came over TLS (a listener with `tls`).
     pub require_tls: bool,
     /// Log every request (never secrets or signatures).
     pub debug: bool,
@@ -455,9 +461,12 @@ impl NodeConfig {
                 rawsocket: None,
                 web: true,
                 bridge: Vec::new(),
+                tls: None,
                 origin: "--listen".into(),
             }],
             webhooks: Vec::new(),
+            acme: None,
+            http_redirect: None,
         }
     }
 }

@@ -122,9 +122,10 @@ pub async fn handle(
     bridge: &Bridge,
     req: Request<hyper::body::Incoming>,
     peer: Option<SocketAddr>,
+    tls: bool,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let resp = process(bridge, req, peer).await;
+    let resp = process(bridge, req, peer, tls).await;
     let status = resp.status().as_u16();
     if bridge.config.debug {
         tracing::info!(path, status, peer = ?peer, "http bridge request");
@@ -138,6 +139,7 @@ async fn process(
     bridge: &Bridge,
     req: Request<hyper::body::Incoming>,
     peer: Option<SocketAddr>,
+    tls: bool,
 ) -> Response<Body> {
     let cfg = &bridge.config;
     match *req.method() {
@@ -170,11 +172,11 @@ async fn process(
             );
         }
     }
-    if cfg.require_tls {
+    if cfg.require_tls && !tls {
         return refuse(
             StatusCode::FORBIDDEN,
             uris::NOT_AUTHORIZED,
-            "this path requires TLS (require_tls), which Switchboard's listeners do not speak",
+            "this path requires TLS (require_tls): use https:// on a listener with TLS",
         );
     }
     if let Err(why) = check_content_type(&req) {

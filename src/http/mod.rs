@@ -7,6 +7,7 @@ pub mod bridge;
 mod files;
 mod ops;
 mod query;
+pub mod redirect;
 pub mod setup;
 pub mod signature;
 pub mod webhook;
@@ -32,6 +33,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 pub type Body = Full<Bytes>;
@@ -57,6 +59,8 @@ pub struct HttpState {
     pub setup: Arc<setup::Setup>,
     /// Chat attachments (when the chat service runs).
     pub files: Option<Arc<crate::chat::files::Files>>,
+    /// This listener speaks TLS (HSTS is sent, `require_tls` bridge paths accept requests).
+    pub tls: bool,
 }
 
 pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
@@ -69,8 +73,19 @@ pub(crate) fn empty_with(status: StatusCode, reason: &str) -> Response<Body> {
     r
 }
 
-fn security_headers(resp: &mut Response<Body>) {
+/// The security headers of every response from a web listener. The pages load scripts and
+/// styles only from this origin (none inline), embed nothing, may not be framed; `widget.js` is
+/// a plain script that other sites load with `<script src>`, which none of this restricts.
+/// HSTS only over TLS (browsers ignore it over plain HTTP, and it must not pin a plain-HTTP
+/// development server to HTTPS).
+pub(crate) fn security_headers(resp: &mut Response<Body>, tls: bool) {
     let h = resp.headers_mut();
+    if tls {
+        h.insert(
+            hyper::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
@@ -79,38 +94,88 @@ fn security_headers(resp: &mut Response<Body>) {
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'"),
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
     );
 }
 
-/// Serves one HTTP connection (and hands upgraded ones to the WebSocket transport).
+/// A state-changing request from a browser on another site: refused before any handler runs.
+/// Same site means the `Origin`'s host is the `Host` (or, behind a proxy that rewrites `Host`,
+/// `X-Forwarded-Host`), or the browser itself says `Sec-Fetch-Site: same-origin`. A page on
+/// another site can set none of these (they are forbidden or need a CORS preflight we never
+/// grant). Requests without `Origin` (non-browser clients, old browsers' form posts to the same
+/// origin) pass; the handlers authenticate them.
+fn cross_site<B>(req: &Request<B>) -> Option<String> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let h = req.headers();
+    let origin = h.get(hyper::header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("?");
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .unwrap_or("");
+    let host = header("host");
+    let forwarded = header("x-forwarded-host")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let same = |h: &str| !h.is_empty() && origin_host.eq_ignore_ascii_case(h);
+    if same(host) || same(forwarded) || header("sec-fetch-site") == "same-origin" {
+        return None;
+    }
+    Some(format!(
+        "cross-site request refused: Origin '{}' is not this server ('{}')",
+        origin.chars().take(200).collect::<String>(),
+        host.chars().take(200).collect::<String>()
+    ))
+}
+
+/// Serves one HTTP connection (and hands upgraded ones to the WebSocket transport): a TCP
+/// stream, or a TLS stream (`tls::ServerStream`).
 ///
 /// `admission` is the connection's place under the connection caps: an upgraded WebSocket
 /// keeps it until the WebSocket ends.
-pub async fn serve_connection(stream: TcpStream, state: Arc<HttpState>, admission: Arc<Admission>) {
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
-    let io = TokioIo::new(stream);
+pub async fn serve_connection<I>(
+    io: I,
+    peer: Option<SocketAddr>,
+    state: Arc<HttpState>,
+    admission: Arc<Admission>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
         let admission = admission.clone();
         async move {
             let path = req.uri().path();
+            let tls = state.tls;
             let resp = match state.bridge.iter().find(|(p, _)| p == path) {
                 Some((_, b)) => {
-                    let mut resp = bridge::handle(b, req, peer).await;
-                    security_headers(&mut resp);
+                    let mut resp = bridge::handle(b, req, peer, tls).await;
+                    security_headers(&mut resp, tls);
                     resp
                 }
+                // Chat files are fetched from the business's own site: no cookies are involved
+                // (a token or signature in the URL is the credential), so no cross-site check.
                 None if path.starts_with(crate::chat::files::PATH) && state.files.is_some() => {
                     match &state.files {
                         Some(f) => files::handle(req, f).await,
                         None => empty_with(StatusCode::NOT_FOUND, "not found"),
                     }
                 }
+                None if state.web && cross_site(&req).is_some() => {
+                    let why = cross_site(&req).unwrap_or_default();
+                    let mut resp = empty_with(StatusCode::FORBIDDEN, &why);
+                    security_headers(&mut resp, tls);
+                    resp
+                }
                 None if state.web && path == "/api/setup" => {
                     let mut resp = setup::handle(&state.setup, &state.router, req).await;
-                    security_headers(&mut resp);
+                    security_headers(&mut resp, tls);
                     resp
                 }
                 None => route(req, &state, peer, admission),
@@ -163,7 +228,7 @@ fn route(
             "only GET and HEAD are allowed here",
         )
     };
-    security_headers(&mut resp);
+    security_headers(&mut resp, state.tls);
     resp
 }
 
@@ -271,14 +336,60 @@ fn upgrade(
             }
         };
         let upgraded = ws.into_inner().into_inner();
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::error!("upgraded connection is not a TCP stream");
-                return;
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let stream = parts.io.into_inner();
+                let conn = WsConn {
+                    state,
+                    serializer,
+                    auth,
+                    transport,
+                };
+                return conn.run(stream, parts.read_buf).await;
             }
+            Err(upgraded) => upgraded,
         };
-        let stream = parts.io.into_inner();
+        match upgraded.downcast::<TokioIo<crate::tls::ServerStream>>() {
+            Ok(parts) => {
+                let (stream, leftover) =
+                    crate::tls::into_socket(parts.io.into_inner(), &parts.read_buf);
+                let conn = WsConn {
+                    state,
+                    serializer,
+                    auth,
+                    transport,
+                };
+                conn.run(stream, leftover).await
+            }
+            Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS"),
+        }
+    });
+    let mut resp = resp.map(|_| Full::new(Bytes::new()));
+    if let Some(s) = serializer {
+        resp.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(s.subprotocol()),
+        );
+    }
+    resp
+}
+
+/// A WebSocket connection after the upgrade: what the connection task needs.
+struct WsConn {
+    state: Arc<HttpState>,
+    serializer: Option<Serializer>,
+    auth: Option<Arc<crate::config::TransportAuth>>,
+    transport: Option<TransportInfo>,
+}
+
+impl WsConn {
+    async fn run<S: crate::transport::socket::Socket>(self, stream: S, read_buf: Bytes) {
+        let WsConn {
+            state,
+            serializer,
+            auth,
+            transport,
+        } = self;
         let limits = state.conns.limits().clone();
         // The echo endpoint must be able to queue a whole echoed message (Autobahn sends 16 MiB).
         let queue = if serializer.is_some() {
@@ -304,7 +415,7 @@ fn upgrade(
         let reader = crate::transport::frames::WsReader::new(max);
         connection::serve(
             stream,
-            parts.read_buf,
+            read_buf,
             reader,
             handler,
             outbox,
@@ -312,15 +423,7 @@ fn upgrade(
             counters,
         )
         .await;
-    });
-    let mut resp = resp.map(|_| Full::new(Bytes::new()));
-    if let Some(s) = serializer {
-        resp.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(s.subprotocol()),
-        );
     }
-    resp
 }
 
 #[derive(serde::Serialize)]

@@ -311,7 +311,7 @@ pub async fn serve<S: Socket, C: FrameCodec>(
                     Err(_) => break,
                 }
             }
-            r = stream.writable(), if !writer.pending.is_empty() => {
+            r = stream.writable(), if !writer.pending.is_empty() || stream.has_buffered_output() => {
                 if r.is_err() {
                     break;
                 }

@@ -160,14 +160,42 @@ fn serializer_code(s: Serializer) -> u8 {
     }
 }
 
-/// Serves one accepted RawSocket connection: handshake, then the connection loop.
+/// Serves one accepted RawSocket connection (TCP or Unix): handshake, then the connection loop.
 pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     router: Arc<Router>,
     conns: Arc<Connections>,
     endpoint: WampEndpoint,
     peer: Option<std::net::SocketAddr>,
 ) {
+    serve_with(stream, |s| (s, Bytes::new()), router, conns, endpoint, peer).await
+}
+
+/// Serves a RawSocket connection over TLS (after the TLS handshake).
+pub async fn serve_tls(
+    stream: crate::tls::ServerStream,
+    router: Arc<Router>,
+    conns: Arc<Connections>,
+    endpoint: WampEndpoint,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let into = |s| crate::tls::into_socket(s, &[]);
+    serve_with(stream, into, router, conns, endpoint, peer).await
+}
+
+/// The handshake over `stream`, then the connection loop over what `into_socket` makes of it
+/// (the socket and any bytes already read past the handshake).
+async fn serve_with<S, T>(
+    mut stream: S,
+    into_socket: impl FnOnce(S) -> (T, Bytes),
+    router: Arc<Router>,
+    conns: Arc<Connections>,
+    endpoint: WampEndpoint,
+    peer: Option<std::net::SocketAddr>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: Socket,
+{
     let limits = conns.limits().clone();
     let mut h = [0u8; 4];
     match tokio::time::timeout(limits.hello_timeout, stream.read_exact(&mut h)).await {
@@ -220,9 +248,10 @@ pub async fn serve<S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
     );
     // Our advertised maximum is a power of two at or above the configured limit; enforce the limit.
     let reader = RawReader::new(limits.max_message_size);
+    let (socket, leftover) = into_socket(stream);
     connection::serve(
-        stream,
-        Bytes::new(),
+        socket,
+        leftover,
         reader,
         Handler::Wamp(session),
         outbox,

@@ -13,6 +13,11 @@ pub trait Socket: Send + 'static {
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Bytes accepted by `try_write_vectored` but not yet handed to the kernel (TLS records
+    /// waiting for the socket); the loop waits on `writable` until they are out.
+    fn has_buffered_output(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! socket_impl {

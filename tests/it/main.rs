@@ -22,6 +22,8 @@ mod history;
 mod http_api;
 /// HTTP bridge (publish, call, signatures, limits) and webhooks.
 mod http_bridge;
+/// TLS (wss, RawSocket over TLS), SIGHUP reload, redirect, security headers, public-bind refusal.
+mod https;
 /// Message size, slow consumers, HELLO deadline, keep-alive.
 mod limits;
 mod local_client;

@@ -159,12 +159,6 @@ pub(super) fn bridge_path(
         }
     };
     let require_tls = ctx.bool(o, "require_tls", &op)?;
-    if require_tls {
-        ctx.warn(
-            &format!("{op}.require_tls"),
-            "Switchboard's listeners do not speak TLS: every request to this path is refused (403)",
-        );
-    }
     let call_timeout = int(
         ctx,
         o,
@@ -417,7 +411,11 @@ mod tests {
         .unwrap();
         let has = |needle: &str| l.warnings.iter().filter(|w| w.contains(needle)).count();
         assert_eq!(has("paths.p.options.call_timeout"), 1, "caller-only option");
-        assert_eq!(has("paths.p.options.require_tls"), 1);
+        assert_eq!(
+            has("paths.p.options.require_tls"),
+            0,
+            "served over TLS listeners"
+        );
         assert_eq!(has("paths.p.extra"), 1);
     }
 
