@@ -96,6 +96,58 @@ pub struct Bound {
     pub config: ListenerConfig,
     /// The actual address (port 0 resolved) for TCP listeners.
     pub addr: Option<SocketAddr>,
+    /// What the listener accepts now (a reload replaces it).
+    pub accepts: Accepts,
+}
+
+/// A listener's WAMP paths and RawSocket endpoint with their authentication, swapped whole by
+/// a reload: connections accepted afterwards use the new settings, existing sessions keep
+/// theirs.
+#[derive(Clone)]
+pub struct Accepts {
+    pub websocket: Arc<arc_swap::ArcSwap<Vec<(String, WampEndpoint)>>>,
+    pub rawsocket: Arc<arc_swap::ArcSwapOption<WampEndpoint>>,
+}
+
+impl std::fmt::Debug for Accepts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths: Vec<String> = self
+            .websocket
+            .load()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        f.debug_struct("Accepts")
+            .field("websocket", &paths)
+            .field("rawsocket", &self.rawsocket.load().is_some())
+            .finish()
+    }
+}
+
+impl Accepts {
+    fn new(l: &ListenerConfig) -> Accepts {
+        Accepts {
+            websocket: Arc::new(arc_swap::ArcSwap::from_pointee(l.websocket.clone())),
+            rawsocket: Arc::new(arc_swap::ArcSwapOption::from_pointee(l.rawsocket.clone())),
+        }
+    }
+
+    fn store(&self, l: &ListenerConfig) {
+        self.websocket.store(Arc::new(l.websocket.clone()));
+        self.rawsocket.store(l.rawsocket.clone().map(Arc::new));
+    }
+}
+
+/// What of a listener a reload cannot change (it takes a restart).
+fn fixed_part(l: &ListenerConfig) -> (Endpoint, bool, Vec<String>, bool, bool, bool) {
+    (
+        l.endpoint.clone(),
+        l.web,
+        l.bridge.iter().map(|(p, _)| p.clone()).collect(),
+        l.tls.is_some(),
+        l.websocket.is_empty(),
+        l.rawsocket.is_none(),
+    )
 }
 
 /// A started server.
@@ -285,16 +337,25 @@ impl Running {
         &self,
     ) -> impl Fn(&NodeConfig) -> crate::router::Reloaded + Send + Sync + 'static {
         let router = self.router.clone();
-        let listening: Vec<Endpoint> = self
+        let listening: Vec<(ListenerConfig, Accepts)> = self
             .listeners
             .iter()
             .filter(|b| !b.config.origin.starts_with("--rawsocket"))
-            .map(|b| b.config.endpoint.clone())
+            .map(|b| (b.config.clone(), b.accepts.clone()))
             .collect();
         move |node: &NodeConfig| {
             let mut r = router.reload(&node.router);
-            let wanted: Vec<Endpoint> = node.listeners.iter().map(|l| l.endpoint.clone()).collect();
-            if listening != wanted {
+            let same_shape = listening.len() == node.listeners.len()
+                && listening
+                    .iter()
+                    .zip(&node.listeners)
+                    .all(|((old, _), new)| fixed_part(old) == fixed_part(new));
+            if same_shape {
+                // Paths and authentication: new connections use the new ones.
+                for ((_, accepts), new) in listening.iter().zip(&node.listeners) {
+                    accepts.store(new);
+                }
+            } else {
                 r.needs_restart.push("listeners".into());
             }
             r
@@ -430,13 +491,14 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             })?;
             bridge.push((path.clone(), Arc::new(b)));
         }
+        let accepts = Accepts::new(&l);
         let http = (l.web || !l.websocket.is_empty() || !bridge.is_empty()).then(|| {
             Arc::new(HttpState {
                 router: router.clone(),
                 conns: conns.clone(),
                 started,
                 started_at,
-                websocket: l.websocket.clone(),
+                websocket: accepts.websocket.clone(),
                 web: l.web,
                 echo_path: opts.echo_path.clone(),
                 echo_max_message: opts.echo_max_message,
@@ -447,7 +509,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 tls: acceptor.is_some(),
             })
         });
-        let raw = l.rawsocket.clone();
+        let raw_now = accepts.rawsocket.clone();
+        let raw = move || raw_now.load_full().map(|e| (*e).clone());
         let (router, conns) = (router.clone(), conns.clone());
         accept_tasks.push(match socket {
             Socket::Tcp(t) => tokio::spawn(async move {
@@ -459,7 +522,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                                     stream,
                                     a.clone(),
                                     http.clone(),
-                                    raw.clone(),
+                                    raw(),
                                     router.clone(),
                                     conns.clone(),
                                 ));
@@ -468,7 +531,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                                 tokio::spawn(dispatch_tcp(
                                     stream,
                                     http.clone(),
-                                    raw.clone(),
+                                    raw(),
                                     router.clone(),
                                     conns.clone(),
                                 ));
@@ -483,12 +546,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 }
             }),
             Socket::Unix(u) => tokio::spawn(async move {
-                let Some(endpoint) = raw else { return };
                 loop {
                     match u.accept().await {
                         Ok((stream, _)) => {
-                            let (router, conns, endpoint) =
-                                (router.clone(), conns.clone(), endpoint.clone());
+                            let Some(endpoint) = raw() else { continue };
+                            let (router, conns) = (router.clone(), conns.clone());
                             tokio::spawn(async move {
                                 match conns.admissions.admit(None) {
                                     Ok(_admission) => {
@@ -511,7 +573,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 }
             }),
         });
-        listeners.push(Bound { config: l, addr });
+        listeners.push(Bound {
+            config: l,
+            addr,
+            accepts,
+        });
     }
     let first = listeners
         .iter()

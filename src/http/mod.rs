@@ -45,7 +45,7 @@ pub struct HttpState {
     pub started: Instant,
     pub started_at: SystemTime,
     /// WAMP-over-WebSocket paths on this listener (`*`: any path) and what each accepts.
-    pub websocket: Vec<(String, WampEndpoint)>,
+    pub websocket: Arc<arc_swap::ArcSwap<Vec<(String, WampEndpoint)>>>,
     /// Serve the web UI and `/api/status`.
     pub web: bool,
     pub echo_path: Option<String>,
@@ -203,6 +203,7 @@ fn route(
     let is_upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
     let wamp = state
         .websocket
+        .load()
         .iter()
         .find(|(p, _)| *p == path || (p == "*" && is_upgrade))
         .map(|(_, e)| e.clone());

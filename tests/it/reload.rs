@@ -159,3 +159,52 @@ async fn sighup_reloads_the_file_and_keeps_the_running_config_when_the_new_one_i
     );
     assert!(out.status.success(), "{stderr}");
 }
+
+/// A node whose websocket transport admits `alice` with `ticket`.
+fn ticket_config(ticket: &str) -> String {
+    format!(
+        r#"{{"version": 2, "workers": [{{"type": "router",
+  "realms": [{{"name": "realm1", "roles": [{{"name": "user", "permissions": [
+     {{"uri": "", "match": "prefix", "allow": {{"subscribe": true}}}}]}}]}}],
+  "transports": [{{"type": "websocket", "endpoint": {{"type": "tcp", "port": 0, "interface": "127.0.0.1"}},
+     "auth": {{"ticket": {{"type": "static", "principals": {{"alice": {{"ticket": "{ticket}", "role": "user"}}}}}}}}}}]}}]}}"#
+    )
+}
+
+async fn ticket_login(url: &str, ticket: &str) -> Result<Client, String> {
+    let mut c = Client::connect(url, Ser::Json).await;
+    c.send(json!([1, "realm1", {"authmethods": ["ticket"], "authid": "alice"}]))
+        .await;
+    let ch = c.recv().await;
+    assert_eq!(ch[0], 4, "CHALLENGE: {ch}");
+    c.send(json!([5, ticket, {}])).await;
+    let m = c.recv().await;
+    match m[0].as_u64() {
+        Some(2) => Ok(c),
+        _ => Err(m[2].as_str().unwrap_or_default().to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn reload_changes_transport_authentication_for_new_logins_only() {
+    let first = node(&ticket_config("old-secret"));
+    let srv = TestServer::with(move |o| o.node = first).await;
+    let running = srv.running.as_ref().expect("running");
+    let url = srv.ws_url();
+    let mut before = ticket_login(&url, "old-secret")
+        .await
+        .expect("old ticket works");
+
+    let r = running.reload(&node(&ticket_config("new-secret")));
+    assert!(r.needs_restart.is_empty(), "{r:?}");
+    assert_eq!(
+        ticket_login(&url, "old-secret").await.err().as_deref(),
+        Some("wamp.error.not_authorized"),
+        "the old ticket is refused"
+    );
+    assert!(ticket_login(&url, "new-secret").await.is_ok());
+    // The session that logged in before keeps working.
+    assert!(subscribe_result(&mut before, "com.still.here")
+        .await
+        .is_ok());
+}
