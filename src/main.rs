@@ -65,6 +65,9 @@ struct Cli {
     /// Chat messages a visitor may send per minute (overrides the config; default 60).
     #[arg(long, value_name = "N")]
     chat_messages_per_minute: Option<u32>,
+    /// Seconds a chat call rings before it is a missed call (overrides the config; default 45).
+    #[arg(long, value_name = "SECONDS")]
+    chat_ring_timeout: Option<f64>,
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
@@ -170,6 +173,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     }
     if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, opts.node.router.chat.as_mut()) {
         chat.messages_per_minute = n.max(1);
+    }
+    if let (Some(s), Some(chat)) = (cli.chat_ring_timeout, opts.node.router.chat.as_mut()) {
+        chat.ring_timeout = std::time::Duration::from_secs_f64(s.clamp(0.1, 3600.0));
     }
     opts.echo_path = cli.ws_echo_path;
     opts.rawsocket_tcp = cli.rawsocket_listen;

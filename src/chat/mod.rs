@@ -21,7 +21,9 @@
 //! - `leave_message(text)` kwargs {email, name?} → a visitor's message while no staff is
 //!   online: stored in its thread like any message, and emailed to staff;
 //! - `forget(visitor?)` → deletes a visitor's threads and messages (staff: anyone's; a visitor:
-//!   its own).
+//!   its own);
+//! - `call_start/accept/decline/hangup/state/resume`, `signal` → calls in a thread
+//!   (`service::calls`).
 //!
 //! Topics: `thread.<id>` (kwargs {type: message|typing|read, …}), `inbox` (staff: new threads
 //! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
@@ -61,6 +63,10 @@ pub struct ChatConfig {
     pub retention_days: Option<u64>,
     /// Where offline messages are emailed to staff.
     pub email: Option<email::EmailConfig>,
+    /// How long a call rings before it is a missed call.
+    pub ring_timeout: std::time::Duration,
+    /// How long a call waits for a person whose connection dropped to come back.
+    pub call_grace: std::time::Duration,
 }
 
 impl ChatConfig {
@@ -74,6 +80,8 @@ impl ChatConfig {
             threads_per_hour: 30,
             retention_days: None,
             email: None,
+            ring_timeout: std::time::Duration::from_secs(45),
+            call_grace: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -404,6 +404,8 @@ fn chat(
             "threads_per_hour",
             "retention_days",
             "email",
+            "ring_timeout",
+            "call_grace",
         ],
     );
     let realm_name = ctx.required_string(o, "realm", path)?.to_owned();
@@ -462,6 +464,22 @@ fn chat(
     }
     if o.contains_key("retention_days") {
         cfg.retention_days = Some(positive(ctx, o, "retention_days", path)? as u64);
+    }
+    for (key, slot) in [
+        ("ring_timeout", &mut cfg.ring_timeout),
+        ("call_grace", &mut cfg.call_grace),
+    ] {
+        if let Some(v) = o.get(key) {
+            match v.as_f64() {
+                Some(s) if s > 0.0 && s <= 3600.0 => *slot = std::time::Duration::from_secs_f64(s),
+                _ => {
+                    return ctx.err(
+                        &format!("{path}.{key}"),
+                        "expected seconds (a number above 0, at most 3600)",
+                    )
+                }
+            }
+        }
     }
     if let Some(e) = o.get("email") {
         let ep = format!("{path}.email");

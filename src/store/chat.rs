@@ -43,6 +43,55 @@ pub struct ChatMessage {
     pub sender_name: Option<String>,
     pub text: String,
     pub client_id: Option<String>,
+    /// A call's outcome (the service's "Video call, 4 min" lines): what kind of message this is
+    /// for the UIs, which render it as a call line, never as markup.
+    pub call: Option<CallRecord>,
+}
+
+/// How a call in a thread ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub video: bool,
+    /// `completed`, `missed`, `declined` or `busy`.
+    pub outcome: String,
+    /// From the answer to the hang-up (0 unless completed).
+    pub duration_ms: u64,
+}
+
+/// A message as stored before calls had a record (the same fields, without `call`).
+#[derive(Deserialize)]
+struct ChatMessageV0 {
+    thread: u64,
+    seq: u64,
+    ts_ms: u64,
+    sender: String,
+    sender_role: String,
+    sender_name: Option<String>,
+    text: String,
+    client_id: Option<String>,
+}
+
+/// Decodes a stored message, also one written before `call` existed (bincode has no defaults
+/// for a missing trailing field, so the older layout is tried when the current one runs out).
+fn decode_message(bytes: &[u8]) -> Result<ChatMessage, codec::CodecError> {
+    match codec::decode::<ChatMessage>(bytes) {
+        Ok(m) => Ok(m),
+        Err(e @ codec::CodecError::Corrupt(_)) => match codec::decode::<ChatMessageV0>(bytes) {
+            Ok(o) => Ok(ChatMessage {
+                thread: o.thread,
+                seq: o.seq,
+                ts_ms: o.ts_ms,
+                sender: o.sender,
+                sender_role: o.sender_role,
+                sender_name: o.sender_name,
+                text: o.text,
+                client_id: o.client_id,
+                call: None,
+            }),
+            Err(_) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Clone)]
@@ -166,7 +215,7 @@ impl ChatStore {
             .messages
             .get(msg_key(thread, u64::from_be_bytes(seq)))?
         {
-            Some(v) => Ok(Some(codec::decode(&v)?)),
+            Some(v) => Ok(Some(decode_message(&v)?)),
             None => Ok(None),
         }
     }
@@ -186,7 +235,7 @@ impl ChatStore {
         let mut out = Vec::new();
         let mut push =
             |kv: Result<(sled::IVec, sled::IVec), sled::Error>| -> Result<bool, StoreError> {
-                out.push(codec::decode(&kv?.1)?);
+                out.push(decode_message(&kv?.1)?);
                 Ok(out.len() < limit)
             };
         if newest {
@@ -238,7 +287,7 @@ impl ChatStore {
     pub fn search(&self, needle: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
         let mut found: Vec<ChatMessage> = Vec::new();
         for kv in self.messages.iter() {
-            let m: ChatMessage = codec::decode(&kv?.1)?;
+            let m = decode_message(&kv?.1)?;
             if m.text.to_lowercase().contains(needle) {
                 found.push(m);
             }
@@ -272,5 +321,51 @@ impl ChatStore {
         }
         flushed?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_stored_before_call_records_still_decode() {
+        #[derive(Serialize)]
+        struct Old<'a>(
+            u64,
+            u64,
+            u64,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            &'a str,
+            Option<&'a str>,
+        );
+        let bytes = codec::encode(&Old(
+            3,
+            7,
+            1000,
+            "visitor:ab",
+            "visitor",
+            None,
+            "hi",
+            Some("c1"),
+        ))
+        .expect("encode");
+        let m = decode_message(&bytes).expect("decodes");
+        assert_eq!(
+            (m.thread, m.seq, m.text.as_str(), m.call),
+            (3, 7, "hi", None)
+        );
+        let new = ChatMessage {
+            call: Some(CallRecord {
+                video: true,
+                outcome: "completed".into(),
+                duration_ms: 61_000,
+            }),
+            ..m
+        };
+        let round = decode_message(&codec::encode(&new).expect("encode")).expect("decodes");
+        assert_eq!(round, new);
     }
 }

@@ -11,6 +11,7 @@ mod bench;
 mod calls;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
+mod chat_calls;
 mod config;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
