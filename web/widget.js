@@ -315,8 +315,8 @@
     ".title{display:block;font-weight:700;font-size:16px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
     ".status{display:flex;align-items:center;gap:6px;font-size:13px;opacity:.95}" +
     ".sdot{width:9px;height:9px;border-radius:50%;background:#c4c9d0;border:1px solid rgba(255,255,255,.7)}" +
-    ".x{width:40px;height:40px;border-radius:8px}" +
-    ".x:hover{background:rgba(127,127,127,.25)}" +
+    ".x,.cb{width:40px;height:40px;border-radius:8px}" +
+    ".x:hover,.cb:hover{background:rgba(127,127,127,.25)}" +
     ".conn{display:flex;gap:8px;align-items:center;justify-content:space-between;padding:6px 14px;font-size:13px;background:#fff4d6;color:#5b4300;border-bottom:1px solid #f0dca0}" +
     ".conn button{text-decoration:underline;font-weight:600;white-space:nowrap}" +
     ".log{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:8px;background:#f5f6f8;overscroll-behavior:contain}" +
@@ -372,8 +372,8 @@
   );
   var statusText = el("span", { class: "stext" }, "Connecting…");
   var closeBtn = el("button", { class: "x", type: "button", "aria-label": "Close chat" }, icon(ICON_CLOSE));
-  var audioCallBtn = el("button", { class: "x cb", type: "button", "aria-label": "Audio call", hidden: "" }, icon(ICON_PHONE));
-  var videoCallBtn = el("button", { class: "x cb", type: "button", "aria-label": "Video call", hidden: "" }, icon(ICON_VIDEO));
+  var audioCallBtn = el("button", { class: "cb", type: "button", "aria-label": "Audio call", hidden: "" }, icon(ICON_PHONE));
+  var videoCallBtn = el("button", { class: "cb", type: "button", "aria-label": "Video call", hidden: "" }, icon(ICON_VIDEO));
   var callHost = el("div", { class: "callh", hidden: "" });
   var connText = el("span");
   var retryBtn = el("button", { type: "button" }, "Retry now");
