@@ -206,6 +206,7 @@
     var ignoreOffer = false;
     var inbox = Promise.resolve(); // incoming signals, one at a time
     var ready = null; // the peer connection being made (signals wait for it)
+    var early = []; // candidates that came before the remote description
     var disconnectTimer = null;
 
     function setState(s, text, detail) {
@@ -295,19 +296,26 @@
       var pc = new RTCPeerConnection(cfg);
       c.pc = pc;
       makingOffer = ignoreOffer = false;
+      early = [];
       pc.onicecandidate = function (e) {
         if (e.candidate && pc === c.pc) send("candidate", { candidate: e.candidate.toJSON() });
       };
-      pc.onnegotiationneeded = async function () {
-        try {
-          makingOffer = true;
-          await pc.setLocalDescription();
-          if (pc === c.pc) await send(pc.localDescription.type, { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
-        } catch (e) {
-          console.warn("switchboard call: offer failed", e);
-        } finally {
-          makingOffer = false;
-        }
+      // Offers go through the same queue as incoming signals: a description is never being set
+      // from both ends at once (an offer made while an incoming offer is applied would turn
+      // into a second answer).
+      pc.onnegotiationneeded = function () {
+        inbox = inbox.then(async function () {
+          if (pc !== c.pc || pc.signalingState !== "stable") return; // fires again when stable
+          try {
+            makingOffer = true;
+            await pc.setLocalDescription();
+            await send(pc.localDescription.type, { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
+          } catch (e) {
+            console.warn("switchboard call: offer failed", e);
+          } finally {
+            makingOffer = false;
+          }
+        });
       };
       pc.ontrack = function (e) {
         var s = e.streams[0] || new MediaStream([e.track]);
@@ -354,6 +362,8 @@
         var p = k.payload || {};
         try {
           if (k.kind === "candidate") {
+            // Before any remote description (a description being replaced): kept for it.
+            if (!pc.remoteDescription) return early.push(p.candidate);
             try {
               await pc.addIceCandidate(p.candidate);
             } catch (e) {
@@ -366,6 +376,7 @@
           ignoreOffer = !o.polite && collision;
           if (ignoreOffer) return;
           await pc.setRemoteDescription(desc); // the polite side rolls back its own offer here
+          for (var cand; (cand = early.shift()); ) await pc.addIceCandidate(cand).catch(function () {});
           if (desc.type === "offer") {
             await pc.setLocalDescription();
             await send("answer", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });

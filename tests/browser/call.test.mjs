@@ -14,7 +14,7 @@
 // The server must run with a short ring timeout (--chat-ring-timeout); the staff user must
 // exist with a WAMP-CRA key. tests/interop/test_browser_call.py sets all of this up.
 // Screenshots: call-widget-incoming.png, call-inbox-ringing.png, call-widget.png,
-// call-inbox.png, call-widget-phone.png.
+// call-inbox.png, call-widget-phone.png, call-widget-denied.png.
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -376,5 +376,92 @@ describe("calls from a chat", { timeout: TEST_TIMEOUT * 5 }, () => {
     await screenshot(v, "call-widget-phone.png");
     await v.locator(`switchboard-chat ${tid("call-hangup")}`).click();
     await eventually(async () => assert.equal((await widgetCallLines(v)).length, 5));
+  });
+
+  it("a page reload, and a lost connection, resume the call instead of dropping it", { timeout: TEST_TIMEOUT }, async () => {
+    const v = visitor.page;
+    const s = staff.page;
+    await v.setViewportSize({ width: 1100, height: 800 });
+    await eventually(async () => assert.equal((await callInfo(s, "inbox")).visible, false), 8000);
+    await eventually(async () => assert.equal((await callInfo(v, "widget")).visible, false), 8000);
+    await v.locator('switchboard-chat button[aria-label="Video call"]').click();
+    await eventually(async () => assert.equal((await callInfo(s, "inbox")).state, "incoming"));
+    await s.locator(`${tid("call-dock")} ${tid("call-accept")}`).click();
+    await assertMediaFlows(v, "widget");
+    await assertMediaFlows(s, "inbox");
+
+    // Reloaded: the widget finds the call (call_state), resumes it with fresh media, and staff
+    // make a new connection for it.
+    await v.reload();
+    await assertMediaFlows(v, "widget");
+    await assertMediaFlows(s, "inbox");
+
+    // The browser goes offline for a moment: the widget's session drops and comes back; the
+    // call resumes on the new session with an ICE restart (media keeps flowing).
+    await visitor.context.setOffline(true);
+    await eventually(async () => assert.notEqual(await v.evaluate(() => document.querySelector("switchboard-chat").shadowRoot.querySelector(".r").dataset.conn), "online"));
+    await visitor.context.setOffline(false);
+    await eventually(async () => assert.equal(await v.evaluate(() => document.querySelector("switchboard-chat").shadowRoot.querySelector(".r").dataset.conn), "online"));
+    await sleep(1000);
+    await assertMediaFlows(v, "widget");
+    await assertMediaFlows(s, "inbox");
+
+    await s.locator(`${tid("call-dock")} ${tid("call-hangup")}`).click();
+    await eventually(async () => {
+      const lines = await widgetCallLines(v);
+      assert.equal(lines.length, 6, JSON.stringify(lines));
+      assert.match(lines[5], /^Video call, \d+ s$/);
+    });
+    assert.equal(visitor.errors.length, 0, visitor.errors.join("\n"));
+    assert.equal(staff.errors.length, 0, staff.errors.join("\n"));
+  });
+
+  it("a blocked camera and microphone get guidance; no camera falls back to an audio call", { timeout: TEST_TIMEOUT }, async () => {
+    const s = staff.page;
+    await eventually(async () => assert.equal((await callInfo(s, "inbox")).visible, false), 8000);
+    async function visitorWith(failure) {
+      const p = await newPage({ width: 1000, height: 760 });
+      await p.context.addInitScript((failure) => {
+        const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        navigator.mediaDevices.getUserMedia = (c) => {
+          if (failure === "denied") return Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+          if (c && c.video) return Promise.reject(new DOMException("Requested device not found", "NotFoundError"));
+          return real(c);
+        };
+      }, failure);
+      await p.page.goto(`http://127.0.0.1:${demo.address().port}/`);
+      await p.page.locator("switchboard-chat .bubble").click();
+      await eventually(async () => assert.equal(await p.page.locator('switchboard-chat button[aria-label="Video call"]').isVisible(), true));
+      return p;
+    }
+
+    const denied = await visitorWith("denied");
+    await denied.page.locator('switchboard-chat button[aria-label="Video call"]').click();
+    await eventually(async () => {
+      const i = await callInfo(denied.page, "widget");
+      assert.equal(i.state, "ended", JSON.stringify(i));
+      assert.match(i.status, /Camera and microphone are blocked for this site\./);
+      assert.match(i.status, /Allow them in your browser/);
+    });
+    await screenshot(denied.page, "call-widget-denied.png");
+    await sleep(500);
+    assert.equal((await callInfo(s, "inbox")).visible, false, "nobody was rung");
+    await denied.page.locator(`switchboard-chat ${tid("call-close")}`).click();
+    assert.equal((await callInfo(denied.page, "widget")).visible, false);
+    await denied.context.close();
+
+    const noCamera = await visitorWith("no-camera");
+    await noCamera.page.locator('switchboard-chat button[aria-label="Video call"]').click();
+    await eventually(async () => {
+      const i = await callInfo(noCamera.page, "widget");
+      assert.equal(i.state, "outgoing", JSON.stringify(i));
+      assert.match(i.status, /No camera found: this is an audio call\./);
+    });
+    await eventually(async () => assert.match((await callInfo(s, "inbox")).status, /Incoming audio call/));
+    await s.locator(`${tid("call-dock")} ${tid("call-decline")}`).click();
+    await eventually(async () => assert.match((await callInfo(noCamera.page, "widget")).status, /Call declined/));
+    await eventually(async () => assert.deepEqual(await widgetCallLines(noCamera.page), ["Call declined"]));
+    assert.equal(noCamera.errors.length, 0, noCamera.errors.join("\n"));
+    await noCamera.context.close();
   });
 });
