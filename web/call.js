@@ -493,7 +493,8 @@
         return;
       } else if (k.event === "accept") {
         if (c.state === "outgoing") goActive(Date.now());
-        else if (c.state === "incoming" && k.by !== o.me) ended("Answered by " + (k.by_name || k.by || "someone else"));
+        // Still ringing here: answered in another window, or by a colleague.
+        else if (c.state === "incoming") ended(k.by === o.me ? "Answered in another window" : "Answered by " + (k.by_name || k.by || "someone else"));
       } else if (k.event === "end") {
         var why = { declined: "Call declined", busy: "Busy", missed: k.reason === "timeout" ? "No answer" : "Missed call" }[k.outcome] || "Call ended";
         ended(why);

@@ -1407,7 +1407,13 @@ async function callEvent(k) {
     // Busy in a call of our own: colleagues may answer (the service says busy when nobody can).
     if (phone && phone.thread !== id && phone.ctl.state !== "idle" && phone.ctl.state !== "ended") return;
     const p = await makePhone(id);
+    const before = p.ctl.state;
     p.ctl.event(k);
+    // A notification too, when this tab is not being looked at.
+    const t = live && live.threads.get(id);
+    if (t && before !== "incoming" && p.ctl.state === "incoming" && document.visibilityState !== "visible") {
+      live.notify(t, { text: k.video === false ? "Incoming audio call" : "Incoming video call" });
+    }
   } else if (phone && phone.thread === id) {
     phone.ctl.event(k);
   }

@@ -49,7 +49,10 @@ function demoPage() {
 function startDemoServer() {
   return new Promise((resolve) => {
     const srv = http.createServer((req, res) => {
-      if (new URL(req.url, "http://x").pathname === "/") {
+      if (new URL(req.url, "http://x").pathname === "/favicon.ico") {
+        res.writeHead(204);
+        res.end();
+      } else if (new URL(req.url, "http://x").pathname === "/") {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
         res.end(demoPage());
       } else {

@@ -220,6 +220,15 @@ impl Chat {
     ) -> Result<Payload, CallFailure> {
         let id = thread_arg(p, "call_start(thread) kwargs {video}")?;
         let t = self.member_thread(c, id)?;
+        // Each call writes a line into the thread: a visitor's calls count as its messages.
+        if !self.staff_side(&c.role) {
+            self.message_rate.hit(&c.authid).map_err(|wait| {
+                fail(
+                    super::RATE_LIMITED,
+                    format!("too many calls; retry in {wait} s"),
+                )
+            })?;
+        }
         let video = kwarg_bool(p, "video").unwrap_or(true);
         // Both sides pressed "call" at once: the second start answers the first.
         let ringing_from_other_side = self.calls.lock().get(&id).and_then(|call| {
