@@ -25,8 +25,8 @@
 //! - `call_start/accept/decline/hangup/state/resume`, `signal` → calls in a thread
 //!   (`service::calls`).
 //!
-//! Topics: `thread.<id>` (kwargs {type: message|typing|read, …}), `inbox` (staff: new threads
-//! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
+//! Topics: `thread.<id>` (kwargs {type: message|typing|read|status|call|signal, …}), `inbox`
+//! (staff: new threads and messages, rings of visitors' calls), `presence` (staff: online/offline), `status` ({staff_online}).
 
 pub mod access;
 pub mod email;

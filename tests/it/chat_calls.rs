@@ -459,3 +459,27 @@ async fn strangers_may_neither_call_nor_listen() {
         "ringing"
     );
 }
+
+#[tokio::test]
+async fn a_visitors_calls_count_against_its_message_rate() {
+    let cfg = calls_config("30", "30").replace(
+        r#""messages_per_minute": 100000"#,
+        r#""messages_per_minute": 2"#,
+    );
+    let srv = server_with(&cfg).await;
+    let (mut v, id) = visitor_in_thread(&srv, TOKEN_A).await;
+    for _ in 0..2 {
+        let call = chat(&mut v, "call_start", json!([id]), json!({})).await["call"].clone();
+        chat(&mut v, "call_hangup", json!([id, call]), json!({})).await;
+    }
+    assert_eq!(
+        chat_error(&mut v, "call_start", json!([id]), json!({})).await,
+        "switchboard.chat.error.rate_limited"
+    );
+    // Staff are not limited.
+    let mut agent = staff(&srv).await;
+    for _ in 0..3 {
+        let call = chat(&mut agent, "call_start", json!([id]), json!({})).await["call"].clone();
+        chat(&mut agent, "call_hangup", json!([id, call]), json!({})).await;
+    }
+}
