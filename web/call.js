@@ -317,9 +317,15 @@
           }
         });
       };
+      // Every remote track in one stream: a screen shared into an audio call adds a video
+      // track without silencing the audio.
+      var rs = new MediaStream();
+      remote.srcObject = rs;
       pc.ontrack = function (e) {
-        var s = e.streams[0] || new MediaStream([e.track]);
-        if (remote.srcObject !== s) remote.srcObject = s;
+        if (rs.getTracks().indexOf(e.track) < 0) rs.addTrack(e.track);
+        e.track.onended = function () {
+          rs.removeTrack(e.track);
+        };
         var p = remote.play();
         if (p && p.catch) p.catch(function () {});
       };

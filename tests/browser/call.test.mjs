@@ -125,6 +125,16 @@ function callInfo(page, root) {
   }, root);
 }
 
+/** The current connection's local ICE username fragment and signalling state (an ICE restart
+ *  that went through the signalling changes the first and ends "stable"). */
+function negotiation(page) {
+  return page.evaluate(() => {
+    const c = window.__calls[window.__calls.length - 1];
+    const sdp = (c && c.pc && c.pc.localDescription && c.pc.localDescription.sdp) || "";
+    return { ufrag: (sdp.match(/a=ice-ufrag:(\S+)/) || [])[1] || null, signaling: c && c.pc ? c.pc.signalingState : null };
+  });
+}
+
 /** The call lines a side shows in its history, oldest first. */
 function widgetCallLines(page) {
   return page.evaluate(() =>
@@ -401,6 +411,7 @@ describe("calls from a chat", { timeout: TEST_TIMEOUT * 5 }, () => {
 
     // The browser goes offline for a moment: the widget's session drops and comes back; the
     // call resumes on the new session with an ICE restart (media keeps flowing).
+    const beforeV = await negotiation(v);
     await visitor.context.setOffline(true);
     await eventually(async () => assert.notEqual(await v.evaluate(() => document.querySelector("switchboard-chat").shadowRoot.querySelector(".r").dataset.conn), "online"));
     await visitor.context.setOffline(false);
@@ -408,6 +419,25 @@ describe("calls from a chat", { timeout: TEST_TIMEOUT * 5 }, () => {
     await sleep(1000);
     await assertMediaFlows(v, "widget");
     await assertMediaFlows(s, "inbox");
+    await eventually(async () => {
+      const now = await negotiation(v);
+      assert.ok(now.ufrag && now.ufrag !== beforeV.ufrag && now.signaling === "stable", `ICE restarted: ${JSON.stringify([beforeV, now])}`);
+    });
+
+    // The same for the inbox: offline, back, reconnected, and the call still there.
+    const beforeS = await negotiation(s);
+    await staff.context.setOffline(true);
+    await eventually(async () => assert.notEqual(await s.evaluate(() => document.body.dataset.state), "live"));
+    await staff.context.setOffline(false);
+    await eventually(async () => assert.equal(await s.evaluate(() => document.body.dataset.state), "live"));
+    await sleep(1000);
+    await assertMediaFlows(s, "inbox");
+    await assertMediaFlows(v, "widget");
+    assert.equal((await callInfo(s, "inbox")).state, "active");
+    await eventually(async () => {
+      const now = await negotiation(s);
+      assert.ok(now.ufrag && now.ufrag !== beforeS.ufrag && now.signaling === "stable", `ICE restarted: ${JSON.stringify([beforeS, now])}`);
+    });
 
     await s.locator(`${tid("call-dock")} ${tid("call-hangup")}`).click();
     await eventually(async () => {
