@@ -212,6 +212,7 @@
     function setState(s, text, detail) {
       c.state = s;
       view.dataset.state = s;
+      if (s !== "ended") delete view.dataset.error;
       view.hidden = s === "idle";
       var ringing = s === "incoming";
       acceptBtn.hidden = declineBtn.hidden = !ringing;

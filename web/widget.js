@@ -666,6 +666,10 @@
       var seen = load("seen") || {};
       st.thread = t.thread;
       st.lastSeq = 0;
+      if (caller && caller.state === "idle") {
+        caller.destroy(); // a call belongs to its thread
+        caller = null;
+      }
       st.staffRead = seen.thread === t.thread ? Number(seen.staffRead) || 0 : 0;
       st.myRead = 0;
     }
