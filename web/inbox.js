@@ -510,7 +510,8 @@ class Inbox {
     q("thread-time").dateTime = ts ? new Date(ts).toISOString() : "";
     const pv = q("thread-preview");
     if (t.preview) {
-      const who = t.preview.sender === this.me ? "You: " : t.preview.sender !== t.s.visitor ? `${text(t.preview.sender_name || t.preview.sender)}: ` : "";
+      const service = t.preview.kind === "call" || t.preview.kind === "system"; // its own lines: no author
+      const who = service ? "" : t.preview.sender === this.me ? "You: " : t.preview.sender !== t.s.visitor ? `${text(t.preview.sender_name || t.preview.sender)}: ` : "";
       pv.textContent = who + String(t.preview.text ?? "").replace(/\s+/g, " ");
     } else {
       pv.textContent = Number(t.s.last_seq) > 0 ? "…" : "No messages yet";
@@ -1194,7 +1195,8 @@ class Conversation {
     if (!this.visitorRead) return;
     let best = null;
     for (const [seq, li] of this.items) {
-      if (seq <= this.visitorRead && !li.classList.contains("from-visitor") && (!best || seq > best.seq)) best = { seq, li };
+      const staffLine = !li.classList.contains("from-visitor") && !li.classList.contains("call") && !li.classList.contains("system");
+      if (seq <= this.visitorRead && staffLine && (!best || seq > best.seq)) best = { seq, li };
     }
     if (best) {
       const s = make("span", "seen", "Seen");

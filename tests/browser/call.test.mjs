@@ -14,7 +14,8 @@
 // The server must run with a short ring timeout (--chat-ring-timeout); the staff user must
 // exist with a WAMP-CRA key. tests/interop/test_browser_call.py sets all of this up.
 // Screenshots: call-widget-incoming.png, call-inbox-ringing.png, call-widget.png,
-// call-inbox.png, call-widget-phone.png, call-widget-denied.png.
+// call-inbox.png, call-widget-phone.png, call-widget-denied.png, call-widget-history.png,
+// call-inbox-history.png.
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -371,6 +372,10 @@ describe("calls from a chat", { timeout: TEST_TIMEOUT * 5 }, () => {
     // The lines are call lines, apart from the conversation (and never markup).
     const lines = await widgetCallLines(v);
     assert.equal(lines.length, 4, JSON.stringify(lines));
+    await eventually(async () => assert.equal((await callInfo(v, "widget")).visible, false), 8000);
+    await eventually(async () => assert.equal((await callInfo(s, "inbox")).visible, false), 8000);
+    await screenshot(v, "call-widget-history.png");
+    await screenshot(s, "call-inbox-history.png");
     assert.equal(visitor.errors.length, 0, visitor.errors.join("\n"));
     assert.equal(staff.errors.length, 0, staff.errors.join("\n"));
   });

@@ -80,5 +80,6 @@ def test_calls_in_chromium(call_server):
     assert result.returncode == 0, (
         f"call browser test failed (exit {result.returncode}) against {call_server.http_url}:\n{result.stdout}"
     )
-    for name in ["call-inbox-ringing", "call-widget", "call-inbox", "call-widget-incoming", "call-widget-phone"]:
+    for name in ["call-inbox-ringing", "call-widget", "call-inbox", "call-widget-incoming", "call-widget-phone",
+                 "call-widget-denied", "call-widget-history", "call-inbox-history"]:
         assert (SCREENSHOT_DIR / f"{name}.png").is_file(), f"screenshot {name}.png missing"
