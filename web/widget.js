@@ -961,8 +961,9 @@
   async function resumeCall(s) {
     if (st.thread == null) return;
     if (caller) return caller.resume();
-    if ((await s.call("call_state", [st.thread]))[0]) withCall(function (c) {
-      c.resume();
+    if ((await s.call("call_state", [st.thread]))[0]) withCall(async function (c) {
+      await c.resume();
+      if (c.state === "incoming") setOpen(true, false); // still ringing for us
     });
   }
 

@@ -109,7 +109,7 @@ fn message_value(m: &ChatMessage) -> Value {
             "kind".into(),
             if m.call.is_some() {
                 "call"
-            } else if m.sender_role == SYSTEM_ROLE {
+            } else if m.sender_role == SYSTEM_ROLE && m.sender == SYSTEM_AUTHID {
                 "system"
             } else {
                 "text"
@@ -132,7 +132,8 @@ fn message_value(m: &ChatMessage) -> Value {
     ])
 }
 
-/// The role of the service's own messages.
+/// The authid and role of the service's own messages.
+const SYSTEM_AUTHID: &str = "switchboard";
 const SYSTEM_ROLE: &str = "system";
 
 fn as_dict(v: Value) -> Dict {
@@ -621,7 +622,7 @@ impl Chat {
     ) -> Result<(), CallFailure> {
         let me = Caller {
             session: 0,
-            authid: "switchboard".into(),
+            authid: SYSTEM_AUTHID.into(),
             role: SYSTEM_ROLE.into(),
             name: None,
             addr: None,

@@ -858,6 +858,17 @@ async fn offline_messages_are_stored_and_emailed_to_staff() {
             "Left while no one was online; answer by email to kari@example.no"
         ]
     );
+    let kinds: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["text", "system"],
+        "the service's note says what it is"
+    );
     // Bad input.
     for (args, kwargs) in [
         (json!(["hi"]), json!({"email": "not an address"})),
