@@ -66,6 +66,9 @@ struct Cli {
     /// Chat messages a visitor may send per minute (overrides the config; default 60).
     #[arg(long, value_name = "N")]
     chat_messages_per_minute: Option<u32>,
+    /// Seconds a chat call rings before it is a missed call (overrides the config; default 45).
+    #[arg(long, value_name = "SECONDS")]
+    chat_ring_timeout: Option<f64>,
     /// sled page cache, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     cache_mb: u64,
@@ -313,10 +316,11 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let signals = Signals::install();
     if let Some(file) = cli.config.clone() {
         let reload_config = running.config_reloader();
-        let (limits, stun, per_minute) = (
+        let (limits, stun, per_minute, ring) = (
             limits.clone(),
             cli.stun_listen,
             cli.chat_messages_per_minute,
+            cli.chat_ring_timeout,
         );
         running.reload.add(
             "configuration",
@@ -328,7 +332,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     tracing::warn!("{w}");
                 }
                 let mut node = loaded.node;
-                overrides(stun, per_minute, &mut node);
+                overrides(stun, per_minute, ring, &mut node);
                 let r = reload_config(&node);
                 if !r.needs_restart.is_empty() {
                     tracing::warn!(
@@ -515,15 +519,28 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
 
 /// What the command line changes in a loaded config (at start and at every reload alike).
 fn cli_overrides(cli: &Cli, node: &mut NodeConfig) {
-    overrides(cli.stun_listen, cli.chat_messages_per_minute, node);
+    overrides(
+        cli.stun_listen,
+        cli.chat_messages_per_minute,
+        cli.chat_ring_timeout,
+        node,
+    );
 }
 
-fn overrides(stun: Option<SocketAddr>, per_minute: Option<u32>, node: &mut NodeConfig) {
+fn overrides(
+    stun: Option<SocketAddr>,
+    per_minute: Option<u32>,
+    ring_timeout: Option<f64>,
+    node: &mut NodeConfig,
+) {
     if let Some(at) = stun {
         node.router.calls.stun_listen = Some(at);
     }
     if let (Some(n), Some(chat)) = (per_minute, node.router.chat.as_mut()) {
         chat.messages_per_minute = n.max(1);
+    }
+    if let (Some(s), Some(chat)) = (ring_timeout, node.router.chat.as_mut()) {
+        chat.ring_timeout = std::time::Duration::from_secs_f64(s.clamp(0.1, 3600.0));
     }
 }
 

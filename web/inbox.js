@@ -32,6 +32,8 @@ let creds = null;
 let reconnectTimer = null;
 /** What to restore after a reconnect: the open thread and replies not yet stored. */
 let resume = { openId: null, outbox: [] };
+/** The call in progress (web/call.js), across reconnects: { ctl, thread, sub }. */
+let phone = null;
 
 // ---------- small helpers ----------
 
@@ -353,6 +355,8 @@ class Inbox {
       this.touch();
     } else if (k.type === "message") {
       this.messageArrived(k);
+    } else if (k.type === "call") {
+      callEvent(k);
     }
   }
 
@@ -506,7 +510,8 @@ class Inbox {
     q("thread-time").dateTime = ts ? new Date(ts).toISOString() : "";
     const pv = q("thread-preview");
     if (t.preview) {
-      const who = t.preview.sender === this.me ? "You: " : t.preview.sender !== t.s.visitor ? `${text(t.preview.sender_name || t.preview.sender)}: ` : "";
+      const service = t.preview.kind === "call" || t.preview.kind === "system"; // its own lines: no author
+      const who = service ? "" : t.preview.sender === this.me ? "You: " : t.preview.sender !== t.s.visitor ? `${text(t.preview.sender_name || t.preview.sender)}: ` : "";
       pv.textContent = who + String(t.preview.text ?? "").replace(/\s+/g, " ");
     } else {
       pv.textContent = Number(t.s.last_seq) > 0 ? "…" : "No messages yet";
@@ -1161,12 +1166,16 @@ class Conversation {
     li.classList.toggle("mine", mine);
     li.classList.toggle("from-visitor", fromVisitor);
     li.classList.toggle("from-staff", !fromVisitor);
+    // The service's own lines (call outcomes, notes) are shown apart, as text.
+    li.classList.toggle("call", m.kind === "call");
+    li.classList.toggle("system", m.kind === "system");
+    li.dataset.kind = String(m.kind || "text");
     li.classList.remove("pending", "failed");
     if (m.seq !== undefined) li.dataset.seq = String(m.seq);
     if (m.client_id) this.clientIds.add(String(m.client_id));
     li.dataset.sender = String(m.sender || "");
     const t = this.inbox.threads.get(this.id);
-    const author = mine ? "You" : fromVisitor ? threadName(t ? t.s : { visitor: this.visitor }) : text(m.sender_name || m.sender);
+    const author = m.kind === "call" || m.kind === "system" ? "" : mine ? "You" : fromVisitor ? threadName(t ? t.s : { visitor: this.visitor }) : text(m.sender_name || m.sender);
     li.querySelector(".msg-author").textContent = author;
     const time = li.querySelector(".msg-time");
     time.textContent = formatTime(m.ts_ms);
@@ -1186,7 +1195,8 @@ class Conversation {
     if (!this.visitorRead) return;
     let best = null;
     for (const [seq, li] of this.items) {
-      if (seq <= this.visitorRead && !li.classList.contains("from-visitor") && (!best || seq > best.seq)) best = { seq, li };
+      const staffLine = !li.classList.contains("from-visitor") && !li.classList.contains("call") && !li.classList.contains("system");
+      if (seq <= this.visitorRead && staffLine && (!best || seq > best.seq)) best = { seq, li };
     }
     if (best) {
       const s = make("span", "seen", "Seen");
@@ -1338,6 +1348,95 @@ function phoneLayout() {
   return window.matchMedia("(max-width: 760px)").matches;
 }
 
+// ---------- calls ----------
+
+/** The call controller for thread `id` (one call at a time), following the thread's topic. */
+async function makePhone(id) {
+  if (phone && phone.thread === id) return phone;
+  if (phone) dropPhone();
+  const t = live && live.threads.get(id);
+  const p = { thread: id, sub: null, ctl: null };
+  phone = p;
+  p.ctl = window.SwitchboardCall({
+    mount: el.callDock,
+    styleRoot: document.head,
+    thread: id,
+    me: live ? live.me : "",
+    polite: false, // staff keep their offer when both sides offer at once
+    screenShare: true,
+    peerName: t ? threadName(t.s) : "Visitor",
+    rpc: (proc, args, kwargs) => {
+      if (!live || live.closed) return Promise.reject(new Error("not connected"));
+      return live.call(proc, args, kwargs).then((r) => r.args[0]);
+    },
+    onState: (state) => {
+      el.callDock.hidden = state === "idle";
+      if (state === "active" && live && (!live.conv || live.conv.id !== id) && live.threads.has(id)) live.openThread(id);
+      if (state === "idle" && phone === p) dropPhone();
+    },
+  });
+  await followCall(p);
+  return p;
+}
+
+/** Subscribes the current session to the call's thread (again after a reconnect). */
+async function followCall(p) {
+  if (!live || live.closed) return;
+  const inbox = live;
+  try {
+    p.sub = await inbox.session.subscribe(`${P}thread.${p.thread}`, (args, kwargs) => {
+      const k = kwargs || {};
+      if (phone === p && (k.type === "call" || k.type === "signal")) p.ctl.event(k);
+    });
+  } catch (e) {
+    showCallError("follow the call", e);
+  }
+}
+
+function dropPhone() {
+  const p = phone;
+  phone = null;
+  if (!p) return;
+  if (p.sub) p.sub.unsubscribe().catch(() => {});
+  p.ctl.destroy();
+  el.callDock.hidden = true;
+}
+
+/** A call event from the inbox topic (rings of visitors' calls, answers, ends). */
+async function callEvent(k) {
+  const id = Number(k.thread);
+  if (k.event === "ring") {
+    // Busy in a call of our own: colleagues may answer (the service says busy when nobody can).
+    if (phone && phone.thread !== id && phone.ctl.state !== "idle" && phone.ctl.state !== "ended") return;
+    const p = await makePhone(id);
+    const before = p.ctl.state;
+    p.ctl.event(k);
+    // A notification too, when this tab is not being looked at.
+    const t = live && live.threads.get(id);
+    if (t && before !== "incoming" && p.ctl.state === "incoming" && document.visibilityState !== "visible") {
+      live.notify(t, { text: k.video === false ? "Incoming audio call" : "Incoming video call" });
+    }
+  } else if (phone && phone.thread === id) {
+    phone.ctl.event(k);
+  }
+}
+
+async function startCall(video) {
+  if (!live || !live.conv) return;
+  if (phone && phone.ctl.state !== "idle" && phone.ctl.state !== "ended") return;
+  const p = await makePhone(live.conv.id);
+  p.ctl.start(video);
+}
+
+/** After a reconnect: the call's topic again, and the call goes on (call_state, call_resume). */
+async function resumePhone() {
+  const p = phone;
+  if (!p) return;
+  p.sub = null;
+  await followCall(p);
+  await p.ctl.resume();
+}
+
 // ---------- login / logout / reconnect ----------
 
 /** Remembers what to restore after a reconnect, then stops the inbox. */
@@ -1450,6 +1549,7 @@ async function start(c, again = null) {
   if (live !== inbox) return false;
   setState("live", "Live");
   clearError();
+  resumePhone().catch(() => {});
   if (again && again.openId !== null && inbox.threads.has(again.openId)) {
     // The reply box keeps what was typed meanwhile.
     await inbox.openThread(again.openId, { draft: el.reply.value });
@@ -1498,6 +1598,10 @@ async function login(ev) {
 
 async function logout() {
   clearTimeout(reconnectTimer);
+  if (phone) {
+    phone.ctl.hangup();
+    dropPhone();
+  }
   creds = null;
   const inbox = live;
   live = null;
@@ -1533,6 +1637,7 @@ function init() {
     typing: $("typing"), composer: $("composer"), reply: $("reply"), send: $("send"),
     forgetDialog: $("forget-dialog"), forgetWho: $("forget-who"), forgetCancel: $("forget-cancel"),
     updated: $("last-updated"),
+    callDock: $("call-dock"), callAudio: $("call-audio-start"), callVideo: $("call-video-start"),
   };
   loadFields();
   el.form.addEventListener("submit", login);
@@ -1557,6 +1662,8 @@ function init() {
     if (li && live) live.focusOption(li);
   });
   el.resolve.addEventListener("click", () => live && live.setStatus());
+  el.callAudio.addEventListener("click", () => startCall(false).catch((e) => showCallError("start the call", e)));
+  el.callVideo.addEventListener("click", () => startCall(true).catch((e) => showCallError("start the call", e)));
   el.assign.addEventListener("change", () => live && live.assign());
   el.exportBtn.addEventListener("click", () => live && live.exportThread());
   el.forget.addEventListener("click", () => live && live.askForget());

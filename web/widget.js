@@ -249,6 +249,8 @@
   var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
   var ICON_CLOSE = "M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z";
   var ICON_SEND = "M3 20.5 21.5 12 3 3.5 3 10l12 2-12 2z";
+  var ICON_PHONE = "M6.6 10.8a15 15 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25c1.1.37 2.3.57 3.6.57a1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z";
+  var ICON_VIDEO = "M17 10.5V7a1 1 0 0 0-1-1H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-3.5l4 4v-11z";
 
   /** Text with http(s) links made clickable — as text nodes and <a> elements, never HTML. */
   function linkify(text) {
@@ -313,8 +315,8 @@
     ".title{display:block;font-weight:700;font-size:16px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
     ".status{display:flex;align-items:center;gap:6px;font-size:13px;opacity:.95}" +
     ".sdot{width:9px;height:9px;border-radius:50%;background:#c4c9d0;border:1px solid rgba(255,255,255,.7)}" +
-    ".x{width:40px;height:40px;border-radius:8px}" +
-    ".x:hover{background:rgba(127,127,127,.25)}" +
+    ".x,.cb{width:40px;height:40px;border-radius:8px}" +
+    ".x:hover,.cb:hover{background:rgba(127,127,127,.25)}" +
     ".conn{display:flex;gap:8px;align-items:center;justify-content:space-between;padding:6px 14px;font-size:13px;background:#fff4d6;color:#5b4300;border-bottom:1px solid #f0dca0}" +
     ".conn button{text-decoration:underline;font-weight:600;white-space:nowrap}" +
     ".log{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:8px;background:#f5f6f8;overscroll-behavior:contain}" +
@@ -323,6 +325,8 @@
     ".m .b{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}" +
     ".them{align-self:flex-start}.them .b{background:#fff;border:1px solid #e1e4e8;border-bottom-left-radius:4px}" +
     ".me{align-self:flex-end;align-items:flex-end}.me .b{background:var(--c);color:var(--ink);border-bottom-right-radius:4px}" +
+    ".sys{align-self:center;align-items:center;max-width:92%}.sys .b{background:#e6e9ee;color:#2f3640;font-size:13px;border-radius:10px}" +
+    ".callh{position:relative;flex:1;min-height:0}.incall .log,.incall .typing,.incall .comp,.incall .notice,.incall .off,.incall .cb{display:none!important}" +
     ".me[data-status=pending] .b{opacity:.7}.me[data-status=failed] .b{background:#fbe9e9;color:#8a1010}" +
     ".b a{text-decoration:underline;font-weight:600}" +
     ".meta{font-size:12px;color:#5c6370;margin-top:2px;padding:0 4px}" +
@@ -368,6 +372,9 @@
   );
   var statusText = el("span", { class: "stext" }, "Connecting…");
   var closeBtn = el("button", { class: "x", type: "button", "aria-label": "Close chat" }, icon(ICON_CLOSE));
+  var audioCallBtn = el("button", { class: "cb", type: "button", "aria-label": "Audio call", hidden: "" }, icon(ICON_PHONE));
+  var videoCallBtn = el("button", { class: "cb", type: "button", "aria-label": "Video call", hidden: "" }, icon(ICON_VIDEO));
+  var callHost = el("div", { class: "callh", hidden: "" });
   var connText = el("span");
   var retryBtn = el("button", { type: "button" }, "Retry now");
   var conn = el("div", { class: "conn", role: "status" }, connText, retryBtn);
@@ -417,9 +424,12 @@
         el("h2", { class: "title", id: titleId }, NAME),
         el("span", { class: "status" }, el("span", { class: "sdot", "aria-hidden": "true" }), statusText)
       ),
+      audioCallBtn,
+      videoCallBtn,
       closeBtn
     ),
     conn,
+    callHost,
     log,
     offline,
     typingEl,
@@ -462,9 +472,15 @@
     node.dataset.status = status;
     node._status.textContent = STATUS_TEXT[status] + (why ? ": " + why : "");
   }
-  function messageNode(mine, text, who, ts) {
+  function messageNode(mine, text, who, ts, kind) {
     var meta = el("div", { class: "meta" });
-    var node = el("div", { class: "m " + (mine ? "me" : "them") }, el("div", { class: "b" }, linkify(text)), meta);
+    // The service's own lines (call outcomes, notes): plain text, shown apart.
+    var sys = kind === "call" || kind === "system";
+    var node = el("div", { class: "m " + (sys ? "sys" : mine ? "me" : "them"), "data-kind": kind || "text" }, el("div", { class: "b" }, sys ? text : linkify(text)), meta);
+    if (sys) {
+      meta.append(fmtTime(ts));
+      return node;
+    }
     if (mine) {
       meta.append(el("span", { class: "sr" }, "You, "), fmtTime(ts), " · ");
       node._status = el("span", { class: "rcpt" });
@@ -484,7 +500,7 @@
       byCid.delete(m.client_id);
       dropFromOutbox(m.client_id);
     } else {
-      node = messageNode(mine, m.text, m.sender_name || (mine ? "You" : NAME), m.ts_ms);
+      node = messageNode(mine, m.text, m.sender_name || (mine ? "You" : NAME), m.ts_ms, m.kind);
     }
     node.dataset.seq = m.seq;
     bySeq.set(m.seq, node);
@@ -541,7 +557,12 @@
 
   function onThreadEvent(kw) {
     if (kw.thread !== st.thread) return;
-    if (kw.type === "message") addMessage(kw);
+    if (kw.type === "call" || kw.type === "signal") {
+      if (caller || (kw.type === "call" && kw.event === "ring" && kw.from !== st.me)) withCall(function (c) {
+        if (kw.event === "ring") setOpen(true, false);
+        c.event(kw);
+      });
+    } else if (kw.type === "message") addMessage(kw);
     else if (kw.type === "typing" && kw.member !== st.me) typingFrom(kw.name || NAME);
     else if (kw.type === "read") {
       if (kw.member === st.me) {
@@ -602,6 +623,7 @@
     offBtn.textContent = busy ? (online ? "Sending…" : "Waiting for the connection…") : "Send message";
     offEmail.readOnly = offName.readOnly = offText.readOnly = busy;
     conn.hidden = online;
+    audioCallBtn.hidden = videoCallBtn.hidden = !(online && st.staffOnline);
     retryBtn.hidden = connState !== "waiting" && connState !== "offline";
     if (connState === "waiting") {
       var s = Math.max(1, Math.ceil((retryAt - Date.now()) / 1000));
@@ -644,6 +666,10 @@
       var seen = load("seen") || {};
       st.thread = t.thread;
       st.lastSeq = 0;
+      if (caller && caller.state === "idle") {
+        caller.destroy(); // a call belongs to its thread
+        caller = null;
+      }
       st.staffRead = seen.thread === t.thread ? Number(seen.staffRead) || 0 : 0;
       st.myRead = 0;
     }
@@ -853,6 +879,7 @@
         flush(s).catch(retrySoon);
         leave();
         markRead();
+        resumeCall(s).catch(function () {});
         await s.closed;
       } catch (e) {
         if (e && e.abort && /token/i.test(e.message || "")) save("token", null); // a fresh one next time
@@ -874,6 +901,70 @@
       });
       wake = null;
     }
+  }
+
+  // ---- Calls (the call code, /call.js, is loaded on the first ring or call) ----------------------
+
+  var caller = null; // the call controller of the thread, once loaded
+  var callLib = null;
+  function withCall(fn) {
+    if (!callLib)
+      callLib = new Promise(function (ok, no) {
+        if (W.SwitchboardCall) return ok();
+        var sc = D.createElement("script");
+        sc.src = new URL("call.js", SRC).href;
+        sc.onload = ok;
+        sc.onerror = function () {
+          callLib = null;
+          no(new Error("call.js did not load"));
+        };
+        D.head.append(sc);
+      });
+    return callLib
+      .then(function () {
+        if (!caller && st.thread != null)
+          caller = W.SwitchboardCall({
+            mount: callHost,
+            styleRoot: shadow,
+            thread: st.thread,
+            me: st.me,
+            polite: true, // the visitor yields when both sides offer at once
+            peerName: NAME,
+            rpc: function (proc, args, kw) {
+              return sess ? sess.call(proc, args, kw).then(function (r) { return r[0]; }) : Promise.reject(new Error("not connected"));
+            },
+            onState: function (state) {
+              callHost.hidden = state === "idle";
+              root.classList.toggle("incall", state !== "idle");
+            },
+          });
+        if (caller) fn(caller);
+      })
+      .catch(function (e) {
+        console.error("switchboard chat:", e);
+      });
+  }
+  async function startCall(video) {
+    if (!sess) return;
+    if (st.thread == null) await useThread(sess, (await sess.call("open"))[0]);
+    withCall(function (c) {
+      c.start(video);
+    });
+  }
+  audioCallBtn.addEventListener("click", function () {
+    startCall(false).catch(function () {});
+  });
+  videoCallBtn.addEventListener("click", function () {
+    startCall(true).catch(function () {});
+  });
+  /** After a (re)connect: a call in progress goes on (or rings again). */
+  async function resumeCall(s) {
+    if (st.thread == null) return;
+    if (caller) return caller.resume();
+    if ((await s.call("call_state", [st.thread]))[0]) withCall(async function (c) {
+      await c.resume();
+      if (c.state === "incoming") setOpen(true, false); // still ringing for us
+    });
   }
 
   // ---- Opening, closing, typing ---------------------------------------------------------------

@@ -25,9 +25,11 @@
 //! - `upload(thread, name, content_type, size)` → {file, url}: an upload slot; PUT the bytes to
 //!   `url`, then `send(thread, text, {file})` attaches it (see `files`);
 //! - `file_url(thread, file)` → a fresh download link (history and events carry one too).
+//! - `call_start/accept/decline/hangup/state/resume`, `signal` → calls in a thread
+//!   (`service::calls`).
 //!
-//! Topics: `thread.<id>` (kwargs {type: message|typing|read, …}), `inbox` (staff: new threads
-//! and messages), `presence` (staff: online/offline), `status` ({staff_online}).
+//! Topics: `thread.<id>` (kwargs {type: message|typing|read|status|call|signal, …}), `inbox`
+//! (staff: new threads and messages, rings of visitors' calls), `presence` (staff: online/offline), `status` ({staff_online}).
 
 pub mod access;
 pub mod email;
@@ -67,6 +69,10 @@ pub struct ChatConfig {
     pub email: Option<email::EmailConfig>,
     /// Attachments: size limits and the upload rate.
     pub files: files::FilesConfig,
+    /// How long a call rings before it is a missed call.
+    pub ring_timeout: std::time::Duration,
+    /// How long a call waits for a person whose connection dropped to come back.
+    pub call_grace: std::time::Duration,
 }
 
 impl ChatConfig {
@@ -81,6 +87,8 @@ impl ChatConfig {
             retention_days: None,
             email: None,
             files: files::FilesConfig::default(),
+            ring_timeout: std::time::Duration::from_secs(45),
+            call_grace: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -7,10 +7,10 @@ use crate::metrics::{ChatSender, Metrics};
 use crate::router::local::{CallFailure, Handler, LocalClient, LocalInvocation};
 use crate::router::realm::{Realm, SessionChange};
 use crate::router::Router;
-use crate::store::chat::{ChatMessage, ChatStore, FileRef, Thread, ThreadStatus};
+use crate::store::chat::{CallRecord, ChatMessage, ChatStore, FileRef, Thread, ThreadStatus};
 use crate::wamp::uris;
 use crate::wamp::value::{dict_get, Dict, Value};
-use crate::wamp::{Payload, Serializer};
+use crate::wamp::Payload;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,8 +58,8 @@ pub struct Chat {
     thread_rate: super::rate::RateLimit,
     /// Signals per member per 10 s.
     signal_rate: super::rate::RateLimit,
-    /// Calls in progress, by call id.
-    calls: Mutex<HashMap<String, CallState>>,
+    /// The call of each thread that has one, by thread id.
+    calls: Mutex<HashMap<u64, calls::CallState>>,
     /// STUN/TURN settings for `ice_servers`.
     router_calls: crate::calls::CallsConfig,
     /// Email to staff (offline messages), when configured.
@@ -121,9 +121,38 @@ fn message_value(m: &ChatMessage, files: &super::files::Files) -> Value {
             "client_id".into(),
             m.client_id.clone().map(Value::Str).unwrap_or(Value::Null),
         ),
+        // What the UIs render: a person's text, a note of the service, or a call's outcome.
+        (
+            "kind".into(),
+            if m.call.is_some() {
+                "call"
+            } else if m.sender_role == SYSTEM_ROLE && m.sender == SYSTEM_AUTHID {
+                "system"
+            } else {
+                "text"
+            }
+            .into(),
+        ),
+        (
+            "call".into(),
+            m.call
+                .as_ref()
+                .map(|c| {
+                    Value::Dict(vec![
+                        ("video".into(), Value::Bool(c.video)),
+                        ("outcome".into(), c.outcome.clone().into()),
+                        ("duration_ms".into(), Value::UInt(c.duration_ms)),
+                    ])
+                })
+                .unwrap_or(Value::Null),
+        ),
         ("file".into(), file),
     ])
 }
+
+/// The authid and role of the service's own messages.
+const SYSTEM_AUTHID: &str = "switchboard";
+const SYSTEM_ROLE: &str = "system";
 
 fn as_dict(v: Value) -> Dict {
     match v {
@@ -132,8 +161,12 @@ fn as_dict(v: Value) -> Dict {
     }
 }
 
+mod calls;
+
 /// Who is calling.
 struct Caller {
+    /// The caller's session (none for the service's own messages: 0).
+    session: crate::wamp::ids::Id,
     authid: String,
     role: String,
     name: Option<String>,
@@ -162,6 +195,7 @@ impl Chat {
         });
         let addr = peer.as_ref().and_then(|p| p.transport.as_ref()?.ip());
         Ok(Caller {
+            session,
             authid: authid.to_owned(),
             role: role.to_owned(),
             name,
@@ -446,7 +480,7 @@ impl Chat {
                     })?,
             ),
         };
-        let (done, seq, ts) = self.append(id, c, text, client_id.clone(), file)?;
+        let (done, seq, ts) = self.append(id, c, text, client_id.clone(), None, file)?;
         self.metrics.chat_sent(self.sender(c));
         let result = Self::durable(done).await;
         if let Some(cid) = client_id {
@@ -466,6 +500,7 @@ impl Chat {
         c: &Caller,
         text: &str,
         client_id: Option<String>,
+        call: Option<CallRecord>,
         file: Option<FileRef>,
     ) -> Result<(Durable, u64, u64), CallFailure> {
         let mut threads = self.threads.lock();
@@ -486,6 +521,7 @@ impl Chat {
             }),
             text: text.to_owned(),
             client_id: client_id.clone(),
+            call,
             file,
         };
         let mut next = t.clone();
@@ -586,7 +622,7 @@ impl Chat {
                 ])]));
             }
         }
-        let (done, seq, _) = self.append(t.id, c, &text, client_id.clone(), None)?;
+        let (done, seq, _) = self.append(t.id, c, &text, client_id.clone(), None, None)?;
         let stored = Self::durable(done).await;
         if let Some(cid) = client_id {
             self.pending.lock().remove(&(t.id, c.authid.clone(), cid));
@@ -595,6 +631,7 @@ impl Chat {
         self.post_system(
             t.id,
             &format!("Left while no one was online; answer by email to {email}"),
+            None,
         )
         .await?;
         let who = t
@@ -620,132 +657,21 @@ impl Chat {
     }
 
     /// A message from the service itself (call outcomes), numbered like any other.
-    async fn post_system(&self, id: u64, text: &str) -> Result<(), CallFailure> {
+    async fn post_system(
+        &self,
+        id: u64,
+        text: &str,
+        call: Option<CallRecord>,
+    ) -> Result<(), CallFailure> {
         let me = Caller {
-            authid: "switchboard".into(),
-            role: "system".into(),
+            session: 0,
+            authid: SYSTEM_AUTHID.into(),
+            role: SYSTEM_ROLE.into(),
             name: None,
             addr: None,
         };
-        let (done, _, _) = self.append(id, &me, text, None, None)?;
+        let (done, _, _) = self.append(id, &me, text, None, call, None)?;
         Self::durable(done).await
-    }
-
-    /// `signal(thread, kind, payload?)` kwargs {call}: WebRTC signalling between the members of
-    /// a thread — ring, accept, decline, busy, hangup, offer, answer, candidate — relayed on the
-    /// thread topic; the call's outcome is written into the thread ("Video call, 4 min",
-    /// "Missed call").
-    async fn signal(&self, c: &Caller, p: &Payload) -> Result<Payload, CallFailure> {
-        let args = p.args.as_deref().unwrap_or(&[]);
-        let id = args
-            .first()
-            .and_then(Value::as_u64)
-            .ok_or_else(|| fail(uris::INVALID_ARGUMENT, "signal(thread, kind, payload)"))?;
-        let kind = args.get(1).and_then(Value::as_str).unwrap_or("");
-        if !SIGNALS.contains(&kind) {
-            return Err(fail(
-                uris::INVALID_ARGUMENT,
-                format!("signal kind must be one of {}", SIGNALS.join(", ")),
-            ));
-        }
-        let payload = match args.get(2) {
-            None | Some(Value::Null) => Value::Null,
-            Some(v @ Value::Dict(_)) => v.clone(),
-            Some(_) => {
-                return Err(fail(
-                    uris::INVALID_ARGUMENT,
-                    "the signal payload must be a dict",
-                ))
-            }
-        };
-        let size = Serializer::Json
-            .encode(&crate::wamp::Message::Yield {
-                request: 0,
-                options: Dict::new(),
-                payload: Payload::args(vec![payload.clone()]),
-            })
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_SIGNAL_BYTES {
-            return Err(fail(
-                uris::INVALID_ARGUMENT,
-                format!("a signal may carry at most {MAX_SIGNAL_BYTES} bytes"),
-            ));
-        }
-        let call = p
-            .kwargs
-            .as_ref()
-            .and_then(|k| dict_get(k, "call"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty() && s.len() <= 64)
-            .ok_or_else(|| {
-                fail(
-                    uris::INVALID_ARGUMENT,
-                    "signal needs kwargs {call: id} (1-64 characters)",
-                )
-            })?
-            .to_owned();
-        self.member_thread(c, id)?;
-        self.signal_rate
-            .hit(&c.authid)
-            .map_err(|wait| fail(RATE_LIMITED, format!("too many signals; retry in {wait} s")))?;
-        let _ = self.client.publish_now(
-            &Self::thread_topic(id),
-            kwargs_only(vec![
-                ("type".into(), "signal".into()),
-                ("thread".into(), Value::UInt(id)),
-                ("kind".into(), kind.into()),
-                ("call".into(), call.clone().into()),
-                ("from".into(), c.authid.clone().into()),
-                ("from_role".into(), c.role.clone().into()),
-                ("payload".into(), payload.clone()),
-            ]),
-        );
-        // The call's life, for its line in the history.
-        let video = dict_get(payload.as_dict().unwrap_or(&Dict::new()), "video")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        let ended = {
-            let mut calls = self.calls.lock();
-            match kind {
-                "ring" => {
-                    calls.insert(
-                        call.clone(),
-                        CallState {
-                            thread: id,
-                            video,
-                            accepted_ms: None,
-                        },
-                    );
-                    None
-                }
-                "accept" => {
-                    if let Some(s) = calls.get_mut(&call) {
-                        s.accepted_ms.get_or_insert(now_ms());
-                    }
-                    None
-                }
-                "hangup" | "decline" | "busy" => calls.remove(&call),
-                _ => None,
-            }
-        };
-        if let Some(state) = ended.filter(|s| s.thread == id) {
-            let what = if state.video {
-                "Video call"
-            } else {
-                "Audio call"
-            };
-            let line = match state.accepted_ms {
-                Some(t) => {
-                    let minutes = now_ms().saturating_sub(t).div_ceil(60_000).max(1);
-                    format!("{what}, {minutes} min")
-                }
-                None if kind == "busy" => format!("{what}: busy"),
-                None => "Missed call".to_owned(),
-            };
-            self.post_system(id, &line).await?;
-        }
-        Ok(Payload::default())
     }
 
     /// `ice_servers()`: what a browser passes as `RTCConfiguration.iceServers` — the STUN URIs,
@@ -988,7 +914,11 @@ impl Chat {
         ])])
     }
 
-    async fn dispatch(&self, name: &str, inv: LocalInvocation) -> Result<Payload, CallFailure> {
+    async fn dispatch(
+        self: &Arc<Self>,
+        name: &str,
+        inv: LocalInvocation,
+    ) -> Result<Payload, CallFailure> {
         let c = self.caller(&inv)?;
         let p = &inv.payload;
         match name {
@@ -1054,7 +984,13 @@ impl Chat {
             }
             "presence" => Ok(self.presence_view(&c)),
             "search" => self.search(&c, p),
-            "signal" => self.signal(&c, p).await,
+            "signal" => self.signal(&c, p),
+            "call_start" => self.call_start(&c, c.session, p).await,
+            "call_accept" => self.call_accept(&c, c.session, p),
+            "call_decline" => self.call_decline(&c, p).await,
+            "call_hangup" => self.call_hangup(&c, p).await,
+            "call_state" => self.call_state(&c, p),
+            "call_resume" => self.call_resume(&c, c.session, p),
             "leave_message" => self.leave_message(&c, p).await,
             "ice_servers" => {
                 if self.is_staff(&c) || c.role == self.cfg.roles.visitor {
@@ -1288,6 +1224,12 @@ const PROCEDURES: &[&str] = &[
     "export",
     "forget",
     "signal",
+    "call_start",
+    "call_accept",
+    "call_decline",
+    "call_hangup",
+    "call_state",
+    "call_resume",
     "ice_servers",
     "leave_message",
     "upload",
@@ -1309,27 +1251,6 @@ fn plausible_email(e: &str) -> bool {
         && !e
             .chars()
             .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '<' || ch == '>')
-}
-
-/// WebRTC signal kinds the relay passes on.
-const SIGNALS: &[&str] = &[
-    "ring",
-    "accept",
-    "decline",
-    "busy",
-    "hangup",
-    "offer",
-    "answer",
-    "candidate",
-];
-/// Largest signal payload (an SDP offer is a few KiB).
-const MAX_SIGNAL_BYTES: usize = 16 * 1024;
-
-/// A call between the members of a thread, from its ring to its end.
-struct CallState {
-    thread: u64,
-    video: bool,
-    accepted_ms: Option<u64>,
 }
 
 /// Starts the chat service on its realm: loads the threads, installs the access policy, the
@@ -1412,7 +1333,10 @@ pub async fn start(
                     None
                 }
             }
-            SessionChange::Left(peer) => chat.presence.left(peer.session),
+            SessionChange::Left(peer) => {
+                chat.call_session_left(peer.session);
+                chat.presence.left(peer.session)
+            }
         };
         if let Some(change) = outcome {
             chat.presence_changed(change);

@@ -500,6 +500,8 @@ fn chat(
             "max_file_bytes",
             "max_total_file_bytes",
             "uploads_per_hour",
+            "ring_timeout",
+            "call_grace",
         ],
     );
     let realm_name = ctx.required_string(o, "realm", path)?.to_owned();
@@ -576,6 +578,22 @@ fn chat(
     }
     if o.contains_key("uploads_per_hour") {
         cfg.files.uploads_per_hour = positive(ctx, o, "uploads_per_hour", path)? as u32;
+    }
+    for (key, slot) in [
+        ("ring_timeout", &mut cfg.ring_timeout),
+        ("call_grace", &mut cfg.call_grace),
+    ] {
+        if let Some(v) = o.get(key) {
+            match v.as_f64() {
+                Some(s) if s > 0.0 && s <= 3600.0 => *slot = std::time::Duration::from_secs_f64(s),
+                _ => {
+                    return ctx.err(
+                        &format!("{path}.{key}"),
+                        "expected seconds (a number above 0, at most 3600)",
+                    )
+                }
+            }
+        }
     }
     if let Some(e) = o.get("email") {
         let ep = format!("{path}.email");

@@ -398,6 +398,18 @@ impl LocalClient {
             .map_err(|e| CallFailure::new(e.uri, e.message))
     }
 
+    /// Publishes with PUBLISH options (e.g. `eligible` sessions), at once.
+    pub fn publish_with(
+        &self,
+        topic: &str,
+        options: &Dict,
+        payload: Payload,
+    ) -> Result<(), CallFailure> {
+        self.realm
+            .publish_local(&self.peer, 0, options, topic, payload)
+            .map_err(|e| CallFailure::new(e.uri, e.message))
+    }
+
     /// Subscribes; events arrive on the returned channel (at most `capacity` waiting; more are
     /// dropped with a warning rather than growing memory).
     pub async fn subscribe(

@@ -48,8 +48,21 @@ pub struct ChatMessage {
     pub sender_name: Option<String>,
     pub text: String,
     pub client_id: Option<String>,
+    /// A call's outcome (the service's "Video call, 4 min" lines): what kind of message this is
+    /// for the UIs, which render it as a call line, never as markup.
+    pub call: Option<CallRecord>,
     /// An attached file (its bytes are in `chat_file_data`).
     pub file: Option<FileRef>,
+}
+
+/// How a call in a thread ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub video: bool,
+    /// `completed`, `missed`, `declined` or `busy`.
+    pub outcome: String,
+    /// From the answer to the hang-up (0 unless completed).
+    pub duration_ms: u64,
 }
 
 /// What a message says about its attachment.
@@ -65,7 +78,7 @@ pub struct FileRef {
 /// The layout version of stored messages (`ChatMessageV1` is version 1).
 const MESSAGE_VERSION: u8 = 2;
 
-/// A message as version 1 stored it (before attachments).
+/// A message as version 1 stored it (before call records and attachments).
 #[derive(Deserialize)]
 struct ChatMessageV1 {
     thread: u64,
@@ -96,6 +109,7 @@ pub(super) fn decode_message(bytes: &[u8]) -> Result<ChatMessage, codec::CodecEr
                 sender_name: v.sender_name,
                 text: v.text,
                 client_id: v.client_id,
+                call: None,
                 file: None,
             })
         }
@@ -377,7 +391,13 @@ mod tests {
         assert_eq!((m.thread, m.seq, m.text.as_str()), (3, 9, "hi"));
         assert_eq!(m.sender_name.as_deref(), Some("Ann"));
         assert_eq!(m.file, None);
+        assert_eq!(m.call, None);
         let with_file = ChatMessage {
+            call: Some(CallRecord {
+                video: true,
+                outcome: "completed".into(),
+                duration_ms: 61_000,
+            }),
             file: Some(FileRef {
                 id: 7,
                 name: "a.png".into(),

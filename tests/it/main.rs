@@ -13,6 +13,7 @@ mod calls;
 mod caps;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
+mod chat_calls;
 /// Chat attachments: upload slots, signed downloads, refusals.
 mod chat_files;
 mod config;
