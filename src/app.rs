@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tracing::Instrument;
 
 /// How the server is started (from the command line, a config file, or a test).
 #[derive(Clone, Debug)]
@@ -516,25 +517,33 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             Socket::Tcp(t) => tokio::spawn(async move {
                 loop {
                     match t.accept().await {
-                        Ok((stream, _)) => match &acceptor {
+                        // Debug lines of a connection carry its peer (a disabled span at the
+                        // default level costs nothing per idle connection).
+                        Ok((stream, peer)) => match &acceptor {
                             Some(a) => {
-                                tokio::spawn(dispatch_tls(
-                                    stream,
-                                    a.clone(),
-                                    http.clone(),
-                                    raw(),
-                                    router.clone(),
-                                    conns.clone(),
-                                ));
+                                tokio::spawn(
+                                    dispatch_tls(
+                                        stream,
+                                        a.clone(),
+                                        http.clone(),
+                                        raw(),
+                                        router.clone(),
+                                        conns.clone(),
+                                    )
+                                    .instrument(tracing::debug_span!("conn", %peer, tls = true, session = tracing::field::Empty)),
+                                );
                             }
                             None => {
-                                tokio::spawn(dispatch_tcp(
-                                    stream,
-                                    http.clone(),
-                                    raw(),
-                                    router.clone(),
-                                    conns.clone(),
-                                ));
+                                tokio::spawn(
+                                    dispatch_tcp(
+                                        stream,
+                                        http.clone(),
+                                        raw(),
+                                        router.clone(),
+                                        conns.clone(),
+                                    )
+                                    .instrument(tracing::debug_span!("conn", %peer, session = tracing::field::Empty)),
+                                );
                             }
                         },
                         // Out of file descriptors and the like: back off instead of spinning.

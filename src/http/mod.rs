@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 pub type Body = Full<Bytes>;
 
@@ -327,44 +328,47 @@ fn upgrade(
         }
     };
     let state = state.clone();
-    tokio::spawn(async move {
-        let _admission = admission;
-        let ws = match fut.await {
-            Ok(ws) => ws,
-            Err(e) => {
-                tracing::debug!(error = %e, "websocket upgrade failed");
-                return;
+    tokio::spawn(
+        async move {
+            let _admission = admission;
+            let ws = match fut.await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    return;
+                }
+            };
+            let upgraded = ws.into_inner().into_inner();
+            let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let stream = parts.io.into_inner();
+                    let conn = WsConn {
+                        state,
+                        serializer,
+                        auth,
+                        transport,
+                    };
+                    return conn.run(stream, parts.read_buf).await;
+                }
+                Err(upgraded) => upgraded,
+            };
+            match upgraded.downcast::<TokioIo<crate::tls::ServerStream>>() {
+                Ok(parts) => {
+                    let (stream, leftover) =
+                        crate::tls::into_socket(parts.io.into_inner(), &parts.read_buf);
+                    let conn = WsConn {
+                        state,
+                        serializer,
+                        auth,
+                        transport,
+                    };
+                    conn.run(stream, leftover).await
+                }
+                Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS"),
             }
-        };
-        let upgraded = ws.into_inner().into_inner();
-        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let stream = parts.io.into_inner();
-                let conn = WsConn {
-                    state,
-                    serializer,
-                    auth,
-                    transport,
-                };
-                return conn.run(stream, parts.read_buf).await;
-            }
-            Err(upgraded) => upgraded,
-        };
-        match upgraded.downcast::<TokioIo<crate::tls::ServerStream>>() {
-            Ok(parts) => {
-                let (stream, leftover) =
-                    crate::tls::into_socket(parts.io.into_inner(), &parts.read_buf);
-                let conn = WsConn {
-                    state,
-                    serializer,
-                    auth,
-                    transport,
-                };
-                conn.run(stream, leftover).await
-            }
-            Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS"),
         }
-    });
+        .instrument(tracing::Span::current()),
+    );
     let mut resp = resp.map(|_| Full::new(Bytes::new()));
     if let Some(s) = serializer {
         resp.headers_mut().insert(

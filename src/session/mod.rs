@@ -190,7 +190,7 @@ impl Session {
             Resumed::AuthenticatorMissing { procedure } => {
                 // No ABORT: Autobahn|JS never reconnects after one. Closing the transport lets
                 // it retry once the back end has registered its authenticator.
-                tracing::warn!(%procedure, "dynamic authenticator not registered; closing the connection");
+                tracing::warn!(session = self.session_id, peer = ?self.transport.peer, %procedure, "dynamic authenticator not registered; closing the connection");
                 self.phase = Phase::Closed;
                 self.outbox.close(CloseRequest {
                     code: close_code::TRY_AGAIN_LATER,
@@ -216,12 +216,13 @@ impl Session {
             Ok(frame) => match self.outbox.push(frame) {
                 Ok(()) => self.router.metrics.messages_out.count(msg.code()),
                 Err(crate::outbox::PushError::TooLarge) => tracing::warn!(
+                    session = self.session_id,
                     message = msg.name(),
                     "reply larger than the peer accepts was not sent"
                 ),
                 Err(_) => {}
             },
-            Err(e) => tracing::error!(error = %e, "cannot encode reply"),
+            Err(e) => tracing::error!(session = self.session_id, error = %e, "cannot encode reply"),
         }
     }
 
@@ -410,7 +411,7 @@ impl Session {
                     crate::metrics::auth_reason_label(&e.uri),
                 );
                 if authid.is_some() {
-                    tracing::info!(reason = %e.uri, authid = ?authid, "authentication failed");
+                    tracing::info!(session = self.session_id, peer = ?self.transport.peer, reason = %e.uri, authid = ?authid, "authentication failed");
                 }
                 if e.uri == uris::NO_SUCH_PRINCIPAL || authid.is_some() {
                     self.record_failure(realm.name(), authid);
@@ -551,6 +552,7 @@ impl Session {
             session: peer.session,
             details,
         });
+        tracing::Span::current().record("session", peer.session);
         tracing::debug!(session = peer.session, realm = realm_name, authid = %p.authid, "session joined");
         realm.announce_join(&peer);
         self.phase = Phase::Joined { realm, peer };
@@ -652,7 +654,7 @@ impl Session {
             Err(why) => {
                 realm.authorizer_counts.failed();
                 // A failing authorizer denies, with Crossbar's URI for it.
-                tracing::warn!(authorizer = procedure, error = %why, "authorizer failed; denying");
+                tracing::warn!(session = self.session_id, authorizer = procedure, error = %why, "authorizer failed; denying");
                 if let Some((request_type, request, answer)) = request_of(&msg) {
                     if answer {
                         self.error(
