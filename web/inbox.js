@@ -177,7 +177,10 @@ function uploadError(e, name) {
   }
   const not = `Not sent: ${name}: `;
   if (uri === "switchboard.chat.error.overloaded") return not + (/full/.test(msg) ? "the chat's file storage is full." : "the server is busy; try again shortly.");
-  if (uri === "switchboard.chat.error.rate_limited") return `${not}too many files; ${(/retry in \d+ s/.exec(msg) || ["try again later"])[0]}.`;
+  const wait = Number((/retry in (\d+) s/.exec(msg) || [])[1]);
+  if (uri === "switchboard.chat.error.rate_limited") {
+    return `${not}too many files; ${!wait ? "try again later" : `retry in ${wait < 120 ? `${wait} s` : `${Math.ceil(wait / 60)} min`}`}.`;
+  }
   if (!uri && !(e && e.status)) return `${not}no connection to the server. Check the network and try again.`;
   return not + msg;
 }
@@ -1495,19 +1498,29 @@ class Conversation {
   /** Uploads one file (upload() slot, then PUT), then sends it as a message. */
   async upload(f) {
     const name = f.name || "file";
+    // The upload line takes room from the conversation: one scrolled to the end stays there.
+    const show = (fn) => {
+      const near = this.nearBottom();
+      fn();
+      if (near) this.scrollToBottom();
+    };
     const done = (err = "") => {
       if (this.closed) return;
-      el.uploadStatus.hidden = el.uploadProgress.hidden = true;
-      el.uploadError.textContent = err;
-      el.upload.hidden = !err;
+      show(() => {
+        el.uploadStatus.hidden = el.uploadProgress.hidden = true;
+        el.uploadError.textContent = err;
+        el.upload.hidden = !err;
+      });
     };
     if (this.closed) return;
     if (!f.size) return done(`${name} is empty.`);
     if (maxFileBytes && f.size > maxFileBytes) return done(uploadError({ status: 413 }, name));
-    el.uploadError.textContent = "";
-    el.uploadStatus.textContent = `Uploading ${name}…`;
-    el.uploadProgress.value = 0;
-    el.uploadStatus.hidden = el.uploadProgress.hidden = el.upload.hidden = false;
+    show(() => {
+      el.uploadError.textContent = "";
+      el.uploadStatus.textContent = `Uploading ${name}…`;
+      el.uploadProgress.value = 0;
+      el.uploadStatus.hidden = el.uploadProgress.hidden = el.upload.hidden = false;
+    });
     try {
       const r = await this.inbox.call("upload", [this.id, name, f.type || "application/octet-stream", f.size]);
       const slot = r.args[0] || {};

@@ -837,10 +837,16 @@
       });
     });
   }
-  function upDone(err) {
-    uploading = false;
+  /** Shows the upload line: in progress (`on`), or why it failed (`err`). */
+  function upShow(on, err) {
+    var atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+    uploading = on;
     upErr.textContent = err || "";
     renderStatus();
+    if (atEnd) log.scrollTop = log.scrollHeight; // the line took room from the log
+  }
+  function upDone(err) {
+    upShow(false, err);
   }
   /** PUTs the bytes to the upload slot; resolves with the stored file's description. */
   function put(url, f) {
@@ -876,7 +882,8 @@
     if (most || e.status === 413) return name + " is too big" + (maxBytes ? ": files can have at most " + human(maxBytes) : "") + ".";
     var not = "Not sent: " + name + ": ";
     if (/overloaded/.test(u)) return not + (/full/.test(msg) ? "the file storage is full." : "the server is busy; try again shortly.");
-    if (/rate_limited/.test(u)) return not + "too many files; " + (/retry in \d+ s/.exec(msg) || ["try again later"])[0] + ".";
+    var wait = Number((/retry in (\d+) s/.exec(msg) || [])[1]);
+    if (/rate_limited/.test(u)) return not + "too many files; " + (!wait ? "try again later" : "retry in " + (wait < 120 ? wait + " s" : Math.ceil(wait / 60) + " min")) + ".";
     if (!u && !e.status) return not + "no connection to the server. Check your network and try again.";
     return not + msg;
   }
@@ -885,11 +892,9 @@
     var err = !f.size ? name + " is empty." : maxBytes && f.size > maxBytes ? whyNot({ status: 413 }, name) : !sess ? "Not sent: " + name + ": not connected. Try again once the chat is back." : "";
     if (err) return upDone(err);
     var s = sess;
-    uploading = true;
-    upErr.textContent = "";
     upText.textContent = "Uploading " + name + "…";
     upBar.value = 0;
-    renderStatus();
+    upShow(true);
     try {
       if (st.thread == null) await useThread(s, (await s.call("open"))[0]);
       var slot = (await s.call("upload", [st.thread, name, f.type || "application/octet-stream", f.size]))[0];

@@ -5,14 +5,16 @@
 // embedding the widget (so uploads and downloads cross origins: CORS), and a staff member in
 // the inbox (/inbox). The files are made here: a real PNG (decodable, so <img> has a
 // naturalWidth), a PDF-looking document, an SVG with a script, a text file with markup in its
-// name, and one byte more than the server's default limit (5 MiB).
+// name, one byte more than the server's limit; then uploads past the visitor's hourly rate, past
+// the storage quota, and one whose PUT the network loses.
 //
 //   SWITCHBOARD_URL=http://127.0.0.1:8080 STAFF_AUTHID=ann STAFF_PASSWORD=… \
-//     [SCREENSHOT_DIR=dir] node --test files.test.mjs
+//     MAX_FILE_BYTES=524288 UPLOADS_PER_HOUR=10 [SCREENSHOT_DIR=dir] node --test files.test.mjs
 //
-// The staff user must exist with a WAMP-CRA key; tests/interop/test_browser_files.py sets this
-// up. Screenshots: files-widget.png, files-inbox.png, files-widget-error.png,
-// files-inbox-error.png.
+// The server's chat section must have those limits and `max_total_file_bytes` at most 3 MiB;
+// the staff user must exist with a WAMP-CRA key. tests/interop/test_browser_files.py sets all
+// of this up. Screenshots: files-widget.png, files-inbox.png, files-widget-error.png,
+// files-inbox-error.png, files-widget-phone.png.
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -29,13 +31,15 @@ const PASSWORD = process.env.STAFF_PASSWORD || "";
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || "";
 const STEP_TIMEOUT = 20_000;
 const TEST_TIMEOUT = 90_000;
-const MAX_BYTES = 5 * 1024 * 1024; // the server's default max_file_bytes
+const MAX_BYTES = Number(process.env.MAX_FILE_BYTES || 5 * 1024 * 1024); // the chat's max_file_bytes
+const UPLOADS_PER_HOUR = Number(process.env.UPLOADS_PER_HOUR || 30);
 
 if (!BASE) throw new Error("SWITCHBOARD_URL is not set (e.g. SWITCHBOARD_URL=http://127.0.0.1:8080)");
 if (!STAFF || !PASSWORD) throw new Error("STAFF_AUTHID and STAFF_PASSWORD must name a staff user with --wampcra");
 if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium (tests/browser/install-chromium.sh)`);
 
 const tid = (id) => `[data-testid="${id}"]`;
+const MAX_KB = MAX_BYTES < 1048576 ? `${Math.round(MAX_BYTES / 1024)} KB` : `${MAX_BYTES / 1048576} MB`;
 const HOSTILE = "<img src=x onerror=alert(1)>.txt";
 
 // ---- files made here ----------------------------------------------------------------------
@@ -435,7 +439,7 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
     const inboxBefore = (await inboxMessages(s)).length;
     const widgetBefore = (await widgetMessages(v)).length;
     await s.setInputFiles(tid("file-input"), { name: "huge.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(MAX_BYTES + 1) });
-    await eventually(async () => assert.match(await s.locator(tid("upload-error")).textContent(), /huge\.bin is too big: files can have at most 5 MB\./));
+    await eventually(async () => assert.match(await s.locator(tid("upload-error")).textContent(), new RegExp(`huge\\.bin is too big: files can have at most ${MAX_KB}\\.`)));
     assert.equal(await s.locator(tid("upload-error")).getAttribute("role"), "alert");
     await screenshot(s, "files-inbox-error.png");
     await sleep(800);
@@ -452,7 +456,7 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
     v.on("request", (r) => r.url().includes("/api/chat/files/") && r.method() === "PUT" && uploads.push(r.url()));
     await widgetInput(v).setInputFiles({ name: "huge.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(MAX_BYTES + 1) });
     const err = widgetError(v);
-    await eventually(async () => assert.match(await err.textContent(), /huge\.bin is too big: files can have at most 5 MB\./));
+    await eventually(async () => assert.match(await err.textContent(), new RegExp(`huge\\.bin is too big: files can have at most ${MAX_KB}\\.`)));
     assert.equal(await err.isVisible(), true);
     await screenshot(v, "files-widget-error.png");
     await sleep(800);
@@ -463,6 +467,64 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
     await widgetInput(v).setInputFiles({ name: "small.txt", mimeType: "text/plain", buffer: Buffer.from("ok") });
     await eventually(async () => assert.equal(last(await widgetMessages(v)).links[0]?.text, "small.txt · 2 B"));
     assert.equal(await err.textContent(), "");
+  });
+
+  it("an upload the network loses says so; nothing is sent", { timeout: TEST_TIMEOUT }, async () => {
+    const v = visitor.page;
+    const widgetBefore = (await widgetMessages(v)).length;
+    const lose = (route) => (route.request().method() === "PUT" ? route.abort("connectionreset") : route.continue());
+    await v.route(`${BASE}/api/chat/files/**`, lose);
+    await widgetInput(v).setInputFiles({ name: "lost.txt", mimeType: "text/plain", buffer: Buffer.from("lost") });
+    await eventually(async () => assert.equal(await widgetError(v).textContent(), "Not sent: lost.txt: no connection to the server. Check your network and try again."));
+    await v.unroute(`${BASE}/api/chat/files/**`, lose);
+    assert.equal((await widgetMessages(v)).length, widgetBefore);
+  });
+
+  it("a visitor past the hourly upload limit is told to wait", { timeout: TEST_TIMEOUT }, async () => {
+    const v = visitor.page;
+    let refused = "";
+    for (let i = 0; i <= UPLOADS_PER_HOUR && !refused; i++) {
+      const before = (await widgetMessages(v)).length;
+      await widgetInput(v).setInputFiles({ name: `n${i}.txt`, mimeType: "text/plain", buffer: Buffer.from(`note ${i}`) });
+      await eventually(async () => {
+        const e = await widgetError(v).textContent();
+        refused = e.includes(`n${i}.txt`) ? e : ""; // (an earlier file's error may still show)
+        assert.ok(refused || (await widgetMessages(v)).length > before, "sent or refused");
+      });
+    }
+    assert.match(refused, /^Not sent: n\d+\.txt: too many files; retry in \d+ (s|min)\.$/);
+  });
+
+  it("staff uploading past the storage quota are told it is full", { timeout: TEST_TIMEOUT }, async () => {
+    const s = staff.page;
+    let refused = "";
+    for (let i = 0; i < 8 && !refused; i++) {
+      const before = (await inboxMessages(s)).length;
+      await s.setInputFiles(tid("file-input"), { name: `part${i}.bin`, mimeType: "application/octet-stream", buffer: Buffer.alloc(MAX_BYTES - 1, i) });
+      await eventually(async () => {
+        const e = await s.locator(tid("upload-error")).textContent();
+        refused = e.includes(`part${i}.bin`) ? e : "";
+        assert.ok(refused || (await inboxMessages(s)).length > before, "sent or refused");
+      });
+    }
+    assert.match(refused, /^Not sent: part\d\.bin: the chat's file storage is full\.$/);
+  });
+
+  it("fits a 360 px wide phone", { timeout: TEST_TIMEOUT }, async () => {
+    const v = visitor.page;
+    await v.setViewportSize({ width: 360, height: 720 });
+    await sleep(200);
+    const box = await v.evaluate(() => {
+      const r = document.querySelector("switchboard-chat").shadowRoot;
+      const img = [...r.querySelectorAll(".list .m img")][0];
+      const panel = r.querySelector(".panel").getBoundingClientRect();
+      const clip = r.querySelector(".att").getBoundingClientRect();
+      return { panel: panel.width, img: img.getBoundingClientRect().right, clip: clip.right };
+    });
+    assert.equal(box.panel, 360);
+    assert.ok(box.img <= 360 && box.clip <= 360, JSON.stringify(box));
+    await screenshot(v, "files-widget-phone.png");
+    await v.setViewportSize({ width: 1100, height: 800 });
   });
 
   it("raised no page errors and no dialogs", () => {
