@@ -181,7 +181,9 @@ function uploadError(e, name) {
   if (uri === "switchboard.chat.error.rate_limited") {
     return `${not}too many files; ${!wait ? "try again later" : `retry in ${wait < 120 ? `${wait} s` : `${Math.ceil(wait / 60)} min`}`}.`;
   }
-  if (!uri && !(e && e.status)) return `${not}no connection to the server. Check the network and try again.`;
+  if ((!uri && !(e && e.status)) || uri === TRANSPORT_LOST || uri.startsWith("wamp.close.")) {
+    return `${not}no connection to the server. Check the network and try again.`;
+  }
   return not + msg;
 }
 

@@ -177,6 +177,9 @@ async function newPage(viewport) {
   context.setDefaultTimeout(STEP_TIMEOUT);
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(String(err)));
+  // Intercepting file choosers is switched on now, so a later waitForEvent("filechooser") cannot
+  // race the click that opens one.
+  page.on("filechooser", () => {});
   page.on("dialog", (d) => {
     dialogs.push(d.message());
     d.dismiss().catch(() => {});
@@ -307,7 +310,11 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
     const v = visitor.page;
     const s = staff.page;
     const before = (await widgetMessages(v)).length;
-    await s.setInputFiles(tid("file-input"), { name: "report.pdf", mimeType: "application/pdf", buffer: PDF });
+    // The inbox's paperclip: a labelled button that opens the file chooser.
+    assert.equal(await s.locator(tid("attach")).getAttribute("aria-label"), "Attach a file");
+    await s.locator(tid("attach")).focus();
+    const [chooser] = await Promise.all([s.waitForEvent("filechooser"), s.keyboard.press("Enter")]);
+    await chooser.setFiles({ name: "report.pdf", mimeType: "application/pdf", buffer: PDF });
     await eventually(async () => {
       const m = last(await inboxMessages(s));
       assert.ok(m.mine, JSON.stringify(m));
@@ -478,6 +485,14 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
     await eventually(async () => assert.equal(await widgetError(v).textContent(), "Not sent: lost.txt: no connection to the server. Check your network and try again."));
     await v.unroute(`${BASE}/api/chat/files/**`, lose);
     assert.equal((await widgetMessages(v)).length, widgetBefore);
+    // The same in the inbox.
+    const s = staff.page;
+    const inboxBefore = (await inboxMessages(s)).length;
+    await s.route(`${BASE}/api/chat/files/**`, lose);
+    await s.setInputFiles(tid("file-input"), { name: "lost.txt", mimeType: "text/plain", buffer: Buffer.from("lost") });
+    await eventually(async () => assert.equal(await s.locator(tid("upload-error")).textContent(), "Not sent: lost.txt: no connection to the server. Check the network and try again."));
+    await s.unroute(`${BASE}/api/chat/files/**`, lose);
+    assert.equal((await inboxMessages(s)).length, inboxBefore);
   });
 
   it("a visitor past the hourly upload limit is told to wait", { timeout: TEST_TIMEOUT }, async () => {
