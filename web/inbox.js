@@ -1180,7 +1180,9 @@ class Conversation {
     const seq = Number(m.seq);
     if (this.items.has(seq)) {
       // Our own file message, numbered by the send's answer: the event brings its link.
-      if (m.file && m.file.url) this.setFile(this.items.get(seq), m.file);
+      const shown = this.items.get(seq);
+      const box = shown.querySelector(".msg-file");
+      if (m.file && m.file.url && (!box || box.dataset.linked !== "true")) this.setFile(shown, m.file);
       return;
     }
     let li = m.client_id ? this.pending.get(String(m.client_id)) : null;

@@ -881,7 +881,7 @@
     if (most) save("max", (maxBytes = Number(most[1])));
     if (most || e.status === 413) return name + " is too big" + (maxBytes ? ": files can have at most " + human(maxBytes) : "") + ".";
     var not = "Not sent: " + name + ": ";
-    if (/overloaded/.test(u)) return not + (/full/.test(msg) ? "the file storage is full." : "the server is busy; try again shortly.");
+    if (/overloaded/.test(u)) return not + (/full/.test(msg) ? "the chat's file storage is full." : "the server is busy; try again shortly.");
     var wait = Number((/retry in (\d+) s/.exec(msg) || [])[1]);
     if (/rate_limited/.test(u)) return not + "too many files; " + (!wait ? "try again later" : "retry in " + (wait < 120 ? wait + " s" : Math.ceil(wait / 60) + " min")) + ".";
     if (!u && !e.status) return not + "no connection to the server. Check your network and try again.";

@@ -523,6 +523,18 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
       });
     }
     assert.match(refused, /^Not sent: part\d\.bin: the chat's file storage is full\.$/);
+    // A new visitor (not rate-limited) is told the same in the widget.
+    const other = await newPage({ width: 1100, height: 800 });
+    try {
+      await other.page.goto(`http://127.0.0.1:${demo.address().port}/`);
+      await other.page.locator("switchboard-chat .bubble").click();
+      await eventually(async () => assert.equal(await other.page.locator("switchboard-chat textarea[aria-label=Message]").isVisible(), true));
+      await widgetInput(other.page).setInputFiles({ name: "photo.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(MAX_BYTES - 1, 7) });
+      await eventually(async () => assert.equal(await widgetError(other.page).textContent(), "Not sent: photo.bin: the chat's file storage is full."));
+      assert.equal((await widgetMessages(other.page)).length, 0, "nothing sent");
+    } finally {
+      await other.context.close();
+    }
   });
 
   it("fits a 360 px wide phone", { timeout: TEST_TIMEOUT }, async () => {
