@@ -554,6 +554,29 @@ describe("chat attachments", { timeout: TEST_TIMEOUT * 8 }, () => {
     await v.setViewportSize({ width: 1100, height: 800 });
   });
 
+  it("a link older than 50 minutes is renewed with file_url before it opens", { timeout: TEST_TIMEOUT }, async () => {
+    const v = visitor.page;
+    // The page's clock jumps 55 minutes ahead (the links were signed "long ago").
+    await v.clock.install();
+    await v.clock.fastForward("55:00");
+    const link = v.locator("switchboard-chat .list .m.them a", { hasText: "report.pdf" });
+    const old = await link.getAttribute("href");
+    const asked = [];
+    const record = (r) => asked.push(r.url());
+    v.context().on("request", record);
+    const [tab] = await Promise.all([v.context().waitForEvent("page"), link.click()]);
+    await eventually(async () => assert.notEqual(await link.getAttribute("href"), old, "a fresh link"));
+    const fresh = await link.getAttribute("href");
+    assert.match(fresh, /\/api\/chat\/files\/\d+\/\d+\?expires=\d+&sig=/);
+    // The new tab asks for the fresh link (and, the file being an attachment, downloads it).
+    await eventually(async () => assert.ok(asked.includes(fresh), JSON.stringify(asked)));
+    assert.ok(!asked.includes(old), "the old link was not followed");
+    v.context().off("request", record);
+    await tab.close();
+    const res = await fetch(fresh, { signal: AbortSignal.timeout(5000) });
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(PDF));
+  });
+
   it("raised no page errors and no dialogs", () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(dialogs, []);
