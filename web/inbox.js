@@ -9,6 +9,11 @@
 // Everything visitors (or anyone) send is written with textContent / attributes only: nothing
 // from the network is ever parsed as HTML. Links in messages are built as <a> elements, and only
 // for http: and https: URLs.
+//
+// Attachments (the paperclip, a pasted image, files dropped on the conversation): upload() opens
+// a slot, the bytes are PUT there, send(thread, "", {file}) attaches the file. Images the server
+// serves inline show as thumbnails that open full size in a new tab; everything else is a
+// download link "NAME · SIZE". file_url() renews a link that expired (signed for an hour).
 
 import { connect, WampError, TRANSPORT_LOST } from "/wamp.js";
 
@@ -128,6 +133,80 @@ function appendHighlighted(parent, value, query) {
     at = i + q.length;
   }
   if (at < s.length) parent.appendChild(document.createTextNode(s.slice(at)));
+}
+
+/** "120 KB": a file's size for people. */
+function humanSize(n) {
+  n = Number(n) || 0;
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${Math.round(n / 1024)} KB`;
+  return `${(n / 1048576).toFixed(1).replace(/\.0$/, "")} MB`;
+}
+
+/** A message's text for one-line places (the thread list, notifications): a file's name when
+ *  the message is only a file. */
+function messageSummary(m) {
+  const t = String(m.text ?? "").replace(/\s+/g, " ");
+  return !t.trim() && m.file && m.file.name ? `${m.file.inline ? "Image" : "File"}: ${m.file.name}` : t;
+}
+
+/** The paperclip of download links (an SVG: no emoji font needed). */
+function clipIcon() {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "file-icon");
+  const p = document.createElementNS(NS, "path");
+  p.setAttribute("d", "M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z");
+  svg.appendChild(p);
+  return svg;
+}
+
+/** The server's upload limit, learned from the first upload() answer (or its refusal). */
+let maxFileBytes = 0;
+
+/** Why an upload failed, for people. */
+function uploadError(e, name) {
+  const msg = String((e && e.message) || "");
+  const uri = (e && e.uri) || "";
+  const most = /at most (\d+)/.exec(msg);
+  if (most) maxFileBytes = Number(most[1]);
+  if (most || (e && e.status === 413)) {
+    return `${name} is too big${maxFileBytes ? `: files can have at most ${humanSize(maxFileBytes)}` : ""}.`;
+  }
+  const not = `Not sent: ${name}: `;
+  if (uri === "switchboard.chat.error.overloaded") return not + (/full/.test(msg) ? "the chat's file storage is full." : "the server is busy; try again shortly.");
+  const wait = Number((/retry in (\d+) s/.exec(msg) || [])[1]);
+  if (uri === "switchboard.chat.error.rate_limited") {
+    return `${not}too many files; ${!wait ? "try again later" : `retry in ${wait < 120 ? `${wait} s` : `${Math.ceil(wait / 60)} min`}`}.`;
+  }
+  if ((!uri && !(e && e.status)) || uri === TRANSPORT_LOST || uri.startsWith("wamp.close.")) {
+    return `${not}no connection to the server. Check the network and try again.`;
+  }
+  return not + msg;
+}
+
+/** PUTs a file's bytes to its upload slot (`onProgress(0..1)`); resolves with what was stored. */
+function putFile(url, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open("PUT", url);
+    x.timeout = 130000;
+    x.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    x.onload = () => {
+      let r = null;
+      try {
+        r = x.status === 201 ? JSON.parse(x.responseText) : null;
+      } catch {
+        /* refused below */
+      }
+      if (r && r.file) resolve(r);
+      else reject(Object.assign(new Error((x.responseText || "").trim() || `HTTP ${x.status}`), { status: x.status }));
+    };
+    x.onerror = x.ontimeout = () => reject(new Error("network"));
+    x.send(file);
+  });
 }
 
 function visitorLabel(authid) {
@@ -512,7 +591,7 @@ class Inbox {
     if (t.preview) {
       const service = t.preview.kind === "call" || t.preview.kind === "system"; // its own lines: no author
       const who = service ? "" : t.preview.sender === this.me ? "You: " : t.preview.sender !== t.s.visitor ? `${text(t.preview.sender_name || t.preview.sender)}: ` : "";
-      pv.textContent = who + String(t.preview.text ?? "").replace(/\s+/g, " ");
+      pv.textContent = who + messageSummary(t.preview);
     } else {
       pv.textContent = Number(t.s.last_seq) > 0 ? "…" : "No messages yet";
     }
@@ -620,7 +699,7 @@ class Inbox {
     if (!notificationsSupported() || Notification.permission !== "granted") return;
     try {
       const n = new Notification(threadName(t.s), {
-        body: String(m.text ?? "").slice(0, NOTIFY_MAX),
+        body: messageSummary(m).slice(0, NOTIFY_MAX),
         tag: `switchboard-thread-${t.id}`,
       });
       n.onclick = () => {
@@ -1010,7 +1089,8 @@ class Conversation {
     this.sub = null;
     this.items = new Map(); // seq → li
     this.pending = new Map(); // client_id → li
-    this.outbox = new Map(); // client_id → text: replies not yet confirmed stored
+    this.outbox = new Map(); // client_id → { text, file }: replies not yet confirmed stored
+    this.uploads = Promise.resolve(); // files are uploaded one after another
     this.clientIds = new Set(); // client_ids of the messages shown
     this.oldest = null;
     this.newest = 0;
@@ -1022,6 +1102,8 @@ class Conversation {
     el.history.replaceChildren();
     el.liveLog.replaceChildren();
     el.typing.textContent = "";
+    el.upload.hidden = true; // an upload belongs to its conversation
+    el.uploadError.textContent = "";
     this.setHistoryState("loading");
   }
 
@@ -1096,7 +1178,13 @@ class Conversation {
   /** Adds one message (from an event or a send); `live`: newly arrived (goes to the log). */
   add(m, liveMsg) {
     const seq = Number(m.seq);
-    if (this.items.has(seq)) return;
+    if (this.items.has(seq)) {
+      // Our own file message, numbered by the send's answer: the event brings its link.
+      const shown = this.items.get(seq);
+      const box = shown.querySelector(".msg-file");
+      if (m.file && m.file.url && (!box || box.dataset.linked !== "true")) this.setFile(shown, m.file);
+      return;
+    }
     let li = m.client_id ? this.pending.get(String(m.client_id)) : null;
     if (li) {
       this.pending.delete(String(m.client_id));
@@ -1186,7 +1274,70 @@ class Conversation {
       appendLinkified(body, m.text);
       body.dataset.filled = "true";
     }
+    if (m.file && m.kind !== "call" && m.kind !== "system") this.setFile(li, m.file);
     li.querySelector(".msg-foot").replaceChildren();
+  }
+
+  /** Shows a message's file: an image the server serves inline as a thumbnail (opening full
+   *  size in a new tab), anything else as a download link "NAME · SIZE" (text only until the
+   *  message has a link). Names and sizes are set as text and attributes, never as HTML. */
+  setFile(li, f) {
+    let box = li.querySelector(".msg-file");
+    if (!box) {
+      box = make("div", "msg-file");
+      box.dataset.testid = "message-file";
+      li.querySelector(".msg-text").before(box);
+    }
+    if (box.dataset.linked === "true" && !f.url) return;
+    const file = { ...f, got: Date.now() };
+    const label = `${text(file.name, "file")} · ${humanSize(file.size)}`;
+    box.replaceChildren();
+    box.dataset.linked = String(!!file.url);
+    if (!file.url) {
+      box.textContent = label;
+      return;
+    }
+    const a = make("a", "file-link");
+    a.href = new URL(file.url, location.href).href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.title = label;
+    const renew = async () => {
+      const r = await this.inbox.call("file_url", [this.id, file.id]);
+      file.url = String(r.args[0]);
+      file.got = Date.now();
+      a.href = new URL(file.url, location.href).href;
+      return a.href;
+    };
+    // Links are signed for an hour: an older one is renewed before it is followed.
+    a.addEventListener("click", (e) => {
+      if (Date.now() - file.got < 50 * 60 * 1000) return;
+      e.preventDefault();
+      renew().then((u) => window.open(u, "_blank", "noopener"), (err) => showCallError("get a fresh link", err));
+    });
+    if (file.inline) {
+      const img = make("img", "file-thumb");
+      img.alt = String(file.name ?? "");
+      img.dataset.testid = "message-image";
+      // An expired link (403) is renewed once, then the image is asked for again.
+      let renewed = false;
+      img.addEventListener("error", () => {
+        if (renewed) return;
+        renewed = true;
+        renew().then((u) => { img.src = u; }, () => {});
+      });
+      img.addEventListener("load", () => {
+        renewed = false;
+        const s = el.scroller;
+        if (s.scrollHeight - s.scrollTop - s.clientHeight < 80 + img.height) this.scrollToBottom();
+      });
+      img.src = a.href;
+      a.appendChild(img);
+    } else {
+      a.dataset.testid = "message-download";
+      a.append(clipIcon(), document.createTextNode(label));
+    }
+    box.appendChild(a);
   }
 
   /** "Seen" under the newest staff message the visitor has read. */
@@ -1284,7 +1435,7 @@ class Conversation {
 
   /** Replies sent or being sent that the server has not confirmed: [{ text, cid }]. */
   unsent() {
-    return [...this.outbox].map(([cid, v]) => ({ text: v, cid }));
+    return [...this.outbox].map(([cid, v]) => ({ text: v.text, file: v.file, cid }));
   }
 
   /** typing(), at most once per TYPING_EVERY_MS while the reply has text. */
@@ -1295,12 +1446,12 @@ class Conversation {
     this.inbox.call("typing", [this.id]).catch(() => {});
   }
 
-  async send(value, li = null, clientId = null) {
+  async send(value, li = null, clientId = null, file = null) {
     const v = String(value);
-    if (!v.trim()) return;
+    if (!v.trim() && !file) return;
     const cid = clientId || newClientId();
     if (!li) {
-      li = this.render({ sender: this.inbox.me, text: v, ts_ms: Date.now() });
+      li = this.render({ sender: this.inbox.me, text: v, ts_ms: Date.now(), file });
       li.classList.add("pending");
       li.querySelector(".msg-foot").textContent = "Sending…";
       el.liveLog.appendChild(li);
@@ -1312,16 +1463,16 @@ class Conversation {
     }
     li.dataset.clientId = cid;
     this.pending.set(cid, li);
-    this.outbox.set(cid, v);
+    this.outbox.set(cid, { text: v, file });
     this.lastTypingSent = 0;
     try {
-      const r = await this.inbox.call("send", [this.id, v], { client_id: cid });
+      const r = await this.inbox.call("send", [this.id, v], file ? { client_id: cid, file: file.id } : { client_id: cid });
       const res = r.args[0] || {};
       this.outbox.delete(cid);
       if (this.pending.get(cid) === li) {
         // The event has not come yet: the answer numbers the message.
         this.pending.delete(cid);
-        this.fill(li, { sender: this.inbox.me, text: v, seq: res.seq, ts_ms: res.ts_ms, ts: res.ts });
+        this.fill(li, { sender: this.inbox.me, text: v, seq: res.seq, ts_ms: res.ts_ms, ts: res.ts, file });
         if (res.seq !== undefined) {
           this.items.set(Number(res.seq), li);
           this.newest = Math.max(this.newest, Number(res.seq));
@@ -1338,8 +1489,56 @@ class Conversation {
       retry.type = "button";
       retry.dataset.testid = "retry";
       // The same client_id: if the first try did reach the server, no duplicate is created.
-      retry.addEventListener("click", () => this.send(v, li, cid));
+      retry.addEventListener("click", () => this.send(v, li, cid, file));
       foot.appendChild(retry);
+    }
+  }
+
+  /** Queues files to be uploaded and sent, one after another. */
+  attach(files) {
+    for (const f of files) this.uploads = this.uploads.then(() => this.upload(f));
+  }
+
+  /** Uploads one file (upload() slot, then PUT), then sends it as a message. */
+  async upload(f) {
+    const name = f.name || "file";
+    // The upload line takes room from the conversation: one scrolled to the end stays there.
+    const show = (fn) => {
+      const near = this.nearBottom();
+      fn();
+      if (near) this.scrollToBottom();
+    };
+    const done = (err = "") => {
+      if (this.closed) return;
+      show(() => {
+        el.uploadStatus.hidden = el.uploadProgress.hidden = true;
+        el.uploadError.textContent = err;
+        el.upload.hidden = !err;
+      });
+    };
+    if (this.closed) return;
+    if (!f.size) return done(`${name} is empty.`);
+    if (maxFileBytes && f.size > maxFileBytes) return done(uploadError({ status: 413 }, name));
+    show(() => {
+      el.uploadError.textContent = "";
+      el.uploadStatus.textContent = `Uploading ${name}…`;
+      el.uploadProgress.value = 0;
+      el.uploadStatus.hidden = el.uploadProgress.hidden = el.upload.hidden = false;
+    });
+    try {
+      const r = await this.inbox.call("upload", [this.id, name, f.type || "application/octet-stream", f.size]);
+      const slot = r.args[0] || {};
+      maxFileBytes = Number(slot.max_bytes) || maxFileBytes;
+      const stored = await putFile(new URL(String(slot.url), location.href).href, f, (p) => {
+        el.uploadProgress.value = p;
+      });
+      done();
+      if (this.closed) return;
+      await this.send("", null, null, {
+        id: stored.file, name: stored.name, content_type: stored.content_type, size: stored.size, inline: !!stored.inline,
+      });
+    } catch (e) {
+      done(uploadError(e, name));
     }
   }
 }
@@ -1556,8 +1755,8 @@ async function start(c, again = null) {
     // Replies in flight when the connection went: sent again with their client_id, so one
     // that did reach the server is not stored twice (and one already shown is skipped).
     if (inbox.conv && inbox.conv.id === again.openId) {
-      for (const { text: v, cid } of again.outbox) {
-        if (!inbox.conv.clientIds.has(cid)) inbox.conv.send(v, null, cid);
+      for (const { text: v, cid, file } of again.outbox) {
+        if (!inbox.conv.clientIds.has(cid)) inbox.conv.send(v, null, cid, file);
       }
     }
   } else {
@@ -1638,6 +1837,8 @@ function init() {
     forgetDialog: $("forget-dialog"), forgetWho: $("forget-who"), forgetCancel: $("forget-cancel"),
     updated: $("last-updated"),
     callDock: $("call-dock"), callAudio: $("call-audio-start"), callVideo: $("call-video-start"),
+    attach: $("attach"), fileInput: $("file-input"), upload: $("upload"), uploadStatus: $("upload-status"),
+    uploadProgress: $("upload-progress"), uploadError: $("upload-error"),
   };
   loadFields();
   el.form.addEventListener("submit", login);
@@ -1676,6 +1877,34 @@ function init() {
     }
   });
   el.reply.addEventListener("input", () => live && live.conv && live.conv.typed());
+  // Attachments: the paperclip, an image pasted into the reply, files dropped on the conversation.
+  const canAttach = () => live && live.conv && document.body.dataset.state === "live";
+  el.attach.addEventListener("click", () => el.fileInput.click());
+  el.fileInput.addEventListener("change", () => {
+    if (canAttach()) live.conv.attach([...el.fileInput.files]);
+    el.fileInput.value = "";
+  });
+  el.reply.addEventListener("paste", (e) => {
+    const files = e.clipboardData ? [...e.clipboardData.files] : [];
+    if (!files.length || !canAttach()) return;
+    e.preventDefault();
+    live.conv.attach(files);
+  });
+  let dropTimer = null;
+  el.convBody.addEventListener("dragover", (e) => {
+    if (!canAttach() || !e.dataTransfer || ![...e.dataTransfer.types].includes("Files")) return;
+    e.preventDefault();
+    el.convBody.classList.add("dropping");
+    clearTimeout(dropTimer);
+    dropTimer = setTimeout(() => el.convBody.classList.remove("dropping"), 200);
+  });
+  el.convBody.addEventListener("drop", (e) => {
+    el.convBody.classList.remove("dropping");
+    const files = e.dataTransfer ? [...e.dataTransfer.files] : [];
+    if (!files.length || !canAttach()) return;
+    e.preventDefault();
+    live.conv.attach(files);
+  });
   el.composer.addEventListener("submit", (e) => {
     e.preventDefault();
     if (!live || !live.conv || document.body.dataset.state !== "live") return;

@@ -15,6 +15,9 @@
  * switchboard.chat.{threads,open,send,history,read,typing,page,presence} and subscribes to
  * switchboard.chat.thread.<id> and switchboard.chat.status. While no staff member is online it
  * shows a form instead of the message box: switchboard.chat.leave_message(text, {email, name}).
+ * Attachments (the paperclip, a pasted image, a file dropped on the panel): upload() opens a
+ * slot, the bytes go there by HTTP PUT, send(thread, "", {file}) attaches the file; images the
+ * server calls inline show as thumbnails, all else as download links; file_url() renews a link.
  */
 (function () {
   "use strict";
@@ -250,6 +253,7 @@
   var ICON_CLOSE = "M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z";
   var ICON_SEND = "M3 20.5 21.5 12 3 3.5 3 10l12 2-12 2z";
   var ICON_PHONE = "M6.6 10.8a15 15 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25c1.1.37 2.3.57 3.6.57a1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z";
+  var ICON_CLIP = "M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z";
   var ICON_VIDEO = "M17 10.5V7a1 1 0 0 0-1-1H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-3.5l4 4v-11z";
 
   /** Text with http(s) links made clickable — as text nodes and <a> elements, never HTML. */
@@ -340,12 +344,18 @@
     "textarea::placeholder{color:#6b7280}" +
     ".send{width:42px;height:42px;border-radius:10px;background:var(--c);color:var(--ink);flex:none}" +
     ".send:disabled{opacity:.45;cursor:default}" +
+    ".att{width:42px;height:42px;border-radius:10px;flex:none;color:#3a414c}.att:hover{background:#eef1f5}" +
+    ".up{padding:6px 14px;font-size:13px;background:#fff;border-top:1px solid #e1e4e8}" +
+    ".up progress{display:block;width:100%;height:4px;margin-top:4px;accent-color:var(--c)}" +
+    ".drop .log{outline:3px dashed var(--c);outline-offset:-6px}" +
+    ".fw a{display:inline-block}.fw svg{width:16px;height:16px;vertical-align:-3px;margin-right:3px}" +
+    ".fimg{display:block;max-width:220px;max-height:200px;border-radius:8px;background:#fff}" +
     ".off,.thanks{display:flex;flex-direction:column;gap:6px;padding:10px 12px 12px;border-top:1px solid #e1e4e8;background:#fff}" +
     ".f{display:flex;flex-direction:column;gap:2px;font-size:13px;font-weight:600;color:#3a414c}" +
     "input,.off textarea{display:block;width:100%;flex:none;min-height:38px;padding:7px 11px;border:1px solid #b9c0c9;border-radius:10px;background:#fff;color:#1d2127;font-weight:400;font-size:15px}" +
     ".off textarea{min-height:66px;max-height:150px;resize:vertical}" +
     "[aria-invalid=true]{border-color:#c62828;box-shadow:0 0 0 1px #c62828}" +
-    ".err{color:#b3261e;font-size:13.5px;font-weight:600}" +
+    ".err{color:#b3261e;font-size:13.5px;font-weight:600}.up .err{font-size:13px}" +
     ".go{min-height:42px;padding:0 16px;border-radius:10px;background:var(--c);color:var(--ink);font-weight:600}" +
     ".go[aria-disabled=true]{opacity:.6;cursor:progress}" +
     ".thanks{background:#eefaf3}.thanks strong{font-weight:700;font-size:16px}" +
@@ -410,7 +420,14 @@
   var typingEl = el("div", { class: "typing", "aria-live": "polite" });
   var input = el("textarea", { rows: "1", "aria-label": "Message", placeholder: "Write a message…", maxlength: "4000" });
   var sendBtn = el("button", { class: "send", type: "submit", "aria-label": "Send" }, icon(ICON_SEND));
-  var form = el("form", { class: "comp" }, input, sendBtn);
+  var fileIn = el("input", { type: "file", hidden: "", tabindex: "-1", "aria-hidden": "true", multiple: "" });
+  var attachBtn = el("button", { class: "att", type: "button", "aria-label": "Attach a file" }, icon(ICON_CLIP));
+  var form = el("form", { class: "comp" }, attachBtn, fileIn, input, sendBtn);
+  // The upload under way ("Uploading NAME…" and its progress), and why the last one failed.
+  var upText = el("span", { role: "status" });
+  var upBar = el("progress", { max: "1", value: "0", "aria-label": "Upload progress" });
+  var upErr = el("p", { class: "err", role: "alert" });
+  var up = el("div", { class: "up" }, upText, upBar, upErr);
   var titleId = "sb-title";
   var panel = el(
     "div",
@@ -433,6 +450,7 @@
     log,
     offline,
     typingEl,
+    up,
     form,
     offForm,
     thanks
@@ -472,11 +490,17 @@
     node.dataset.status = status;
     node._status.textContent = STATUS_TEXT[status] + (why ? ": " + why : "");
   }
-  function messageNode(mine, text, who, ts, kind) {
+  function messageNode(mine, text, who, ts, kind, file) {
     var meta = el("div", { class: "meta" });
     // The service's own lines (call outcomes, notes): plain text, shown apart.
     var sys = kind === "call" || kind === "system";
-    var node = el("div", { class: "m " + (sys ? "sys" : mine ? "me" : "them"), "data-kind": kind || "text" }, el("div", { class: "b" }, sys ? text : linkify(text)), meta);
+    var b = el("div", { class: "b" }, sys ? text : linkify(text));
+    var node = el("div", { class: "m " + (sys ? "sys" : mine ? "me" : "them"), "data-kind": kind || "text" }, b, meta);
+    if (!sys && file) {
+      node._f = el("div", { class: "fw" });
+      b.prepend(node._f);
+      setFile(node, file);
+    }
     if (sys) {
       meta.append(fmtTime(ts));
       return node;
@@ -491,16 +515,73 @@
     return node;
   }
 
+  /** "120 KB": a file's size for people. */
+  function human(n) {
+    return n < 1024 ? n + " B" : n < 1048576 ? Math.round(n / 1024) + " KB" : (n / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
+  }
+  /** A fresh download link for `f` (file_url): the links in messages are signed for an hour. */
+  function renew(f, a) {
+    return (sess ? sess.call("file_url", [st.thread, f.id]) : Promise.reject(new Error("not connected"))).then(function (r) {
+      f.url = r[0];
+      f.got = Date.now();
+      return (a.href = new URL(f.url, SRC).href);
+    });
+  }
+  /** Shows a message's file: an image the server serves inline as a thumbnail that opens in a
+   *  new tab, anything else as a download link "NAME · SIZE" (text only until it has a link). */
+  function setFile(node, f) {
+    var box = node._f;
+    if (!box || (box._url && !f.url)) return;
+    box._url = !!f.url;
+    f.got = Date.now();
+    var label = f.name + " · " + human(f.size);
+    box.textContent = "";
+    if (!f.url) return box.append(label);
+    var a = el("a", { href: new URL(f.url, SRC).href, target: "_blank", rel: "noopener noreferrer", title: label });
+    a.addEventListener("click", function (e) {
+      if (Date.now() - f.got < 3e6) return; // signed less than 50 minutes ago: still good
+      e.preventDefault();
+      renew(f, a).then(function (u) {
+        W.open(u, "_blank", "noopener");
+      }, function () {});
+    });
+    if (f.inline) {
+      var img = el("img", { class: "fimg", alt: f.name, src: a.href });
+      // A link that expired (403) is renewed once, then the image is asked for again.
+      img.addEventListener("error", function () {
+        if (img._renewed) return;
+        img._renewed = true;
+        renew(f, a).then(function (u) {
+          img.src = u;
+        }, function () {});
+      });
+      img.addEventListener("load", function () {
+        img._renewed = false;
+        if (log.scrollHeight - log.scrollTop - log.clientHeight < 60 + img.height) log.scrollTop = log.scrollHeight;
+      });
+      a.append(img);
+    } else {
+      a.append(icon(ICON_CLIP), label);
+    }
+    box.append(a);
+  }
+
   /** Places a stored message (from an event or history) once, in sequence order. */
   function addMessage(m) {
-    if (m.type !== "message" || m.thread !== st.thread || bySeq.has(m.seq)) return;
+    if (m.type !== "message" || m.thread !== st.thread) return;
+    var node = bySeq.get(m.seq);
+    if (node) {
+      if (m.file && m.file.url && node._f && !node._f._url) setFile(node, m.file); // the link came later
+      return;
+    }
     var mine = m.sender === st.me;
-    var node = m.client_id && byCid.get(m.client_id);
+    node = m.client_id && byCid.get(m.client_id);
     if (node && mine) {
       byCid.delete(m.client_id);
       dropFromOutbox(m.client_id);
+      if (m.file) setFile(node, m.file);
     } else {
-      node = messageNode(mine, m.text, m.sender_name || (mine ? "You" : NAME), m.ts_ms, m.kind);
+      node = messageNode(mine, m.text, m.sender_name || (mine ? "You" : NAME), m.ts_ms, m.kind, m.file);
     }
     node.dataset.seq = m.seq;
     bySeq.set(m.seq, node);
@@ -615,6 +696,8 @@
     root.classList.toggle("on", online && !!st.staffOnline);
     offline.hidden = !(online && st.staffOnline === false);
     form.hidden = typingEl.hidden = away;
+    up.hidden = away || (!uploading && !upErr.textContent);
+    upText.hidden = upBar.hidden = !uploading;
     thanks.hidden = !(away && !pend && left);
     offForm.hidden = !away || !thanks.hidden;
     if (left) thanksTo.textContent = "We will write to " + left.email + ".";
@@ -701,7 +784,7 @@
         var o = outbox[0];
         var r;
         try {
-          r = (await s.call("send", [st.thread, o.text], { client_id: o.cid }))[0];
+          r = (await s.call("send", [st.thread, o.text], o.file ? { client_id: o.cid, file: o.file.id } : { client_id: o.cid }))[0];
         } catch (e) {
           if (e.uri !== "wamp.error.invalid_argument") throw e; // kept for the next try
           var bad = byCid.get(o.cid);
@@ -711,7 +794,7 @@
           continue;
         }
         // The message's event usually came first; if not, it is placed now.
-        addMessage({ type: "message", thread: r.thread, seq: r.seq, ts_ms: r.ts_ms, sender: st.me, text: o.text, client_id: o.cid });
+        addMessage({ type: "message", thread: r.thread, seq: r.seq, ts_ms: r.ts_ms, sender: st.me, text: o.text, client_id: o.cid, file: o.file });
         byCid.delete(o.cid);
         dropFromOutbox(o.cid);
       }
@@ -721,12 +804,12 @@
     return flushing;
   }
 
-  function sendText(text) {
-    if (!text.trim()) return;
-    var o = { cid: randomText(12), text: text, ts: Date.now() };
+  function sendText(text, file) {
+    if (!text.trim() && !file) return;
+    var o = { cid: randomText(12), text: text, ts: Date.now(), file: file };
     outbox.push(o);
     persistOutbox();
-    var node = messageNode(true, text, "You", o.ts);
+    var node = messageNode(true, text, "You", o.ts, null, file);
     setStatus(node, "pending");
     byCid.set(o.cid, node);
     list.append(node);
@@ -741,6 +824,118 @@
         if (sess) flush(sess).catch(function () {});
       }, 3000);
   }
+
+  // ---- Attachments ----------------------------------------------------------------------------
+
+  var maxBytes = Number(load("max")) || 0; // the server's limit, learned from upload()
+  var uploading = false;
+  var uploads = Promise.resolve(); // files go one after another
+  function attach(files) {
+    [].slice.call(files || []).forEach(function (f) {
+      uploads = uploads.then(function () {
+        return upload(f);
+      });
+    });
+  }
+  /** Shows the upload line: in progress (`on`), or why it failed (`err`). */
+  function upShow(on, err) {
+    var atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+    uploading = on;
+    upErr.textContent = err || "";
+    renderStatus();
+    if (atEnd) log.scrollTop = log.scrollHeight; // the line took room from the log
+  }
+  function upDone(err) {
+    upShow(false, err);
+  }
+  /** PUTs the bytes to the upload slot; resolves with the stored file's description. */
+  function put(url, f) {
+    return new Promise(function (ok, no) {
+      var x = new XMLHttpRequest();
+      x.open("PUT", url);
+      x.timeout = 130000;
+      x.upload.onprogress = function (e) {
+        if (e.lengthComputable) upBar.value = e.loaded / e.total;
+      };
+      x.onload = function () {
+        var r = null;
+        try {
+          r = x.status === 201 && JSON.parse(x.responseText);
+        } catch (e) {
+          /* refused below */
+        }
+        if (r && r.file) ok(r);
+        else no(Object.assign(new Error((x.responseText || "").trim() || "HTTP " + x.status), { status: x.status }));
+      };
+      x.onerror = x.ontimeout = function () {
+        no(new Error(""));
+      };
+      x.send(f);
+    });
+  }
+  /** Why an upload failed, for people. */
+  function whyNot(e, name) {
+    var msg = e.message || "";
+    var u = e.uri || "";
+    var most = /at most (\d+)/.exec(msg);
+    if (most) save("max", (maxBytes = Number(most[1])));
+    if (most || e.status === 413) return name + " is too big" + (maxBytes ? ": files can have at most " + human(maxBytes) : "") + ".";
+    var not = "Not sent: " + name + ": ";
+    if (/overloaded/.test(u)) return not + (/full/.test(msg) ? "the chat's file storage is full." : "the server is busy; try again shortly.");
+    var wait = Number((/retry in (\d+) s/.exec(msg) || [])[1]);
+    if (/rate_limited/.test(u)) return not + "too many files; " + (!wait ? "try again later" : "retry in " + (wait < 120 ? wait + " s" : Math.ceil(wait / 60) + " min")) + ".";
+    if (!u && !e.status) return not + "no connection to the server. Check your network and try again.";
+    return not + msg;
+  }
+  async function upload(f) {
+    var name = f.name || "file";
+    var err = !f.size ? name + " is empty." : maxBytes && f.size > maxBytes ? whyNot({ status: 413 }, name) : !sess ? "Not sent: " + name + ": not connected. Try again once the chat is back." : "";
+    if (err) return upDone(err);
+    var s = sess;
+    upText.textContent = "Uploading " + name + "…";
+    upBar.value = 0;
+    upShow(true);
+    try {
+      if (st.thread == null) await useThread(s, (await s.call("open"))[0]);
+      var slot = (await s.call("upload", [st.thread, name, f.type || "application/octet-stream", f.size]))[0];
+      save("max", (maxBytes = Number(slot.max_bytes) || 0));
+      var r = await put(new URL(slot.url, SRC).href, f);
+      upDone();
+      sendText("", { id: r.file, name: r.name, content_type: r.content_type, size: r.size, inline: !!r.inline });
+    } catch (e) {
+      upDone(whyNot(e, name));
+    }
+  }
+  attachBtn.addEventListener("click", function () {
+    fileIn.click();
+  });
+  fileIn.addEventListener("change", function () {
+    attach(fileIn.files);
+    fileIn.value = "";
+  });
+  input.addEventListener("paste", function (e) {
+    var files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length) {
+      e.preventDefault();
+      attach(files);
+    }
+  });
+  var dropTimer = null;
+  panel.addEventListener("dragover", function (e) {
+    if (form.hidden || [].indexOf.call(e.dataTransfer.types, "Files") < 0) return;
+    e.preventDefault();
+    root.classList.add("drop");
+    clearTimeout(dropTimer);
+    dropTimer = setTimeout(function () {
+      root.classList.remove("drop");
+    }, 200);
+  });
+  panel.addEventListener("drop", function (e) {
+    root.classList.remove("drop");
+    if (form.hidden || !e.dataTransfer.files.length) return;
+    e.preventDefault();
+    attach(e.dataTransfer.files);
+  });
 
   // ---- Leaving a message while no staff member is online -------------------------------------
 
@@ -1008,6 +1203,8 @@
     var text = input.value;
     if (!text.trim()) return;
     input.value = "";
+    upErr.textContent = ""; // a failed upload's note goes once the visitor writes on
+    renderStatus();
     lastTyping = 0; // the next message's first keystroke is announced again
     autosize();
     sendText(text);
@@ -1087,7 +1284,7 @@
 
   // Messages written before a reload that were never acknowledged: shown, sent on connect.
   outbox.forEach(function (o) {
-    var node = messageNode(true, o.text, "You", o.ts);
+    var node = messageNode(true, o.text, "You", o.ts, null, o.file);
     setStatus(node, "pending");
     byCid.set(o.cid, node);
     list.append(node);
