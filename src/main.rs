@@ -62,6 +62,8 @@ struct Cli {
     /// Run the STUN server for calls on this UDP address (e.g. 0.0.0.0:3478).
     #[arg(long, value_name = "ADDR")]
     stun_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    turn: switchboard::calls::turn::cli::TurnArgs,
     /// Chat messages a visitor may send per minute (overrides the config; default 60).
     #[arg(long, value_name = "N")]
     chat_messages_per_minute: Option<u32>,
@@ -168,6 +170,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     if let Some(at) = cli.stun_listen {
         opts.node.router.calls.stun_listen = Some(at);
     }
+    cli.turn.apply(&mut opts.node.router.calls);
     if let (Some(n), Some(chat)) = (cli.chat_messages_per_minute, opts.node.router.chat.as_mut()) {
         chat.messages_per_minute = n.max(1);
     }

@@ -1,0 +1,287 @@
+//! The relay's sockets and tasks: the listening UDP socket (TURN and STUN Binding), the TCP
+//! listener (STUN messages and ChannelData framed on the stream, RFC 6062 §4: ChannelData
+//! padded to four bytes), one task per allocation reading its relay socket, and the sweeper.
+
+use super::server::{data_indication, Allocation, FromPeer, Server, Sink, Transport, DATA_AT};
+use super::TurnConfig;
+use crate::metrics::Metrics;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// The relay's sockets, bound before the router starts (so the `turn:` URIs carry the real
+/// ports).
+pub struct Bound {
+    pub udp: UdpSocket,
+    pub tcp: Option<TcpListener>,
+    pub relay_ip: IpAddr,
+}
+
+impl Bound {
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.local_addr().ok()
+    }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|t| t.local_addr().ok())
+    }
+
+    /// The host for `turn:` URIs: configured, else the external IP, else the relay IP.
+    pub fn host(&self, cfg: &TurnConfig) -> String {
+        cfg.host
+            .clone()
+            .unwrap_or_else(|| cfg.external_ip.unwrap_or(self.relay_ip).to_string())
+    }
+}
+
+/// The address of the default route, learnt from a connected UDP socket (nothing is sent).
+fn default_route_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+pub async fn bind(cfg: &TurnConfig) -> std::io::Result<Bound> {
+    let udp = UdpSocket::bind(cfg.listen).await?;
+    let tcp_at = match cfg.tcp_listen {
+        // Port 0 for both (tests): TCP takes the port UDP got, when free.
+        Some(t) if t.port() == 0 && cfg.listen.port() == 0 => {
+            let p = udp.local_addr()?.port();
+            Some(SocketAddr::new(t.ip(), p))
+        }
+        other => other,
+    };
+    let tcp = match tcp_at {
+        Some(a) => Some(match TcpListener::bind(a).await {
+            Ok(l) => l,
+            Err(_) if cfg.tcp_listen.is_some_and(|t| t.port() == 0) => {
+                TcpListener::bind(SocketAddr::new(a.ip(), 0)).await?
+            }
+            Err(e) => return Err(e),
+        }),
+        None => None,
+    };
+    let relay_ip = match cfg.relay_ip {
+        Some(ip) => ip,
+        None if !cfg.listen.ip().is_unspecified() => cfg.listen.ip(),
+        None => default_route_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    };
+    Ok(Bound { udp, tcp, relay_ip })
+}
+
+/// A running relay (tasks aborted on drop of the handles by the caller).
+pub struct Running {
+    pub server: Arc<Server>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub fn start(b: Bound, cfg: TurnConfig, secret: &str, metrics: Arc<Metrics>) -> Running {
+    if cfg.allow_loopback_peers {
+        tracing::warn!(
+            "TURN: loopback peers are ALLOWED (allow_loopback_peers): for tests only, never in production"
+        );
+    }
+    let udp = Arc::new(b.udp);
+    let server = Arc::new(Server::new(
+        cfg,
+        secret,
+        metrics,
+        b.relay_ip,
+        Box::new(|srv, a| {
+            let t = tokio::spawn(relay(srv, a.clone()));
+            a.set_task(t.abort_handle());
+        }),
+    ));
+    let mut tasks = vec![tokio::spawn(serve_udp(server.clone(), udp))];
+    if let Some(l) = b.tcp {
+        tasks.push(tokio::spawn(serve_tcp(server.clone(), l)));
+    }
+    let s = server.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            s.sweep();
+        }
+    }));
+    Running { server, tasks }
+}
+
+async fn serve_udp(server: Arc<Server>, sock: Arc<UdpSocket>) {
+    let sink = Sink::Udp(sock.clone());
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors surface here on Linux (ECONNREFUSED): not fatal.
+                tracing::trace!(error = %e, "turn: udp receive");
+                continue;
+            }
+        };
+        let Some(pkt) = buf.get(..n) else { continue };
+        if let Some(answer) = server.on_client(pkt, Transport::Udp, from, &sink) {
+            let _ = sock.send_to(&answer, from).await;
+        }
+    }
+}
+
+async fn serve_tcp(server: Arc<Server>, l: TcpListener) {
+    loop {
+        match l.accept().await {
+            Ok((s, from)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(tcp_client(server.clone(), s, from));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "turn: tcp accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The length of the first frame in `buf` (STUN message or padded ChannelData), if known;
+/// `Err` if the stream is not TURN.
+fn frame_len(buf: &[u8]) -> Result<Option<usize>, ()> {
+    let (Some(&b0), Some(l)) = (buf.first(), buf.get(2..4)) else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+    match b0 {
+        0x00..=0x3f if len % 4 == 0 => Ok(Some(20 + len)),
+        0x40..=0x7f => Ok(Some(4 + len.div_ceil(4) * 4)),
+        _ => Err(()),
+    }
+}
+
+/// One client over TCP: frames in, answers and relayed data out through a writer task (a
+/// bounded queue; a client that does not read loses relayed data, not its connection).
+async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
+    let (mut rd, mut wr) = s.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(512);
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let sink = Sink::Tcp(tx.clone());
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16 * 1024];
+    'conn: loop {
+        let n = match tokio::time::timeout(Duration::from_secs(3600), rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        loop {
+            let len = match frame_len(&buf) {
+                Err(()) => break 'conn,
+                Ok(None) => break,
+                Ok(Some(l)) => l,
+            };
+            if buf.len() < len {
+                break;
+            }
+            let answer = buf
+                .get(..len)
+                .and_then(|f| server.on_client(f, Transport::Tcp, from, &sink));
+            buf.drain(..len);
+            if let Some(a) = answer {
+                if tx.send(a).await.is_err() {
+                    break 'conn;
+                }
+            }
+        }
+        if buf.capacity() > 70_000 && buf.len() < 4096 {
+            buf.shrink_to(4096);
+        }
+    }
+    server.client_gone(Transport::Tcp, from);
+    drop(sink);
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Datagrams from peers up to this size are relayed; a fuller buffer may be a truncated
+/// datagram and is dropped. WebRTC media stays under the path MTU (~1200–1500 bytes).
+const RELAY_BUF: usize = 4096;
+
+/// Reads an allocation's relay socket: each datagram from a permitted peer goes to the client
+/// as ChannelData (if a channel is bound) or a Data indication, framed in place in one buffer.
+async fn relay(server: Arc<Server>, a: Arc<Allocation>) {
+    let mut buf = vec![0u8; DATA_AT + RELAY_BUF + 4];
+    let stream = a.sink.is_stream();
+    let mut seq: u64 = 0;
+    let salt: [u8; 4] = rand::random();
+    loop {
+        let (n, peer) = match a
+            .relay
+            .recv_from(
+                buf.get_mut(DATA_AT..DATA_AT + RELAY_BUF)
+                    .unwrap_or_default(),
+            )
+            .await
+        {
+            Ok(x) => x,
+            Err(_) => continue,
+        };
+        if n >= RELAY_BUF {
+            continue;
+        }
+        let range = match a.from_peer(peer, n) {
+            FromPeer::Drop => continue,
+            FromPeer::Channel(num) => {
+                let start = DATA_AT - 4;
+                if let Some(h) = buf.get_mut(start..DATA_AT) {
+                    h[0..2].copy_from_slice(&num.to_be_bytes());
+                    h[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                }
+                let mut end = DATA_AT + n;
+                if stream {
+                    let padded = DATA_AT + n.div_ceil(4) * 4;
+                    for b in buf.get_mut(end..padded).unwrap_or_default() {
+                        *b = 0;
+                    }
+                    end = padded;
+                }
+                start..end
+            }
+            FromPeer::Indication => {
+                seq = seq.wrapping_add(1);
+                let mut tid = [0u8; 12];
+                tid[..4].copy_from_slice(&salt);
+                tid[4..].copy_from_slice(&seq.to_be_bytes());
+                match data_indication(&mut buf, n, peer, tid) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            }
+        };
+        if let Some(frame) = buf.get(range) {
+            if a.sink.send(a.client, frame) {
+                server.metrics().relayed(1, n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_frames() {
+        assert_eq!(frame_len(&[0x00, 0x01]), Ok(None));
+        assert_eq!(frame_len(&[0x00, 0x01, 0x00, 0x08]), Ok(Some(28)));
+        assert_eq!(frame_len(&[0x00, 0x01, 0x00, 0x07]), Err(()));
+        assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x05]), Ok(Some(12)));
+        assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x08]), Ok(Some(12)));
+        assert_eq!(frame_len(&[0x80, 0x00, 0x00, 0x00]), Err(()));
+    }
+}
