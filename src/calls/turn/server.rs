@@ -735,18 +735,19 @@ impl Server {
         if peers.is_empty() {
             return error(msg, ErrorCode::BAD_REQUEST, Some(&key), &[]);
         }
+        // The filter first: a refused address is 403 whatever its family.
         for ip in &peers {
-            if !self.family_ok(*ip) {
-                return error(
-                    msg,
-                    ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
-                    Some(&key),
-                    &[],
-                );
-            }
             if self.peer_allowed(*ip).is_err() {
                 return error(msg, ErrorCode::FORBIDDEN, Some(&key), &[]);
             }
+        }
+        if peers.iter().any(|ip| !self.family_ok(*ip)) {
+            return error(
+                msg,
+                ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+                Some(&key),
+                &[],
+            );
         }
         let now = Instant::now();
         let mut st = a.st.lock();
@@ -781,6 +782,9 @@ impl Server {
         if !(0x4000..=0x7ffe).contains(&num) {
             return error(msg, ErrorCode::BAD_REQUEST, Some(&key), &[]);
         }
+        if self.peer_allowed(peer.ip()).is_err() {
+            return error(msg, ErrorCode::FORBIDDEN, Some(&key), &[]);
+        }
         if !self.family_ok(peer.ip()) {
             return error(
                 msg,
@@ -788,9 +792,6 @@ impl Server {
                 Some(&key),
                 &[],
             );
-        }
-        if self.peer_allowed(peer.ip()).is_err() {
-            return error(msg, ErrorCode::FORBIDDEN, Some(&key), &[]);
         }
         let now = Instant::now();
         let mut st = a.st.lock();
