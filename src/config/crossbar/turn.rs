@@ -158,3 +158,91 @@ pub(super) fn turn(ctx: &mut Ctx, v: &Value, path: &str) -> Result<TurnConfig, C
         allow_loopback_peers,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::crossbar::parse;
+    use crate::config::Limits;
+
+    fn with_calls(calls: &str) -> String {
+        format!(
+            r#"{{"version": 2, "workers": [{{"type": "router",
+            "realms": [{{"name": "realm1", "roles": [{{"name": "anonymous", "permissions": []}}]}}],
+            "transports": [{{"type": "websocket", "endpoint": {{"type": "tcp", "port": 8080, "interface": "127.0.0.1"}}}}],
+            "calls": {calls}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn the_turn_section_and_its_defaults() {
+        let l = parse(
+            &with_calls(r#"{"turn_secret": "s", "turn": {}}"#),
+            false,
+            "t.json",
+            Limits::default(),
+        )
+        .unwrap();
+        let t = l.node.router.calls.turn.unwrap();
+        assert_eq!(t, crate::calls::turn::TurnConfig::default());
+        let l = parse(
+            &with_calls(
+                r#"{"turn_secret": "s", "turn": {"listen": "127.0.0.1:3479", "tcp_listen": null,
+                "relay_ports": [50000, 50100], "external_ip": "203.0.113.10", "realm": "example.com",
+                "user_quota": 2, "total_quota": 50, "max_bps": 0, "default_lifetime": 300,
+                "max_lifetime": 1200, "allow_loopback_peers": true}}"#,
+            ),
+            false,
+            "t.json",
+            Limits::default(),
+        )
+        .unwrap();
+        let t = l.node.router.calls.turn.unwrap();
+        assert_eq!(t.listen.to_string(), "127.0.0.1:3479");
+        assert_eq!(t.tcp_listen, None);
+        assert_eq!((t.min_port, t.max_port), (50000, 50100));
+        assert_eq!(t.external_ip.unwrap().to_string(), "203.0.113.10");
+        assert_eq!((t.user_quota, t.total_quota, t.max_bps), (2, 50, 0));
+        assert_eq!((t.default_lifetime, t.max_lifetime), (300, 1200));
+        assert!(t.allow_loopback_peers);
+        assert_eq!(t.realm, "example.com");
+    }
+
+    #[test]
+    fn wrong_turn_sections_name_the_path() {
+        for (calls, path) in [
+            (r#"{"turn": {}}"#, "calls.turn_secret"),
+            (
+                r#"{"turn_secret": "s", "turn": {"listen": "x"}}"#,
+                "calls.turn.listen",
+            ),
+            (
+                r#"{"turn_secret": "s", "turn": {"relay_ports": [5, 4]}}"#,
+                "calls.turn.relay_ports",
+            ),
+            (
+                r#"{"turn_secret": "s", "turn": {"external_ip": "nope"}}"#,
+                "calls.turn.external_ip",
+            ),
+            (
+                r#"{"turn_secret": "s", "turn": {"max_lifetime": 10}}"#,
+                "calls.turn.max_lifetime",
+            ),
+            (
+                r#"{"turn_secret": "s", "turn": {"user_quota": -1}}"#,
+                "calls.turn.user_quota",
+            ),
+            (r#"{"turn_secret": "s", "turn": 5}"#, "calls.turn"),
+        ] {
+            let e = match parse(&with_calls(calls), false, "t.json", Limits::default()) {
+                Err(e) => e,
+                Ok(_) => panic!("{calls} loaded"),
+            };
+            assert!(
+                e.path.ends_with(path),
+                "{calls}: {} ({})",
+                e.path,
+                e.message
+            );
+        }
+    }
+}
