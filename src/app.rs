@@ -337,7 +337,12 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         let secret = opts.node.router.calls.turn_secret.as_ref();
         let secret = secret.map(|s| s.0.as_str()).unwrap_or_default();
         tracing::info!(udp = ?turn_addr, tcp = ?turn_tcp_addr, relay_ip = %b.relay_ip, "TURN relay (and STUN)");
-        let r = crate::calls::turn::io::start(b, t.clone(), secret, router.metrics.clone());
+        let r = crate::calls::turn::io::start(b, t.clone(), secret, router.metrics.clone())
+            .map_err(|source| StartError::Bind {
+                origin: "calls.turn".into(),
+                endpoint: Endpoint::Tcp(t.listen),
+                source,
+            })?;
         accept_tasks.extend(r.tasks);
     }
     let stun_shared = opts.node.router.calls.stun_listen.is_some()

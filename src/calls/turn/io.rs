@@ -43,8 +43,27 @@ fn default_route_ip() -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
+/// Kernel buffers of the listening UDP socket: every client's packets queue there, so a
+/// scheduling hiccup of a few milliseconds must not overflow it (Linux caps the request at
+/// `net.core.rmem_max`/`wmem_max`).
+const LISTEN_BUFFERS: usize = 4 << 20;
+/// Kernel buffers of one relay socket (one allocation's peers).
+pub const RELAY_BUFFERS: usize = 512 << 10;
+
+/// A non-blocking UDP socket on `at` with `buffers` bytes of kernel send and receive buffers.
+pub fn udp_socket(at: SocketAddr, buffers: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the defaults still work.
+    let _ = s.set_recv_buffer_size(buffers);
+    let _ = s.set_send_buffer_size(buffers);
+    s.set_nonblocking(true)?;
+    s.bind(&at.into())?;
+    Ok(s.into())
+}
+
 pub async fn bind(cfg: &TurnConfig) -> std::io::Result<Bound> {
-    let udp = UdpSocket::bind(cfg.listen).await?;
+    let udp = UdpSocket::from_std(udp_socket(cfg.listen, LISTEN_BUFFERS)?)?;
     let tcp_at = match cfg.tcp_listen {
         // Port 0 for both (tests): TCP takes the port UDP got, when free.
         Some(t) if t.port() == 0 && cfg.listen.port() == 0 => {
@@ -71,43 +90,88 @@ pub async fn bind(cfg: &TurnConfig) -> std::io::Result<Bound> {
     Ok(Bound { udp, tcp, relay_ip })
 }
 
-/// A running relay (tasks aborted on drop of the handles by the caller).
+/// A running relay: `tasks` holds one task of the caller's runtime whose abort stops the relay.
 pub struct Running {
     pub server: Arc<Server>,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-pub fn start(b: Bound, cfg: TurnConfig, secret: &str, metrics: Arc<Metrics>) -> Running {
+/// Starts the relay on a thread of its own with a single-threaded tokio runtime: every TURN
+/// socket is served there, like one of coturn's relay threads, so a packet crosses no thread
+/// boundary (with the multi-threaded runtime, waking the worker that owns a socket cost more
+/// CPU than the relaying itself). Aborting the returned task stops the thread.
+pub fn start(
+    b: Bound,
+    cfg: TurnConfig,
+    secret: &str,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Running> {
     if cfg.allow_loopback_peers {
         tracing::warn!(
             "TURN: loopback peers are ALLOWED (allow_loopback_peers): for tests only, never in production"
         );
     }
-    let udp = Arc::new(b.udp);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
     let server = Arc::new(Server::new(
         cfg,
         secret,
         metrics,
         b.relay_ip,
-        Box::new(|srv, a| {
-            let t = tokio::spawn(relay(srv, a.clone()));
+        Box::new(move |srv, a| {
+            let t = handle.spawn(relay(srv, a.clone()));
             a.set_task(t.abort_handle());
         }),
     ));
-    let mut tasks = vec![tokio::spawn(serve_udp(server.clone(), udp))];
-    if let Some(l) = b.tcp {
-        tasks.push(tokio::spawn(serve_tcp(server.clone(), l)));
-    }
+    // Sockets move to the relay's runtime (re-registered with its reactor there).
+    let udp = b.udp.into_std()?;
+    let tcp = match b.tcp {
+        Some(l) => Some(l.into_std()?),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let s = server.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            s.sweep();
-        }
-    }));
-    Running { server, tasks }
+    std::thread::Builder::new()
+        .name("turn".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let udp = match UdpSocket::from_std(udp) {
+                    Ok(u) => Arc::new(u),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TURN: UDP socket");
+                        return;
+                    }
+                };
+                tokio::spawn(serve_udp(s.clone(), udp));
+                if let Some(l) = tcp.and_then(|l| TcpListener::from_std(l).ok()) {
+                    tokio::spawn(serve_tcp(s.clone(), l));
+                }
+                let sweeper = async {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        s.sweep();
+                    }
+                };
+                tokio::select! {
+                    _ = stop_rx => {}
+                    _ = sweeper => {}
+                }
+            });
+            // Dropping the runtime cancels every relay and connection task.
+            drop(rt);
+        })?;
+    let guard = tokio::spawn(async move {
+        let _stop = stop_tx;
+        std::future::pending::<()>().await
+    });
+    Ok(Running {
+        server,
+        tasks: vec![guard],
+    })
 }
 
 async fn serve_udp(server: Arc<Server>, sock: Arc<UdpSocket>) {

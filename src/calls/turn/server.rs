@@ -612,20 +612,21 @@ impl Server {
                     continue;
                 }
             }
-            let Ok(s) = std::net::UdpSocket::bind((self.relay_ip, port)) else {
+            let at = SocketAddr::new(self.relay_ip, port);
+            let Ok(s) = super::io::udp_socket(at, super::io::RELAY_BUFFERS) else {
                 continue;
             };
             let next = if reserve_next {
-                match std::net::UdpSocket::bind((self.relay_ip, port + 1)) {
+                match super::io::udp_socket(
+                    SocketAddr::new(self.relay_ip, port + 1),
+                    super::io::RELAY_BUFFERS,
+                ) {
                     Ok(n) => Some(n),
                     Err(_) => continue,
                 }
             } else {
                 None
             };
-            if s.set_nonblocking(true).is_err() {
-                continue;
-            }
             return tokio::net::UdpSocket::from_std(s).ok().map(|s| (s, next));
         }
         None
