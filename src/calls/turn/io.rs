@@ -144,7 +144,6 @@ pub fn start(
                         return;
                     }
                 };
-                tokio::spawn(serve_udp(s.clone(), udp));
                 if let Some(l) = tcp.and_then(|l| TcpListener::from_std(l).ok()) {
                     tokio::spawn(serve_tcp(s.clone(), l));
                 }
@@ -159,6 +158,7 @@ pub fn start(
                 tokio::select! {
                     _ = stop_rx => {}
                     _ = sweeper => {}
+                    _ = serve_udp(s.clone(), udp) => {}
                 }
             });
             // Dropping the runtime cancels every relay and connection task.
@@ -174,21 +174,72 @@ pub fn start(
     })
 }
 
+/// Datagrams read from the listening socket per `recvmmsg` call, and the room for each (a
+/// larger datagram is truncated by the kernel and dropped).
+const BATCH: usize = 32;
+const SLOT: usize = 4096;
+
+fn std_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// The listening UDP socket: up to `BATCH` datagrams per `recvmmsg`, each handled in place
+/// (ChannelData goes out at once on its relay socket). The headers `recvmmsg` fills are not
+/// `Send`: this future runs on the relay thread's `block_on`, never spawned.
 async fn serve_udp(server: Arc<Server>, sock: Arc<UdpSocket>) {
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
     let sink = Sink::Udp(sock.clone());
-    let mut buf = vec![0u8; 65_536];
+    let fd = sock.as_raw_fd();
+    let mut slots = vec![0u8; BATCH * SLOT];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut metas: [(usize, Option<SocketAddr>); BATCH] = [(0, None); BATCH];
     loop {
-        let (n, from) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors surface here on Linux (ECONNREFUSED): not fatal.
-                tracing::trace!(error = %e, "turn: udp receive");
+        if sock.readable().await.is_err() {
+            continue;
+        }
+        let got = sock.try_io(tokio::io::Interest::READABLE, || {
+            let mut chunks = slots.chunks_exact_mut(SLOT);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            let res = recvmmsg(
+                fd,
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut n = 0;
+            for (m, r) in metas.iter_mut().zip(res) {
+                let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                *m = (
+                    if whole { r.bytes } else { 0 },
+                    r.address.as_ref().and_then(std_addr),
+                );
+                n += 1;
+            }
+            Ok(n)
+        });
+        let n = match got {
+            Ok(n) => n,
+            // WouldBlock (readiness was stale) or an ICMP error surfacing (ECONNREFUSED).
+            Err(_) => continue,
+        };
+        for (i, (len, from)) in metas.iter().take(n).enumerate() {
+            let (Some(from), Some(pkt)) = (from, slots.get(i * SLOT..i * SLOT + len)) else {
+                continue;
+            };
+            if *len == 0 {
                 continue;
             }
-        };
-        let Some(pkt) = buf.get(..n) else { continue };
-        if let Some(answer) = server.on_client(pkt, Transport::Udp, from, &sink) {
-            let _ = sock.send_to(&answer, from).await;
+            if let Some(answer) = server.on_client(pkt, Transport::Udp, *from, &sink) {
+                let _ = sock.send_to(&answer, *from).await;
+            }
         }
     }
 }
