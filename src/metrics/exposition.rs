@@ -320,6 +320,13 @@ fn register_turn(r: &mut Registry, t: &super::TurnCounts) {
         packets.get_or_create(&[("direction", dir)]).inc_by(p);
         bytes.get_or_create(&[("direction", dir)]).inc_by(b);
     }
+    let dropped = Counter::<u64, AtomicU64>::default();
+    dropped.inc_by(t.dropped_count());
+    r.register(
+        "switchboard_turn_dropped_packets",
+        "Packets TURN could not relay: a full socket send buffer (to peers) or TCP client queue",
+        dropped,
+    );
     r.register(
         "switchboard_turn_relayed_packets",
         "Packets relayed by TURN, by direction",

@@ -209,6 +209,7 @@ pub struct TurnCounts {
     /// [to peers, to clients]
     packets: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
+    dropped: AtomicU64,
 }
 
 impl TurnCounts {
@@ -240,6 +241,16 @@ impl TurnCounts {
             p.fetch_add(1, Ordering::Relaxed);
             b.fetch_add(bytes as u64, Ordering::Relaxed);
         }
+    }
+
+    /// A packet to relay was dropped: the socket's send buffer or the TCP client's queue was
+    /// full.
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn allocations(&self) -> u64 {

@@ -563,6 +563,21 @@ async fn refusals(tcp: bool) {
     .await
     .expect("Send refusals counted");
     assert_eq!(t.relayed_count(0).0, 0, "nothing relayed");
+    // /metrics shows them by reason, and the allocation.
+    let (_, body) = http_get(relay.srv.addr, "/metrics").await;
+    for line in [
+        "switchboard_turn_allocations 1",
+        "switchboard_turn_allocations_created_total 1",
+        "switchboard_turn_relayed_packets_total{direction=\"to_peer\"} 0",
+    ] {
+        assert!(body.contains(line), "{line} in\n{body}");
+    }
+    let loopback = body
+        .lines()
+        .find(|l| l.starts_with("switchboard_turn_peers_refused_total{reason=\"loopback\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(loopback >= Some(4), "{body}");
     // A public address is fine (no packet is sent by a permission).
     assert_eq!(c.permission("8.8.8.8:53".parse().unwrap()).await, None);
     // An IPv6 public peer on an IPv4 relay: family mismatch.

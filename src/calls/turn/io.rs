@@ -378,10 +378,19 @@ async fn relay(server: Arc<Server>, a: Arc<Allocation>) {
                 }
             }
         };
-        if let Some(frame) = buf.get(range) {
-            if a.sink.send(a.client, frame) {
-                server.metrics().relayed(1, n);
-            }
+        let Some(frame) = buf.get(range) else {
+            continue;
+        };
+        // Over UDP a full send buffer is waited for (this allocation only); a TCP client's
+        // queue drops instead (a client that does not read must not hold the relay).
+        let sent = match &a.sink {
+            Sink::Udp(s) => s.send_to(frame, a.client).await.is_ok(),
+            tcp => tcp.send(a.client, frame),
+        };
+        if sent {
+            server.metrics().relayed(1, n);
+        } else {
+            server.metrics().dropped();
         }
     }
 }

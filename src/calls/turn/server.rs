@@ -314,6 +314,8 @@ impl Server {
         };
         if a.relay.try_send_to(data, peer).is_ok() {
             self.counts().relayed(0, data.len());
+        } else {
+            self.counts().dropped();
         }
     }
 
@@ -850,6 +852,8 @@ impl Server {
         }
         if a.relay.try_send_to(data, peer).is_ok() {
             self.counts().relayed(0, data.len());
+        } else {
+            self.counts().dropped();
         }
     }
 
