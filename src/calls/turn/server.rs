@@ -312,7 +312,7 @@ impl Server {
             }
             peer
         };
-        if a.relay.try_send_to(data, peer).is_ok() {
+        if send_now(&a.relay, data, peer) {
             self.counts().relayed(0, data.len());
         } else {
             self.counts().dropped();
@@ -850,7 +850,7 @@ impl Server {
                 return;
             }
         }
-        if a.relay.try_send_to(data, peer).is_ok() {
+        if send_now(&a.relay, data, peer) {
             self.counts().relayed(0, data.len());
         } else {
             self.counts().dropped();
@@ -860,6 +860,13 @@ impl Server {
     pub fn metrics(&self) -> &TurnCounts {
         self.counts()
     }
+}
+
+/// One non-blocking `sendto` on a relay socket, straight to the kernel: tokio's `try_send_to`
+/// would refuse until the reactor has seen the new socket writable, dropping the first
+/// packets after an Allocate. A full send buffer drops the packet (UDP).
+fn send_now(s: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+    socket2::SockRef::from(s).send_to(data, &to.into()).is_ok()
 }
 
 fn finish(mut b: MessageWriteVec, key: Option<&IntegrityKey>) -> Vec<u8> {
