@@ -289,7 +289,14 @@ async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 16 * 1024];
     'conn: loop {
-        let n = match tokio::time::timeout(Duration::from_secs(3600), rd.read(&mut chunk)).await {
+        // A connection without an allocation gets a minute of silence; one with an
+        // allocation lives as long as the allocation is refreshed.
+        let idle = if server.has_allocation(Transport::Tcp, from) {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs(60)
+        };
+        let n = match tokio::time::timeout(idle, rd.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => n,
         };

@@ -261,6 +261,10 @@ impl Server {
         self.table.lock().by_client.len()
     }
 
+    pub fn has_allocation(&self, transport: Transport, from: SocketAddr) -> bool {
+        self.table.lock().by_client.contains_key(&(transport, from))
+    }
+
     fn lookup(&self, transport: Transport, from: SocketAddr) -> Option<Arc<Allocation>> {
         self.table.lock().by_client.get(&(transport, from)).cloned()
     }
