@@ -176,6 +176,9 @@ pub struct Running {
     /// What SIGHUP reloads (see `reload`); `main` installs the signal handler.
     pub reload: crate::reload::Reload,
     acme: Option<crate::tls::acme::Acme>,
+    /// The TURN relay's UDP and TCP addresses, if it runs.
+    pub turn_addr: Option<SocketAddr>,
+    pub turn_tcp_addr: Option<SocketAddr>,
 }
 
 enum Socket {
@@ -416,11 +419,27 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let node = store.record_start().await.map_err(store_err)?;
     tracing::info!(starts = node.starts, dir = %opts.data_dir.display(), "data store opened");
     let conns = Connections::new(opts.node.router.limits.clone());
-    let router = Router::with_store(
-        opts.node.router.clone(),
-        Some(store.principals()),
-        Some(store.history()),
-    );
+    // The TURN relay binds first: the `turn:` URIs the chat service hands out carry its ports.
+    let mut router_cfg = opts.node.router.clone();
+    let turn_bound = match &router_cfg.calls.turn {
+        Some(t) => {
+            let b = crate::calls::turn::io::bind(t)
+                .await
+                .map_err(|source| StartError::Bind {
+                    origin: "calls.turn.listen".into(),
+                    endpoint: Endpoint::Tcp(t.listen),
+                    source,
+                })?;
+            let (host, udp, tcp) = (b.host(t), b.udp_addr(), b.tcp_addr());
+            if let Some(u) = udp {
+                let uris = &mut router_cfg.calls.ice_uris;
+                crate::calls::turn::add_ice_uris(uris, &host, u.port(), tcp.map(|a| a.port()));
+            }
+            Some(b)
+        }
+        None => None,
+    };
+    let router = Router::with_store(router_cfg, Some(store.principals()), Some(store.history()));
     // First run: no staff account in the store yet → a one-time setup link.
     let setup = {
         let staff: Vec<String> = opts
@@ -623,7 +642,27 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         .and_then(|b| b.addr);
     // The STUN server for calls (UDP).
     let mut stun_addr = None;
-    if let Some(at) = opts.node.router.calls.stun_listen {
+    let (mut turn_addr, mut turn_tcp_addr) = (None, None);
+    if let (Some(b), Some(t)) = (turn_bound, &opts.node.router.calls.turn) {
+        (turn_addr, turn_tcp_addr) = (b.udp_addr(), b.tcp_addr());
+        let secret = opts.node.router.calls.turn_secret.as_ref();
+        let secret = secret.map(|s| s.0.as_str()).unwrap_or_default();
+        tracing::info!(udp = ?turn_addr, tcp = ?turn_tcp_addr, relay_ip = %b.relay_ip, "TURN relay (and STUN)");
+        let r = crate::calls::turn::io::start(b, t.clone(), secret, router.metrics.clone())
+            .map_err(|source| StartError::Bind {
+                origin: "calls.turn".into(),
+                endpoint: Endpoint::Tcp(t.listen),
+                source,
+            })?;
+        accept_tasks.extend(r.tasks);
+    }
+    let stun_shared = opts.node.router.calls.stun_listen.is_some()
+        && opts.node.router.calls.stun_listen
+            == opts.node.router.calls.turn.as_ref().map(|t| t.listen);
+    if stun_shared {
+        stun_addr = turn_addr;
+    }
+    if let Some(at) = opts.node.router.calls.stun_listen.filter(|_| !stun_shared) {
         let socket = tokio::net::UdpSocket::bind(at)
             .await
             .map_err(|source| StartError::Bind {
@@ -653,6 +692,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         redirect_addr,
         reload,
         acme,
+        turn_addr,
+        turn_tcp_addr,
     })
 }
 

@@ -63,6 +63,8 @@ struct Cli {
     /// Run the STUN server for calls on this UDP address (e.g. 0.0.0.0:3478).
     #[arg(long, value_name = "ADDR")]
     stun_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    turn: switchboard::calls::turn::cli::TurnArgs,
     /// Chat messages a visitor may send per minute (overrides the config; default 60).
     #[arg(long, value_name = "N")]
     chat_messages_per_minute: Option<u32>,
@@ -316,11 +318,12 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let signals = Signals::install();
     if let Some(file) = cli.config.clone() {
         let reload_config = running.config_reloader();
-        let (limits, stun, per_minute, ring) = (
+        let (limits, stun, per_minute, ring, turn) = (
             limits.clone(),
             cli.stun_listen,
             cli.chat_messages_per_minute,
             cli.chat_ring_timeout,
+            cli.turn.clone(),
         );
         running.reload.add(
             "configuration",
@@ -332,7 +335,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     tracing::warn!("{w}");
                 }
                 let mut node = loaded.node;
-                overrides(stun, per_minute, ring, &mut node);
+                overrides(stun, per_minute, ring, &turn, &mut node);
                 let r = reload_config(&node);
                 if !r.needs_restart.is_empty() {
                     tracing::warn!(
@@ -523,6 +526,7 @@ fn cli_overrides(cli: &Cli, node: &mut NodeConfig) {
         cli.stun_listen,
         cli.chat_messages_per_minute,
         cli.chat_ring_timeout,
+        &cli.turn,
         node,
     );
 }
@@ -531,8 +535,10 @@ fn overrides(
     stun: Option<SocketAddr>,
     per_minute: Option<u32>,
     ring_timeout: Option<f64>,
+    turn: &switchboard::calls::turn::cli::TurnArgs,
     node: &mut NodeConfig,
 ) {
+    turn.clone().apply(&mut node.router.calls);
     if let Some(at) = stun {
         node.router.calls.stun_listen = Some(at);
     }

@@ -126,3 +126,107 @@ fn counting_messages_does_not_allocate() {
     assert_eq!(n, 0, "counting allocated {n} times");
     assert_eq!(m.messages_out.get(code::EVENT), 10_000);
 }
+
+/// The TURN relay's hot paths: ChannelData from a client out to its peer, and a peer's
+/// datagram framed as ChannelData or a Data indication for the client, allocate nothing.
+#[test]
+fn relaying_turn_channel_data_does_not_allocate() {
+    use std::net::SocketAddr;
+    use stun_types::attribute::{Nonce, Realm, Username};
+    use stun_types::message::{
+        IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageWrite, MessageWriteExt,
+        MessageWriteVec,
+    };
+    use switchboard::calls::turn::server::{data_indication, FromPeer, Server, Sink, Transport};
+    use turn_types::attribute::{ChannelNumber, RequestedTransport, XorPeerAddress};
+    use turn_types::message::{ALLOCATE, CHANNEL_BIND};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let cfg = switchboard::calls::turn::TurnConfig {
+        allow_loopback_peers: true,
+        max_bps: 0,
+        ..Default::default()
+    };
+    let got = Arc::new(parking_lot::Mutex::new(None));
+    let keep = got.clone();
+    let server = Arc::new(Server::new(
+        cfg,
+        "s",
+        Arc::new(switchboard::metrics::Metrics::default()),
+        "127.0.0.1".parse().unwrap(),
+        Box::new(move |_, a| *keep.lock() = Some(a)),
+    ));
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_nonblocking(true).unwrap();
+    let sink = Sink::Udp(Arc::new(tokio::net::UdpSocket::from_std(client).unwrap()));
+    let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+
+    let mut m = Message::builder_request(ALLOCATE, MessageWriteVec::new());
+    m.add_attribute(&RequestedTransport::new(17)).unwrap();
+    let r = server
+        .on_client(&m.finish(), Transport::Udp, from, &sink)
+        .unwrap();
+    let nonce = Message::from_bytes(&r)
+        .unwrap()
+        .attribute::<Nonce>()
+        .unwrap()
+        .nonce()
+        .to_owned();
+    let (user, pass) = switchboard::calls::credentials::issue("s", "u", 4_000_000_000);
+    let key = LongTermKeyCredentials::new(user.clone(), pass, "switchboard".into()).into();
+    let sign = |mut m: MessageWriteVec| {
+        m.add_attribute(&Username::new(&user).unwrap()).unwrap();
+        m.add_attribute(&Realm::new("switchboard").unwrap())
+            .unwrap();
+        m.add_attribute(&Nonce::new(&nonce).unwrap()).unwrap();
+        m.add_message_integrity(&key, IntegrityAlgorithm::Sha1)
+            .unwrap();
+        m.finish()
+    };
+    let mut m = Message::builder_request(ALLOCATE, MessageWriteVec::new());
+    m.add_attribute(&RequestedTransport::new(17)).unwrap();
+    let r = server
+        .on_client(&sign(m), Transport::Udp, from, &sink)
+        .unwrap();
+    assert!(Message::from_bytes(&r).unwrap().is_response());
+    let mut m = Message::builder_request(CHANNEL_BIND, MessageWriteVec::new());
+    let tid = m.transaction_id();
+    m.add_attribute(&ChannelNumber::new(0x4000)).unwrap();
+    m.add_attribute(&XorPeerAddress::new(peer_addr, tid))
+        .unwrap();
+    let r = server
+        .on_client(&sign(m), Transport::Udp, from, &sink)
+        .unwrap();
+    assert_eq!(r[0..2], [0x01, 0x09], "ChannelBind success");
+    let alloc = got.lock().clone().expect("allocated");
+    // The client's socket (tokio's try_send_to) needs the reactor to have seen it writable.
+    rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(20)));
+
+    let mut pkt = vec![0x40, 0x00, 0x00, 100];
+    pkt.extend_from_slice(&[7u8; 100]);
+    let mut buf = vec![0u8; 4096];
+    let n = allocations_during(|| {
+        for _ in 0..100 {
+            assert!(server
+                .on_client(&pkt, Transport::Udp, from, &sink)
+                .is_none());
+            assert!(matches!(
+                alloc.from_peer(peer_addr, 100),
+                FromPeer::Channel(0x4000)
+            ));
+            assert!(data_indication(&mut buf, 100, peer_addr, [1; 12]).is_some());
+            sink.send(from, &buf[..140]);
+        }
+    });
+    assert_eq!(n, 0, "the ChannelData paths allocate");
+    let mut got = [0u8; 200];
+    assert_eq!(peer.recv(&mut got).unwrap(), 100, "relayed to the peer");
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Switchboard's whole test run — the README's test command, and what CI runs.
 # On a fresh machine it installs everything it needs itself: Debian's chromium (browser test),
-# systemd (systemd-analyze, for the install test), pebble (ACME test server),
+# systemd (systemd-analyze, for the install test), pebble (ACME test server), coturn (its
+# TURN/STUN client tools),
 # a Python venv with Autobahn|Python (interop), npm packages (Autobahn|JS, playwright-core),
 # and a private Python 2.7 with the Autobahn Testsuite (WebSocket conformance).
 set -euo pipefail
@@ -13,6 +14,7 @@ step "system packages (chromium for the browser test, systemd-analyze for the in
 bash tests/browser/install-chromium.sh
 bash tests/tools/install-systemd-analyze.sh
 bash tests/tools/install-pebble.sh
+bash tests/tools/install-coturn.sh
 
 step "formatting and lints"
 cargo fmt --check

@@ -7,7 +7,13 @@ use hmac::{Hmac, KeyInit, Mac};
 
 /// (username, password) valid until `expiry` (Unix seconds) for `userid`.
 pub fn issue(secret: &str, userid: &str, expiry: u64) -> (String, String) {
-    let username = format!("{expiry}:{userid}");
+    issue_for(secret, &format!("{expiry}:{userid}"))
+}
+
+/// (username, password) for a username already in the REST form: what the TURN relay
+/// computes to check a request.
+pub fn issue_for(secret: &str, username: &str) -> (String, String) {
+    let username = username.to_owned();
     let password = match <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes()) {
         Ok(mut mac) => {
             mac.update(username.as_bytes());

@@ -1,9 +1,12 @@
 //! Calls from a chat: the STUN server, and time-limited TURN credentials in the common REST
 //! form (coturn's `static-auth-secret`), so browsers can reach each other through NAT. The
-//! signalling itself travels through the chat service (`switchboard.chat.signal`).
+//! signalling itself travels through the chat service (`switchboard.chat.signal`). The TURN
+//! relay (`turn`) is built in; `peer_filter` keeps it from relaying into private networks.
 
 pub mod credentials;
+pub mod peer_filter;
 pub mod stun;
+pub mod turn;
 
 use std::net::SocketAddr;
 
@@ -19,4 +22,6 @@ pub struct CallsConfig {
     pub turn_secret: Option<crate::config::Secret>,
     /// Lifetime of handed-out TURN credentials, in seconds.
     pub credential_ttl: u64,
+    /// The built-in TURN relay, if enabled (needs `turn_secret`).
+    pub turn: Option<turn::TurnConfig>,
 }

@@ -12,6 +12,7 @@ use super::{
 };
 mod bridge;
 mod tls;
+mod turn;
 
 use crate::wamp::uri::{self, MatchPolicy};
 use crate::wamp::Serializer;
@@ -420,13 +421,19 @@ fn limits_section(
 
 /// Switchboard's own `calls` section: {`stun_listen` ("0.0.0.0:3478"), `ice_uris`
 /// (["stun:host:3478", "turn:host:3478"]), `turn_secret` (coturn's `static-auth-secret`),
-/// `credential_ttl` (seconds, default 86400)}.
+/// `credential_ttl` (seconds, default 86400), `turn` (the built-in relay, `crossbar/turn.rs`)}.
 fn calls(ctx: &mut Ctx, v: &Value, path: &str) -> Result<crate::calls::CallsConfig, ConfigError> {
     let o = ctx.obj(v, path)?;
     ctx.unknown(
         o,
         path,
-        &["stun_listen", "ice_uris", "turn_secret", "credential_ttl"],
+        &[
+            "stun_listen",
+            "ice_uris",
+            "turn_secret",
+            "credential_ttl",
+            "turn",
+        ],
     );
     let stun_listen = match ctx.string(o, "stun_listen", path)? {
         None => None,
@@ -468,11 +475,22 @@ fn calls(ctx: &mut Ctx, v: &Value, path: &str) -> Result<crate::calls::CallsConf
         None => 86_400,
         Some(_) => positive(ctx, o, "credential_ttl", path)? as u64,
     };
+    let turn = match o.get("turn") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(turn::turn(ctx, v, &format!("{path}.turn"))?),
+    };
+    if turn.is_some() && turn_secret.is_none() {
+        return ctx.err(
+            &format!("{path}.turn_secret"),
+            "missing: the TURN relay needs the secret its credentials are made with",
+        );
+    }
     Ok(crate::calls::CallsConfig {
         stun_listen,
         ice_uris,
         turn_secret,
         credential_ttl,
+        turn,
     })
 }
 

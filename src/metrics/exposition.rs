@@ -289,6 +289,68 @@ fn register_auth_chat_store(r: &mut Registry, m: &Metrics) {
     );
 }
 
+fn register_turn(r: &mut Registry, t: &super::TurnCounts) {
+    r.register(
+        "switchboard_turn_allocations",
+        "TURN allocations alive",
+        gauge(t.allocations()),
+    );
+    let total = Counter::<u64, AtomicU64>::default();
+    total.inc_by(t.allocations_total());
+    r.register(
+        "switchboard_turn_allocations_created",
+        "TURN allocations created",
+        total,
+    );
+    let refused = Family::<Labels<1>, Counter>::default();
+    for (i, reason) in super::TURN_REFUSED.iter().enumerate() {
+        refused
+            .get_or_create(&[("reason", reason)])
+            .inc_by(t.refused_count(i));
+    }
+    r.register(
+        "switchboard_turn_peers_refused",
+        "TURN CreatePermission/ChannelBind/Send refused by the peer address filter, by reason",
+        refused,
+    );
+    let alloc = Family::<Labels<1>, Counter>::default();
+    for (i, reason) in super::TURN_ALLOC_REFUSED.iter().enumerate() {
+        alloc
+            .get_or_create(&[("reason", reason)])
+            .inc_by(t.alloc_refused_count(i));
+    }
+    r.register(
+        "switchboard_turn_allocations_refused",
+        "TURN Allocate requests refused: bad credentials, quota (486), capacity (508)",
+        alloc,
+    );
+    let packets = Family::<Labels<1>, Counter>::default();
+    let bytes = Family::<Labels<1>, Counter>::default();
+    for (i, dir) in ["to_peer", "to_client"].iter().enumerate() {
+        let (p, b) = t.relayed_count(i);
+        packets.get_or_create(&[("direction", dir)]).inc_by(p);
+        bytes.get_or_create(&[("direction", dir)]).inc_by(b);
+    }
+    let dropped = Counter::<u64, AtomicU64>::default();
+    dropped.inc_by(t.dropped_count());
+    r.register(
+        "switchboard_turn_dropped_packets",
+        "Packets TURN could not relay: a full socket send buffer (to peers) or TCP client queue",
+        dropped,
+    );
+    r.register(
+        "switchboard_turn_relayed_packets",
+        "Packets relayed by TURN, by direction",
+        packets,
+    );
+    r.register_with_unit(
+        "switchboard_turn_relayed",
+        "Payload bytes relayed by TURN, by direction",
+        Unit::Bytes,
+        bytes,
+    );
+}
+
 fn register_process(r: &mut Registry, started_at: SystemTime) {
     r.register(
         "switchboard_build",
@@ -334,6 +396,7 @@ pub fn render(s: &Snapshot, format: Format) -> String {
     register_messages(&mut r, s);
     register_state(&mut r, s);
     register_auth_chat_store(&mut r, s.metrics);
+    register_turn(&mut r, &s.metrics.turn);
     register_process(&mut r, s.started_at);
     let mut out = String::with_capacity(16 * 1024);
     let written = match format {

@@ -215,6 +215,108 @@ pub struct Metrics {
     chat_acknowledged: [AtomicU64; 2],
     limit_refusals: [AtomicU64; 6],
     store_flush: Family<StaticLabels<1>, Histogram, fn() -> Histogram>,
+    /// The TURN relay's counters.
+    pub turn: TurnCounts,
+}
+
+/// Reasons a TURN peer address is refused (`calls::peer_filter::Denied`, same order).
+pub const TURN_REFUSED: [&str; 8] = [
+    "loopback",
+    "unspecified",
+    "private",
+    "link_local",
+    "multicast",
+    "broadcast",
+    "documentation",
+    "reserved",
+];
+
+/// Reasons an Allocate is refused (`calls::turn::server::AllocRefusal`, same order).
+pub const TURN_ALLOC_REFUSED: [&str; 3] = ["unauthorized", "quota", "capacity"];
+
+/// The TURN relay's counters: relaxed atomics, the relayed ones touched once per packet.
+#[derive(Default)]
+pub struct TurnCounts {
+    allocations: AtomicU64,
+    allocations_total: AtomicU64,
+    refused: [AtomicU64; 8],
+    alloc_refused: [AtomicU64; 3],
+    /// [to peers, to clients]
+    packets: [AtomicU64; 2],
+    bytes: [AtomicU64; 2],
+    dropped: AtomicU64,
+}
+
+impl TurnCounts {
+    pub fn allocated(&self) {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        self.allocations_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn released(&self) {
+        self.allocations.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A peer refused for reason `i` of `TURN_REFUSED`.
+    pub fn refused(&self, i: usize) {
+        if let Some(c) = self.refused.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn alloc_refused(&self, why: crate::calls::turn::server::AllocRefusal) {
+        if let Some(c) = self.alloc_refused.get(why as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A packet of `bytes` relayed in `direction` (0: to a peer, 1: to a client).
+    pub fn relayed(&self, direction: usize, bytes: usize) {
+        if let (Some(p), Some(b)) = (self.packets.get(direction), self.bytes.get(direction)) {
+            p.fetch_add(1, Ordering::Relaxed);
+            b.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A packet to relay was dropped: the socket's send buffer or the TCP client's queue was
+    /// full.
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn allocations(&self) -> u64 {
+        self.allocations.load(Ordering::Relaxed)
+    }
+
+    pub fn allocations_total(&self) -> u64 {
+        self.allocations_total.load(Ordering::Relaxed)
+    }
+
+    pub fn refused_count(&self, i: usize) -> u64 {
+        self.refused.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn alloc_refused_count(&self, i: usize) -> u64 {
+        self.alloc_refused
+            .get(i)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// (packets, bytes) relayed in `direction`.
+    pub fn relayed_count(&self, direction: usize) -> (u64, u64) {
+        (
+            self.packets
+                .get(direction)
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+            self.bytes
+                .get(direction)
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 impl Default for Metrics {
@@ -227,6 +329,7 @@ impl Default for Metrics {
             chat_acknowledged: Default::default(),
             limit_refusals: Default::default(),
             store_flush: Family::new_with_constructor(flush_histogram),
+            turn: TurnCounts::default(),
         }
     }
 }

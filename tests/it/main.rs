@@ -46,5 +46,7 @@ mod session;
 /// Per-session message counters in the meta API.
 mod session_counters;
 mod setup;
+/// The built-in TURN relay: a raw client over UDP and TCP.
+mod turn;
 /// `switchboard user …`: the built-in principal store from the shell.
 mod user_cli;

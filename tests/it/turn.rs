@@ -1,0 +1,712 @@
+//! The built-in TURN relay over real sockets, driven by a raw TURN client written here on
+//! `stun-types`/`turn-types` (messages built and checked independently of the server's
+//! handling): authentication (401, expired credentials, bad integrity, 438), Refresh and
+//! lifetime 0, Send/Data and ChannelData round trips to a UDP peer, the peer filter on UDP
+//! and TCP, malformed input, quotas.
+
+use crate::support::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use stun_types::attribute::{ErrorCode, Nonce, Realm, Username, XorMappedAddress};
+use stun_types::message::{
+    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageIntegrityCredentials,
+    MessageWrite, MessageWriteExt, MessageWriteVec, Method, BINDING,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use turn_types::attribute::{
+    ChannelNumber, Data, Lifetime, RequestedTransport, XorPeerAddress, XorRelayedAddress,
+};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, DATA, REFRESH, SEND};
+
+const SECRET: &str = "turn-test-secret";
+const WAIT: Duration = Duration::from_secs(3);
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct Relay {
+    srv: TestServer,
+    udp: SocketAddr,
+    tcp: SocketAddr,
+}
+
+impl Relay {
+    async fn start(tweak: impl FnOnce(&mut switchboard::calls::turn::TurnConfig)) -> Relay {
+        let srv = TestServer::with(|o| {
+            let mut t = switchboard::calls::turn::TurnConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+                min_port: 40000,
+                max_port: 48000,
+                ..Default::default()
+            };
+            tweak(&mut t);
+            o.node.router.calls.turn = Some(t);
+            o.node.router.calls.turn_secret = Some(switchboard::config::Secret(SECRET.into()));
+        })
+        .await;
+        let r = srv.running.as_ref().unwrap();
+        let (udp, tcp) = (r.turn_addr.unwrap(), r.turn_tcp_addr.unwrap());
+        Relay { srv, udp, tcp }
+    }
+
+    fn turn(&self) -> &switchboard::metrics::TurnCounts {
+        &self.srv.running.as_ref().unwrap().router.metrics.turn
+    }
+}
+
+/// A raw client over UDP or TCP (RFC 6062 framing).
+enum Conn {
+    Udp(UdpSocket, SocketAddr),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+struct Client {
+    conn: Conn,
+    user: String,
+    pass: String,
+    realm: String,
+    nonce: String,
+}
+
+fn creds_for(user: &str, expiry: u64) -> (String, String) {
+    switchboard::calls::credentials::issue(SECRET, user, expiry)
+}
+
+impl Client {
+    async fn udp(relay: &Relay) -> Client {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Client::new(Conn::Udp(s, relay.udp))
+    }
+
+    async fn tcp(relay: &Relay) -> Client {
+        let s = TcpStream::connect(relay.tcp).await.unwrap();
+        Client::new(Conn::Tcp(s, Vec::new()))
+    }
+
+    async fn over(relay: &Relay, tcp: bool) -> Client {
+        if tcp {
+            Client::tcp(relay).await
+        } else {
+            Client::udp(relay).await
+        }
+    }
+
+    fn new(conn: Conn) -> Client {
+        let (user, pass) = creds_for("alice", now() + 3600);
+        Client {
+            conn,
+            user,
+            pass,
+            realm: String::new(),
+            nonce: String::new(),
+        }
+    }
+
+    async fn send_raw(&mut self, b: &[u8]) {
+        match &mut self.conn {
+            Conn::Udp(s, to) => {
+                s.send_to(b, *to).await.unwrap();
+            }
+            Conn::Tcp(s, _) => s.write_all(b).await.unwrap(),
+        }
+    }
+
+    /// The next packet (one datagram, or one framed message), or None within `d`.
+    async fn recv_within(&mut self, d: Duration) -> Option<Vec<u8>> {
+        match &mut self.conn {
+            Conn::Udp(s, _) => {
+                let mut buf = vec![0u8; 70_000];
+                match tokio::time::timeout(d, s.recv_from(&mut buf)).await {
+                    Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+                    _ => None,
+                }
+            }
+            Conn::Tcp(s, buf) => {
+                let deadline = tokio::time::Instant::now() + d;
+                loop {
+                    if buf.len() >= 4 {
+                        let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
+                        let total = if buf[0] >= 0x40 {
+                            4 + len.div_ceil(4) * 4
+                        } else {
+                            20 + len
+                        };
+                        if buf.len() >= total {
+                            return Some(buf.drain(..total).collect());
+                        }
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                        Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Vec<u8> {
+        self.recv_within(WAIT).await.expect("an answer in time")
+    }
+
+    fn key(&self) -> MessageIntegrityCredentials {
+        LongTermKeyCredentials::new(self.user.clone(), self.pass.clone(), self.realm.clone()).into()
+    }
+
+    /// A request of `method` with `attrs`, signed unless `sign` is false.
+    fn request(
+        &self,
+        method: Method,
+        attrs: &[&dyn stun_types::prelude::AttributeWrite],
+        sign: bool,
+    ) -> Vec<u8> {
+        let mut m = Message::builder_request(method, MessageWriteVec::new());
+        for a in attrs {
+            m.add_attribute(*a).unwrap();
+        }
+        if sign {
+            m.add_attribute(&Username::new(&self.user).unwrap())
+                .unwrap();
+            m.add_attribute(&Realm::new(&self.realm).unwrap()).unwrap();
+            m.add_attribute(&Nonce::new(&self.nonce).unwrap()).unwrap();
+            m.add_message_integrity(&self.key(), IntegrityAlgorithm::Sha1)
+                .unwrap();
+        }
+        m.add_fingerprint().unwrap();
+        m.finish()
+    }
+
+    /// Sends and returns the answer (checked to be a response of the same transaction).
+    async fn call(&mut self, req: Vec<u8>) -> Vec<u8> {
+        let tid = Message::from_bytes(&req).unwrap().transaction_id();
+        self.send_raw(&req).await;
+        loop {
+            let r = self.recv().await;
+            if let Ok(m) = Message::from_bytes(&r) {
+                if m.is_response() && m.transaction_id() == tid {
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// Learns realm and nonce from the 401 of an unsigned Allocate.
+    async fn challenge(&mut self) {
+        let req = self.request(ALLOCATE, &[&RequestedTransport::new(17)], false);
+        let r = self.call(req).await;
+        let m = Message::from_bytes(&r).unwrap();
+        assert_eq!(code(&r), Some(401), "unauthenticated Allocate");
+        self.realm = m.attribute::<Realm>().unwrap().realm().to_owned();
+        self.nonce = m.attribute::<Nonce>().unwrap().nonce().to_owned();
+        assert!(!self.nonce.is_empty());
+    }
+
+    /// Allocate with the client's credentials; the answer.
+    async fn allocate_raw(&mut self) -> Vec<u8> {
+        if self.nonce.is_empty() {
+            self.challenge().await;
+        }
+        let req = self.request(ALLOCATE, &[&RequestedTransport::new(17)], true);
+        self.call(req).await
+    }
+
+    /// A successful Allocate: the relayed address.
+    async fn allocate(&mut self) -> SocketAddr {
+        let r = self.allocate_raw().await;
+        assert_eq!(code(&r), None, "allocation refused");
+        let m = Message::from_bytes(&r).unwrap();
+        assert!(m.has_class(MessageClass::Success));
+        m.validate_integrity(&self.key())
+            .expect("the answer is signed with our key");
+        assert_eq!(m.attribute::<Lifetime>().unwrap().seconds(), 600);
+        m.attribute::<XorMappedAddress>()
+            .expect("XOR-MAPPED-ADDRESS");
+        m.attribute::<XorRelayedAddress>()
+            .unwrap()
+            .addr(m.transaction_id())
+    }
+
+    async fn permission(&mut self, peer: SocketAddr) -> Option<u16> {
+        let req = {
+            let mut m = Message::builder_request(CREATE_PERMISSION, MessageWriteVec::new());
+            // The builder picks its own transaction id: the attribute must use it.
+            let t = m.transaction_id();
+            m.add_attribute(&XorPeerAddress::new(peer, t)).unwrap();
+            self.sign(m)
+        };
+        code(&self.call(req).await)
+    }
+
+    async fn channel_bind(&mut self, num: u16, peer: SocketAddr) -> Option<u16> {
+        let req = {
+            let mut m = Message::builder_request(CHANNEL_BIND, MessageWriteVec::new());
+            let t = m.transaction_id();
+            m.add_attribute(&ChannelNumber::new(num)).unwrap();
+            m.add_attribute(&XorPeerAddress::new(peer, t)).unwrap();
+            self.sign(m)
+        };
+        code(&self.call(req).await)
+    }
+
+    async fn refresh(&mut self, lifetime: u32) -> Vec<u8> {
+        let req = self.request(REFRESH, &[&Lifetime::new(lifetime)], true);
+        self.call(req).await
+    }
+
+    fn sign(&self, mut m: MessageWriteVec) -> Vec<u8> {
+        m.add_attribute(&Username::new(&self.user).unwrap())
+            .unwrap();
+        m.add_attribute(&Realm::new(&self.realm).unwrap()).unwrap();
+        m.add_attribute(&Nonce::new(&self.nonce).unwrap()).unwrap();
+        m.add_message_integrity(&self.key(), IntegrityAlgorithm::Sha1)
+            .unwrap();
+        m.finish()
+    }
+
+    async fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) {
+        let mut m = Message::builder_indication(SEND, MessageWriteVec::new());
+        let t = m.transaction_id();
+        m.add_attribute(&XorPeerAddress::new(peer, t)).unwrap();
+        m.add_attribute(&Data::new(data)).unwrap();
+        let b = m.finish();
+        self.send_raw(&b).await;
+    }
+
+    async fn channel_data(&mut self, num: u16, data: &[u8]) {
+        let mut b = num.to_be_bytes().to_vec();
+        b.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        b.extend_from_slice(data);
+        if matches!(self.conn, Conn::Tcp(..)) {
+            while b.len() % 4 != 0 {
+                b.push(0);
+            }
+        }
+        self.send_raw(&b).await;
+    }
+}
+
+/// The error code of an answer (None for a success).
+fn code(r: &[u8]) -> Option<u16> {
+    let m = Message::from_bytes(r).expect("a STUN answer");
+    if m.has_class(MessageClass::Error) {
+        Some(m.attribute::<ErrorCode>().expect("ERROR-CODE").code())
+    } else {
+        None
+    }
+}
+
+async fn peer() -> (UdpSocket, SocketAddr) {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
+}
+
+async fn peer_recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = [0u8; 4096];
+    match tokio::time::timeout(Duration::from_millis(1500), s.recv_from(&mut buf)).await {
+        Ok(Ok((n, from))) => Some((buf[..n].to_vec(), from)),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn allocate_needs_valid_fresh_credentials() {
+    let relay = Relay::start(|_| {}).await;
+    for tcp in [false, true] {
+        // No credentials: 401 with REALM and NONCE (checked in challenge()).
+        let mut c = Client::over(&relay, tcp).await;
+        c.challenge().await;
+        assert_eq!(c.realm, "switchboard");
+        // Wrong password: MESSAGE-INTEGRITY does not verify.
+        c.pass = "not-the-password".into();
+        assert_eq!(code(&c.allocate_raw().await), Some(401), "bad integrity");
+        // Expired REST credentials (right password for that username).
+        (c.user, c.pass) = creds_for("alice", now() - 10);
+        assert_eq!(code(&c.allocate_raw().await), Some(401), "expired");
+        // Not the REST form.
+        c.user = "alice".into();
+        assert_eq!(code(&c.allocate_raw().await), Some(401), "no expiry");
+        // Another realm.
+        (c.user, c.pass) = creds_for("alice", now() + 60);
+        let realm = std::mem::replace(&mut c.realm, "elsewhere".into());
+        assert_eq!(code(&c.allocate_raw().await), Some(401), "wrong realm");
+        c.realm = realm;
+        // Signed but missing NONCE: 400.
+        let req = {
+            let mut m = Message::builder_request(ALLOCATE, MessageWriteVec::new());
+            m.add_attribute(&RequestedTransport::new(17)).unwrap();
+            m.add_attribute(&Username::new(&c.user).unwrap()).unwrap();
+            m.add_message_integrity(&c.key(), IntegrityAlgorithm::Sha1)
+                .unwrap();
+            m.finish()
+        };
+        assert_eq!(code(&c.call(req).await), Some(400));
+        // Good credentials: an allocation on the relay address.
+        let relayed = c.allocate().await;
+        assert_eq!(relayed.ip().to_string(), "127.0.0.1");
+        assert!((40000..=48000).contains(&relayed.port()));
+        // A second Allocate on the same 5-tuple (new transaction): 437.
+        assert_eq!(code(&c.allocate_raw().await), Some(437));
+        // Another user on the same 5-tuple: 441.
+        (c.user, c.pass) = creds_for("mallory", now() + 60);
+        assert_eq!(code(&c.refresh(600).await), Some(441));
+    }
+    assert_eq!(relay.turn().allocations(), 2);
+}
+
+#[tokio::test]
+async fn stale_and_forged_nonces_get_438_with_a_fresh_one() {
+    let relay = Relay::start(|t| t.nonce_lifetime = 1).await;
+    let mut c = Client::udp(&relay).await;
+    c.challenge().await;
+    c.nonce = format!("{:016x}{:016x}", now() + 500, 12345u64); // not ours
+    let r = c.allocate_raw().await;
+    assert_eq!(code(&r), Some(438));
+    let m = Message::from_bytes(&r).unwrap();
+    let fresh = m.attribute::<Nonce>().unwrap().nonce().to_owned();
+    assert!(m.attribute::<Realm>().is_ok());
+    // Expired: a real nonce, two seconds later.
+    c.nonce = fresh;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = c.allocate_raw().await;
+    assert_eq!(code(&r), Some(438), "stale");
+    c.nonce = Message::from_bytes(&r)
+        .unwrap()
+        .attribute::<Nonce>()
+        .unwrap()
+        .nonce()
+        .to_owned();
+    c.allocate().await;
+}
+
+#[tokio::test]
+async fn refresh_sets_the_lifetime_and_zero_deletes() {
+    let relay = Relay::start(|_| {}).await;
+    let mut c = Client::udp(&relay).await;
+    c.allocate().await;
+    assert_eq!(relay.turn().allocations(), 1);
+    let r = c.refresh(120).await;
+    assert_eq!(code(&r), None);
+    let m = Message::from_bytes(&r).unwrap();
+    assert_eq!(m.attribute::<Lifetime>().unwrap().seconds(), 120);
+    let r = c.refresh(100_000).await;
+    assert_eq!(
+        Message::from_bytes(&r)
+            .unwrap()
+            .attribute::<Lifetime>()
+            .unwrap()
+            .seconds(),
+        3600,
+        "capped at the maximum"
+    );
+    let r = c.refresh(0).await;
+    assert_eq!(code(&r), None);
+    assert_eq!(
+        Message::from_bytes(&r)
+            .unwrap()
+            .attribute::<Lifetime>()
+            .unwrap()
+            .seconds(),
+        0
+    );
+    assert_eq!(relay.turn().allocations(), 0);
+    assert_eq!(code(&c.refresh(600).await), Some(437), "gone");
+    let (_p, pa) = peer().await;
+    assert_eq!(c.permission(pa).await, Some(437));
+    // A new allocation on the same 5-tuple is possible again.
+    c.allocate().await;
+}
+
+async fn send_and_data_round_trip(tcp: bool) {
+    let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
+    let mut c = Client::over(&relay, tcp).await;
+    let relayed = c.allocate().await;
+    let (p, pa) = peer().await;
+    // No permission yet: nothing reaches the peer.
+    c.send_indication(pa, b"too early").await;
+    assert!(peer_recv(&p).await.is_none());
+    assert_eq!(c.permission(pa).await, None);
+    c.send_indication(pa, b"hello peer").await;
+    let (got, from) = peer_recv(&p).await.expect("relayed to the peer");
+    assert_eq!(got, b"hello peer");
+    assert_eq!(from, relayed, "from the relayed address");
+    // The peer answers: a Data indication.
+    p.send_to(b"hello client", relayed).await.unwrap();
+    let d = c.recv().await;
+    let m = Message::from_bytes(&d).unwrap();
+    assert!(m.has_method(DATA) && m.has_class(MessageClass::Indication));
+    assert_eq!(
+        m.attribute::<XorPeerAddress>()
+            .unwrap()
+            .addr(m.transaction_id()),
+        pa
+    );
+    assert_eq!(m.attribute::<Data>().unwrap().data(), b"hello client");
+    // Permissions are per IP address: a stranger on another address is not relayed.
+    let q = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    q.send_to(b"spam", relayed).await.unwrap();
+    assert!(c.recv_within(Duration::from_millis(500)).await.is_none());
+    let t = relay.turn();
+    assert_eq!(t.relayed_count(0).0, 1);
+    assert_eq!(t.relayed_count(1), (1, 12));
+}
+
+#[tokio::test]
+async fn send_and_data_indications_round_trip_over_udp() {
+    send_and_data_round_trip(false).await;
+}
+
+#[tokio::test]
+async fn send_and_data_indications_round_trip_over_tcp() {
+    send_and_data_round_trip(true).await;
+}
+
+async fn channel_round_trip(tcp: bool) {
+    let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
+    let mut c = Client::over(&relay, tcp).await;
+    let relayed = c.allocate().await;
+    let (p, pa) = peer().await;
+    c.channel_data(0x4001, b"unbound").await;
+    assert!(peer_recv(&p).await.is_none());
+    assert_eq!(c.channel_bind(0x3fff, pa).await, Some(400), "not a channel");
+    assert_eq!(c.channel_bind(0x4001, pa).await, None);
+    assert_eq!(c.channel_bind(0x4001, pa).await, None, "refresh");
+    let (_o, other) = peer().await;
+    assert_eq!(c.channel_bind(0x4001, other).await, Some(400), "taken");
+    assert_eq!(c.channel_bind(0x4002, pa).await, Some(400), "peer bound");
+    for payload in [&b"abc"[..], b"four", b"a longer payload of 33 bytes....."] {
+        c.channel_data(0x4001, payload).await;
+        let (got, from) = peer_recv(&p).await.expect("relayed");
+        assert_eq!(got, payload);
+        assert_eq!(from, relayed);
+        p.send_to(payload, relayed).await.unwrap();
+        let d = c.recv().await;
+        assert_eq!(&d[0..2], &[0x40, 0x01]);
+        let len = u16::from_be_bytes([d[2], d[3]]) as usize;
+        assert_eq!(&d[4..4 + len], payload);
+        if tcp {
+            assert_eq!(d.len() % 4, 0, "padded on a stream");
+        }
+    }
+}
+
+#[tokio::test]
+async fn channel_bind_and_channel_data_round_trip_over_udp() {
+    channel_round_trip(false).await;
+}
+
+#[tokio::test]
+async fn channel_bind_and_channel_data_round_trip_over_tcp() {
+    channel_round_trip(true).await;
+}
+
+const REFUSED: &[&str] = &[
+    "127.0.0.1:9",
+    "0.0.0.0:9",
+    "10.1.2.3:9",
+    "172.16.0.1:9",
+    "192.168.1.1:9",
+    "100.64.0.1:9",
+    "169.254.169.254:80",
+    "224.0.0.1:9",
+    "255.255.255.255:9",
+    "192.0.2.1:9",
+    "198.18.0.1:9",
+    "240.0.0.1:9",
+    "[::1]:9",
+    "[::]:9",
+    "[::ffff:127.0.0.1]:9",
+    "[::ffff:10.0.0.1]:9",
+    "[::ffff:0.0.0.0]:9",
+    "[::127.0.0.1]:9",
+    "[64:ff9b::7f00:1]:9",
+    "[fe80::1]:9",
+    "[fc00::1]:9",
+    "[fd00::1]:9",
+    "[ff02::1]:9",
+    "[2001:db8::1]:9",
+];
+
+async fn refusals(tcp: bool) {
+    let relay = Relay::start(|_| {}).await;
+    let mut c = Client::over(&relay, tcp).await;
+    c.allocate().await;
+    for p in REFUSED {
+        let pa: SocketAddr = p.parse().unwrap();
+        assert_eq!(c.permission(pa).await, Some(403), "CreatePermission {p}");
+        assert_eq!(
+            c.channel_bind(0x4010, pa).await,
+            Some(403),
+            "ChannelBind {p}"
+        );
+    }
+    let t = relay.turn();
+    let counted: u64 = (0..8).map(|i| t.refused_count(i)).sum();
+    assert_eq!(counted, 2 * REFUSED.len() as u64);
+    // Send indications to refused peers are dropped and counted.
+    c.send_indication("127.0.0.1:9".parse().unwrap(), b"x")
+        .await;
+    c.send_indication("[::ffff:127.0.0.1]:9".parse().unwrap(), b"x")
+        .await;
+    c.send_indication("0.0.0.0:9".parse().unwrap(), b"x").await;
+    tokio::time::timeout(WAIT, async {
+        while (0..8).map(|i| t.refused_count(i)).sum::<u64>() < counted + 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("Send refusals counted");
+    assert_eq!(t.relayed_count(0).0, 0, "nothing relayed");
+    // /metrics shows them by reason, and the allocation.
+    let (_, body) = http_get(relay.srv.addr, "/metrics").await;
+    for line in [
+        "switchboard_turn_allocations 1",
+        "switchboard_turn_allocations_created_total 1",
+        "switchboard_turn_relayed_packets_total{direction=\"to_peer\"} 0",
+    ] {
+        assert!(body.contains(line), "{line} in\n{body}");
+    }
+    let loopback = body
+        .lines()
+        .find(|l| l.starts_with("switchboard_turn_peers_refused_total{reason=\"loopback\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(loopback >= Some(4), "{body}");
+    // A public address is fine (no packet is sent by a permission).
+    assert_eq!(c.permission("8.8.8.8:53".parse().unwrap()).await, None);
+    // An IPv6 public peer on an IPv4 relay: family mismatch.
+    assert_eq!(
+        c.permission("[2606:4700::1111]:53".parse().unwrap()).await,
+        Some(443)
+    );
+}
+
+#[tokio::test]
+async fn refused_peers_get_403_over_udp() {
+    refusals(false).await;
+}
+
+#[tokio::test]
+async fn refused_peers_get_403_over_tcp() {
+    refusals(true).await;
+}
+
+#[tokio::test]
+async fn the_loopback_switch_admits_loopback_and_nothing_else() {
+    let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
+    for tcp in [false, true] {
+        let mut c = Client::over(&relay, tcp).await;
+        c.allocate().await;
+        assert_eq!(c.permission("127.0.0.1:9".parse().unwrap()).await, None);
+        for p in [
+            "0.0.0.0:9",
+            "10.0.0.1:9",
+            "[fe80::1]:9",
+            "[::ffff:0.0.0.0]:9",
+        ] {
+            assert_eq!(c.permission(p.parse().unwrap()).await, Some(403), "{p}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_input_is_answered_400_or_dropped() {
+    let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
+    let mut c = Client::udp(&relay).await;
+    for junk in [
+        &b""[..],
+        b"x",
+        b"GET / HTTP/1.1\r\n\r\n",
+        &[0u8; 19],
+        &[0xff; 100],
+        &[0x40, 0x01, 0xff, 0xff, 1, 2, 3],
+    ] {
+        c.send_raw(junk).await;
+    }
+    // An Allocate whose attribute runs past the end: 400.
+    let mut bad = c.request(ALLOCATE, &[&RequestedTransport::new(17)], false);
+    bad[3] += 8;
+    bad.extend_from_slice(&[0x00, 0x06, 0x00, 0x40, 0, 0, 0, 0]);
+    c.send_raw(&bad).await;
+    let r = c.recv().await;
+    assert_eq!(code(&r), Some(400));
+    // Oversized datagrams.
+    c.send_raw(&vec![0x40; 65_000]).await;
+    let mut big = vec![0u8; 60_000];
+    big[..8].copy_from_slice(&[0x00, 0x03, 0xEA, 0x4C, 0x21, 0x12, 0xA4, 0x42]);
+    c.send_raw(&big).await;
+    // An unknown method: 400.
+    let r = c.call(c.request(Method::new(0x0055), &[], false)).await;
+    assert_eq!(code(&r), Some(400));
+    // Binding is still STUN on the same socket.
+    let r = c.call(c.request(BINDING, &[], false)).await;
+    let m = Message::from_bytes(&r).unwrap();
+    assert!(m.attribute::<XorMappedAddress>().is_ok());
+    // Over TCP: a stream that is not TURN is closed; an oversized frame header waits.
+    let mut t = TcpStream::connect(relay.tcp).await.unwrap();
+    t.write_all(&[0xC0; 64]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, t.read(&mut buf)).await.unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "closed");
+    let mut tc = Client::tcp(&relay).await;
+    tc.send_raw(&[0x40, 0x01, 0xff, 0xff]).await;
+    tc.send_raw(&[7u8; 1000]).await;
+    // Still serving, both ways.
+    let mut c2 = Client::udp(&relay).await;
+    c2.allocate().await;
+    let mut c3 = Client::tcp(&relay).await;
+    c3.allocate().await;
+}
+
+#[tokio::test]
+async fn quotas_answer_486() {
+    let relay = Relay::start(|t| {
+        t.user_quota = 1;
+        t.total_quota = 2;
+    })
+    .await;
+    let mut a1 = Client::udp(&relay).await;
+    a1.allocate().await;
+    let mut a2 = Client::udp(&relay).await;
+    assert_eq!(code(&a2.allocate_raw().await), Some(486), "alice's quota");
+    let mut b = Client::tcp(&relay).await;
+    (b.user, b.pass) = creds_for("bob", now() + 60);
+    b.allocate().await;
+    let mut c = Client::udp(&relay).await;
+    (c.user, c.pass) = creds_for("carol", now() + 60);
+    assert_eq!(code(&c.allocate_raw().await), Some(486), "total");
+    // Freed when an allocation goes: deleted, or its TCP connection closes.
+    assert_eq!(code(&a1.refresh(0).await), None);
+    assert_eq!(code(&a2.allocate_raw().await), None);
+    drop(b);
+    tokio::time::timeout(WAIT, async {
+        while relay.turn().allocations() > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the TCP allocation went with its connection");
+    assert_eq!(code(&c.allocate_raw().await), None);
+}
+
+#[tokio::test]
+async fn ice_servers_get_turn_uris_for_udp_and_tcp() {
+    let relay = Relay::start(|_| {}).await;
+    let r = relay.srv.running.as_ref().unwrap();
+    // The chat service reads the router's config: the relay's URIs were added at start.
+    let uris = &r.router.config.calls.ice_uris;
+    assert_eq!(
+        uris,
+        &vec![
+            format!("stun:127.0.0.1:{}", relay.udp.port()),
+            format!("turn:127.0.0.1:{}?transport=udp", relay.udp.port()),
+            format!("turn:127.0.0.1:{}?transport=tcp", relay.tcp.port()),
+        ]
+    );
+}
