@@ -53,6 +53,7 @@ pub struct ChatStore {
     dedupe: sled::Tree,
     reads: sled::Tree,
     by_visitor: sled::Tree,
+    barrier: super::Barrier,
     flushes: Option<crate::metrics::FlushTimer>,
 }
 
@@ -85,8 +86,9 @@ fn visitor_key(visitor: &str, thread: u64) -> Vec<u8> {
 }
 
 impl ChatStore {
-    pub(super) fn open(db: &sled::Db) -> Result<ChatStore, StoreError> {
+    pub(super) fn open(db: &sled::Db, barrier: super::Barrier) -> Result<ChatStore, StoreError> {
         Ok(ChatStore {
+            barrier,
             db: db.clone(),
             threads: db.open_tree("chat_threads")?,
             messages: db.open_tree("chat_messages")?,
@@ -110,6 +112,11 @@ impl ChatStore {
     }
 
     pub fn put_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
+        self.put_thread_unguarded(t)
+    }
+
+    fn put_thread_unguarded(&self, t: &Thread) -> Result<(), StoreError> {
         self.threads.insert(t.id.to_be_bytes(), codec::encode(t)?)?;
         self.by_visitor.insert(visitor_key(&t.visitor, t.id), &[])?;
         Ok(())
@@ -138,8 +145,24 @@ impl ChatStore {
         Ok(out)
     }
 
+    /// Applies a thread's new state and, if any, its new message together: a backup sees both
+    /// or neither (not yet durable: `flush`).
+    pub fn apply(&self, t: &Thread, m: Option<&ChatMessage>) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
+        self.put_thread_unguarded(t)?;
+        match m {
+            Some(m) => self.put_message_unguarded(m),
+            None => Ok(()),
+        }
+    }
+
     /// Applies a message (not yet durable: `flush`).
     pub fn put_message(&self, m: &ChatMessage) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
+        self.put_message_unguarded(m)
+    }
+
+    fn put_message_unguarded(&self, m: &ChatMessage) -> Result<(), StoreError> {
         self.messages
             .insert(msg_key(m.thread, m.seq), codec::encode(m)?)?;
         if let Some(c) = &m.client_id {
@@ -206,6 +229,7 @@ impl ChatStore {
     }
 
     pub fn set_read(&self, thread: u64, member: &str, seq: u64) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
         self.reads
             .insert(member_key(thread, member), &seq.to_be_bytes())?;
         Ok(())
@@ -250,6 +274,7 @@ impl ChatStore {
 
     /// Deletes a thread and everything in it (not yet durable: `flush`).
     pub fn delete_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
         let prefix = t.id.to_be_bytes();
         for tree in [&self.messages, &self.dedupe, &self.reads] {
             let keys: Vec<sled::IVec> =

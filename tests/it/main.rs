@@ -6,6 +6,8 @@ mod support;
 
 /// Ticket and WAMP-CRA authentication.
 mod auth;
+/// `switchboard backup` / `restore` with the real binary.
+mod backup;
 /// `switchboard bench` scenarios at small scale.
 mod bench;
 mod calls;
