@@ -14,6 +14,8 @@ mod calls;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
 mod config;
+/// SIGKILL under mixed chat + history load, many rounds.
+mod crash;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod history;
