@@ -5,8 +5,11 @@
 # table and a verdict on growth after the warm-up, then checks that the descriptors return to
 # the idle count once the load has stopped.
 #
-#   benches/soak.sh [MINUTES]       (default 5; env: INTERVAL=5 seconds, WARMUP=60 seconds,
-#                                    PORT=18480, BIN=target/release/switchboard)
+#   benches/soak.sh [MINUTES]       (default 5; env: INTERVAL=5 seconds, WARMUP=120 seconds,
+#                                    PORT=18480, BIN=target/release/switchboard,
+#                                    LOADS="chat fanout rpc churn" — leave one out to tell
+#                                    whose growth it is, SERVER_ARGS="--cache-mb 4" — extra
+#                                    server flags)
 #
 # Loopback only; every load process is bounded by its duration and --max-secs, and the server
 # and loads are stopped by pid when the script ends.
@@ -15,8 +18,9 @@ cd "$(dirname "$0")/.."
 
 MINUTES="${1:-5}"
 INTERVAL="${INTERVAL:-5}"
-WARMUP="${WARMUP:-60}"
+WARMUP="${WARMUP:-120}"
 PORT="${PORT:-18480}"
+LOADS="${LOADS:-chat fanout rpc churn}"
 BIN="${BIN:-target/release/switchboard}"
 DURATION=$((MINUTES * 60))
 [ -x "$BIN" ] || cargo build --release --locked
@@ -31,7 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" --listen "127.0.0.1:$PORT" --data-dir "$work/data" --chat-messages-per-minute 1000000 \
+# shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
+"$BIN" --listen "127.0.0.1:$PORT" --data-dir "$work/data" --chat-messages-per-minute 1000000 ${SERVER_ARGS:-} \
     >"$work/server.out" 2>"$work/server.err" &
 server=$!
 for _ in $(seq 100); do grep -q "listening" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
@@ -46,17 +51,26 @@ idle_rss=$(rss_kib)
 url="ws://127.0.0.1:$PORT"
 common=(--pid "$server" --max-secs $((DURATION + 60)))
 # Rates are chosen so that the loads together keep both cores busy but not saturated.
-"$BIN" bench chat --url "$url/chat" -n 20 -r 200 -t "$DURATION" "${common[@]}" --json "$work/chat.json" >"$work/chat.log" 2>&1 &
-pids+=($!)
-"$BIN" bench fanout --url "$url/ws" -s 100 -p 2 -r 100 -t "$DURATION" "${common[@]}" --json "$work/fanout.json" >"$work/fanout.log" 2>&1 &
-pids+=($!)
-"$BIN" bench rpc --url "$url/ws" -k 2 -c 2 -w 1 -t "$DURATION" "${common[@]}" --json "$work/rpc.json" >"$work/rpc.log" 2>&1 &
-pids+=($!)
-"$BIN" bench churn --url "$url/ws" -c 2 -t "$DURATION" "${common[@]}" --json "$work/churn.json" >"$work/churn.log" 2>&1 &
-pids+=($!)
+load() { case " $LOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if load chat; then
+    "$BIN" bench chat --url "$url/chat" -n 20 -r 100 -t "$DURATION" "${common[@]}" --json "$work/chat.json" >"$work/chat.log" 2>&1 &
+    pids+=($!)
+fi
+if load fanout; then
+    "$BIN" bench fanout --url "$url/ws" -s 100 -p 2 -r 100 -t "$DURATION" "${common[@]}" --json "$work/fanout.json" >"$work/fanout.log" 2>&1 &
+    pids+=($!)
+fi
+if load rpc; then
+    "$BIN" bench rpc --url "$url/ws" -k 2 -c 2 -w 1 -t "$DURATION" "${common[@]}" --json "$work/rpc.json" >"$work/rpc.log" 2>&1 &
+    pids+=($!)
+fi
+if load churn; then
+    "$BIN" bench churn --url "$url/ws" -c 2 -t "$DURATION" "${common[@]}" --json "$work/churn.json" >"$work/churn.log" 2>&1 &
+    pids+=($!)
+fi
 
-printf 'soak: %s min of chat + fan-out + RPC + churn against %s (pid %s); idle: %s KiB RSS, %s fds\n' \
-    "$MINUTES" "$BIN" "$server" "$idle_rss" "$idle_fds"
+printf 'soak: %s min of [%s] against %s (pid %s); idle: %s KiB RSS, %s fds\n' \
+    "$MINUTES" "$LOADS" "$BIN" "$server" "$idle_rss" "$idle_fds"
 printf '%8s %12s %8s %8s\n' "t (s)" "RSS (MiB)" "fds" "threads"
 samples="$work/samples"
 start=$(date +%s)
@@ -76,7 +90,7 @@ after_fds=$(fds)
 after_rss=$(rss_kib)
 
 echo
-for s in chat fanout rpc churn; do
+for s in $LOADS; do
     echo "--- $s"; tail -n 6 "$work/$s.log"
 done
 echo
