@@ -47,7 +47,17 @@ fn config(port: u16) -> String {
     )
 }
 
-fn start(cfg: &Path, data: &Path) -> Child {
+/// The server process; killed when dropped, so a failing assertion leaves nothing running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(cfg: &Path, data: &Path) -> Server {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(cfg)
@@ -65,7 +75,7 @@ fn start(cfg: &Path, data: &Path) -> Child {
         line.starts_with("switchboard listening"),
         "the store did not open cleanly after a kill: {line:?}"
     );
-    child
+    Server(child)
 }
 
 async fn visitor(port: u16) -> Client {
@@ -229,7 +239,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         // Both clients keep WINDOW requests in flight until the server dies under them.
         let sent_texts: Vec<String> = (0..MAX_SENDS).map(|i| format!("r{round}-m{i}")).collect();
         let delay = Duration::from_millis(rand::random_range(20..400));
-        let pid = child.id();
+        let pid = child.0.id();
         let killer = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = Command::new("kill")
@@ -254,7 +264,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
             ),
         );
         killer.await.expect("killer");
-        child.wait().expect("reaped");
+        child.0.wait().expect("reaped");
         let sent_events = publications.len();
         let acked_msgs: Vec<(String, u64)> = chat_acks
             .iter()
@@ -310,8 +320,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
             acked_pubs.len()
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     eprintln!(
         "{ROUNDS} rounds in {:?}: {} chat messages and {} events kept",
         began.elapsed(),
