@@ -164,6 +164,8 @@ pub struct Running {
     sweeper: tokio::task::JoinHandle<()>,
     webhooks: Vec<Webhook>,
     store: Arc<Store>,
+    /// The admin control socket (`switchboard backup`, `switchboard user …`).
+    admin: Option<crate::admin::Admin>,
     grace: Duration,
     /// The first-run setup (its token while no staff account exists).
     pub setup: Arc<crate::http::setup::Setup>,
@@ -415,7 +417,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     };
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| store_err(StoreError::Sled(sled::Error::Io(e))))?;
-    let store = Store::open(&opts.data_dir, opts.cache_bytes).map_err(store_err)?;
+    let store = Arc::new(Store::open(&opts.data_dir, opts.cache_bytes).map_err(store_err)?);
     let node = store.record_start().await.map_err(store_err)?;
     tracing::info!(starts = node.starts, dir = %opts.data_dir.display(), "data store opened");
     let conns = Connections::new(opts.node.router.limits.clone());
@@ -684,7 +686,17 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         accept_tasks,
         sweeper,
         webhooks,
-        store: Arc::new(store),
+        admin: match crate::admin::serve(store.clone(), &opts.data_dir) {
+            Ok(a) => {
+                tracing::info!(path = %a.path().display(), "admin socket ready");
+                Some(a)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no admin socket: backups and user changes need the server stopped");
+                None
+            }
+        },
+        store,
         grace: opts.shutdown_grace,
         setup,
         stun_addr,
@@ -726,6 +738,9 @@ impl Running {
             );
         }
         self.sweeper.abort();
+        if let Some(a) = &self.admin {
+            a.stop();
+        }
         self.store.close().await
     }
 }

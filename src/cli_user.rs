@@ -3,9 +3,12 @@
 //!
 //! Passwords are never taken from the command line: from the terminal without echo (asked
 //! twice when set), or the first line of standard input when that is not a terminal. The
-//! store is locked while a server runs on the same data directory; the commands then stop
-//! with a message saying so. Every error exits with status 2.
+//! store is locked while a server runs on the same data directory; the commands then go
+//! through that server's admin socket (`admin`), and open the store themselves only when no
+//! server answers there. Every error exits with status 2.
 
+use crate::admin::client::Client;
+use crate::admin::{Request, UserRow};
 use crate::store::principals::PrincipalRecord;
 use crate::store::{realm_label, Store, DEFAULT_CACHE_BYTES};
 use clap::{Args, Subcommand};
@@ -63,7 +66,8 @@ pub enum UserCommand {
 
 #[derive(Args, Debug)]
 pub struct DataDir {
-    /// Directory of the embedded data store (the server's --data-dir; it must not be running).
+    /// Directory of the embedded data store (the server's --data-dir; a server running on it
+    /// makes the change through its admin socket).
     #[arg(
         long,
         default_value = "./switchboard-data",
@@ -115,6 +119,16 @@ fn open_existing(dir: &Path) -> Result<Option<Store>, String> {
     }
 }
 
+/// The rows of a local store (none if it does not exist).
+fn local_rows(store: Option<&Store>) -> Vec<UserRow> {
+    store
+        .and_then(|s| s.principals().list().ok())
+        .unwrap_or_default()
+        .iter()
+        .map(UserRow::from)
+        .collect()
+}
+
 fn add(
     dir: &Path,
     name: &str,
@@ -123,43 +137,63 @@ fn add(
     wampcra: bool,
 ) -> Result<(), String> {
     crate::store::principals::validate(name, realm, role).map_err(|e| e.to_string())?;
-    let store = open(dir)?;
-    let principals = store.principals();
-    // Refuse a duplicate before asking for a password.
-    if principals
-        .get_exact(realm, name)
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
-        return Err(format!(
+    let exists = || {
+        format!(
             "user '{name}' ({}) already exists; use 'switchboard user passwd' to change its password",
             realm_label(realm)
-        ));
-    }
-    let password = read_password(true)?;
-    let rec = PrincipalRecord::new(name, realm, role, &password, wampcra);
-    principals.add(&rec).map_err(|e| e.to_string())?;
+        )
+    };
+    let methods = if let Some(server) = Client::connect(dir) {
+        // A server runs on this data directory: it does the change.
+        if server.user(name, realm)?.is_some() {
+            return Err(exists());
+        }
+        let password = read_password(true)?;
+        let v = server.request(&Request::UserAdd {
+            authid: name.into(),
+            realm: realm.map(String::from),
+            role: role.into(),
+            password,
+            wampcra,
+        })?;
+        let row: UserRow = serde_json::from_value(v.get("user").cloned().unwrap_or_default())
+            .map_err(|e| format!("admin socket: unreadable answer: {e}"))?;
+        row.methods
+    } else {
+        let store = open(dir)?;
+        let principals = store.principals();
+        // Refuse a duplicate before asking for a password.
+        if principals
+            .get_exact(realm, name)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Err(exists());
+        }
+        let password = read_password(true)?;
+        let rec = PrincipalRecord::new(name, realm, role, &password, wampcra);
+        principals.add(&rec).map_err(|e| e.to_string())?;
+        rec.methods().into_iter().map(String::from).collect()
+    };
     println!(
         "added user '{name}' ({}) with role '{role}': {}",
         realm_label(realm),
-        rec.methods().join(", ")
+        methods.join(", ")
     );
     Ok(())
 }
 
-fn unknown(store: Option<&Store>, dir: &Path, name: &str, realm: Option<&str>) -> String {
+fn unknown(rows: &[UserRow], dir: &Path, name: &str, realm: Option<&str>) -> String {
     let mut msg = format!(
         "no user '{name}' ({}) in {}",
         realm_label(realm),
         dir.display()
     );
     // Point at the realm(s) the name does exist in.
-    let others: Vec<String> = store
-        .and_then(|s| s.principals().list().ok())
-        .unwrap_or_default()
-        .into_iter()
+    let others: Vec<String> = rows
+        .iter()
         .filter(|r| r.authid == name)
-        .map(|r| match r.realm {
+        .map(|r| match &r.realm {
             Some(r) => format!("realm '{r}' (--realm {r})"),
             None => "any realm (no --realm)".to_owned(),
         })
@@ -171,62 +205,87 @@ fn unknown(store: Option<&Store>, dir: &Path, name: &str, realm: Option<&str>) -
 }
 
 fn passwd(dir: &Path, name: &str, realm: Option<&str>) -> Result<(), String> {
-    let store = match open_existing(dir)? {
-        Some(s) => s,
-        None => return Err(unknown(None, dir, name, realm)),
-    };
-    if store
-        .principals()
-        .get_exact(realm, name)
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        return Err(unknown(Some(&store), dir, name, realm));
-    }
-    let password = read_password(true)?;
-    if !store
-        .principals()
-        .set_password(realm, name, &password)
-        .map_err(|e| e.to_string())?
-    {
-        return Err(unknown(Some(&store), dir, name, realm));
+    if let Some(server) = Client::connect(dir) {
+        if server.user(name, realm)?.is_none() {
+            return Err(unknown(&server.users()?, dir, name, realm));
+        }
+        let password = read_password(true)?;
+        let v = server.request(&Request::UserPasswd {
+            authid: name.into(),
+            realm: realm.map(String::from),
+            password,
+        })?;
+        if v.get("changed").and_then(|c| c.as_bool()) != Some(true) {
+            return Err(unknown(&server.users()?, dir, name, realm));
+        }
+    } else {
+        let store = match open_existing(dir)? {
+            Some(s) => s,
+            None => return Err(unknown(&[], dir, name, realm)),
+        };
+        if store
+            .principals()
+            .get_exact(realm, name)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            return Err(unknown(&local_rows(Some(&store)), dir, name, realm));
+        }
+        let password = read_password(true)?;
+        if !store
+            .principals()
+            .set_password(realm, name, &password)
+            .map_err(|e| e.to_string())?
+        {
+            return Err(unknown(&local_rows(Some(&store)), dir, name, realm));
+        }
     }
     println!("changed the password of '{name}' ({})", realm_label(realm));
     Ok(())
 }
 
 fn remove(dir: &Path, name: &str, realm: Option<&str>) -> Result<(), String> {
-    let store = open_existing(dir)?;
-    let removed = match &store {
-        Some(s) => s
-            .principals()
-            .remove(realm, name)
-            .map_err(|e| e.to_string())?,
-        None => false,
-    };
-    if !removed {
-        return Err(unknown(store.as_ref(), dir, name, realm));
+    if let Some(server) = Client::connect(dir) {
+        let v = server.request(&Request::UserRemove {
+            authid: name.into(),
+            realm: realm.map(String::from),
+        })?;
+        if v.get("removed").and_then(|c| c.as_bool()) != Some(true) {
+            return Err(unknown(&server.users()?, dir, name, realm));
+        }
+    } else {
+        let store = open_existing(dir)?;
+        let removed = match &store {
+            Some(s) => s
+                .principals()
+                .remove(realm, name)
+                .map_err(|e| e.to_string())?,
+            None => false,
+        };
+        if !removed {
+            return Err(unknown(&local_rows(store.as_ref()), dir, name, realm));
+        }
     }
     println!("removed user '{name}' ({})", realm_label(realm));
     Ok(())
 }
 
 fn list(dir: &Path) -> Result<(), String> {
-    let records = match open_existing(dir)? {
-        Some(store) => store.principals().list().map_err(|e| e.to_string())?,
-        None => Vec::new(),
+    let rows = match Client::connect(dir) {
+        Some(server) => server.users()?,
+        None => local_rows(open_existing(dir)?.as_ref()),
     };
     let mut out = std::io::stdout().lock();
-    let result = if records.is_empty() {
+    let result = if rows.is_empty() {
         writeln!(out, "no users in {}", dir.display())
     } else {
-        write_table(&mut out, &records)
+        write_table(&mut out, &rows)
     };
     result.map_err(|e| format!("cannot write the list: {e}"))
 }
 
 /// The table `user list` prints; only names, never a salt or key.
-fn write_table(out: &mut impl Write, records: &[PrincipalRecord]) -> std::io::Result<()> {
+fn write_table(out: &mut impl Write, records: &[UserRow]) -> std::io::Result<()> {
     let header = ["AUTHID", "REALM", "ROLE", "METHODS", "CREATED"].map(String::from);
     let rows: Vec<[String; 5]> = records
         .iter()
@@ -235,7 +294,7 @@ fn write_table(out: &mut impl Write, records: &[PrincipalRecord]) -> std::io::Re
                 r.authid.clone(),
                 r.realm.clone().unwrap_or_else(|| "*".into()),
                 r.role.clone(),
-                r.methods().join(","),
+                r.methods.join(","),
                 crate::clock::rfc3339(UNIX_EPOCH + Duration::from_secs(r.created)),
             ]
         })
@@ -348,7 +407,7 @@ mod tests {
         a.created = 0;
         let b = PrincipalRecord::new("ann-long-name", Some("realm1"), "admin", "pw", false);
         let mut out = Vec::new();
-        write_table(&mut out, &[a.clone(), b]).unwrap();
+        write_table(&mut out, &[UserRow::from(&a), UserRow::from(&b)]).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");

@@ -1,10 +1,12 @@
 //! Switchboard: a WAMP v2 router in one binary. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod calls;
 pub mod chat;
+pub mod cli_backup;
 pub mod cli_user;
 pub mod clock;
 pub mod config;

@@ -223,6 +223,25 @@ enum Command {
     /// Manage the built-in users (SCRAM / WAMP-CRA principals) in the data store.
     #[command(subcommand)]
     User(switchboard::cli_user::UserCommand),
+    /// Write a consistent backup of the data store to FILE — through the running server's admin
+    /// socket, or from the store itself when no server runs.
+    Backup {
+        /// The backup file to write (replaced only once the new one is complete).
+        file: PathBuf,
+        #[command(flatten)]
+        store: switchboard::cli_user::DataDir,
+    },
+    /// Restore a backup into the data directory (the server must be stopped). The file is
+    /// verified before anything is written.
+    Restore {
+        /// A file written by `switchboard backup`.
+        file: PathBuf,
+        #[command(flatten)]
+        store: switchboard::cli_user::DataDir,
+        /// Replace the data directory's contents even if it holds data.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -231,6 +250,12 @@ fn main() -> std::process::ExitCode {
         Some(Command::Bench(cmd)) => return switchboard::bench::run(cmd),
         Some(Command::CheckConfig { file }) => return check_config(&file),
         Some(Command::User(cmd)) => return switchboard::cli_user::main(cmd),
+        Some(Command::Backup { file, store }) => {
+            return switchboard::cli_backup::backup_main(&file, &store.data_dir)
+        }
+        Some(Command::Restore { file, store, force }) => {
+            return switchboard::cli_backup::restore_main(&file, &store.data_dir, force)
+        }
         None => {}
     }
     init_logging(cli.log_format);

@@ -23,6 +23,9 @@ cargo clippy --locked --all-targets -- -D warnings
 step "Rust unit and integration tests"
 cargo test --locked
 
+step "fuzz smoke: every cargo-fuzz target for ${FUZZ_SECS:-10} s (tests/tools/fuzz-smoke.sh)"
+bash tests/tools/fuzz-smoke.sh
+
 step "Python venv for the interop tests"
 if [ ! -x .venv/bin/pytest ] || ! cmp -s tests/interop/requirements.txt .venv/.requirements; then
     python3 -m venv .venv

@@ -1365,12 +1365,7 @@ async fn write_loop(store: ChatStore, client: Arc<LocalClient>, mut rx: mpsc::Re
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut result = Ok(());
         for job in &batch {
-            let applied = store
-                .put_thread(&job.thread)
-                .and_then(|()| match &job.message {
-                    Some(m) => store.put_message(m),
-                    None => Ok(()),
-                });
+            let applied = store.apply(&job.thread, job.message.as_ref());
             if let Err(e) = applied {
                 result = Err(e.to_string());
                 break;

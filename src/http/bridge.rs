@@ -297,6 +297,21 @@ fn parse(body: &[u8]) -> Result<Dict, String> {
     }
 }
 
+/// Reads a body as the bridge does before it acts: a publish's (topic, args, kwargs, options) or,
+/// with `call`, a call's (procedure, args, kwargs, empty options). What the fuzzer drives.
+pub fn read_request(body: &[u8], call: bool) -> Result<(String, List, Dict, Dict), String> {
+    let mut request = parse(body)?;
+    let uri = uri_field(&mut request, if call { "procedure" } else { "topic" })?;
+    let args = list_field(&mut request, "args")?;
+    let kwargs = dict_field(&mut request, "kwargs")?;
+    let options = if call {
+        Dict::new()
+    } else {
+        dict_field(&mut request, "options")?
+    };
+    Ok((uri, args, kwargs, options))
+}
+
 /// Takes `key` out of the request; absent and null are `None`.
 fn take(request: &mut Dict, key: &str) -> Option<Value> {
     let at = request.iter().position(|(k, _)| k == key)?;

@@ -127,6 +127,7 @@ pub struct ChatStore {
     by_visitor: sled::Tree,
     pub(super) files: sled::Tree,
     pub(super) file_data: sled::Tree,
+    pub(super) barrier: super::Barrier,
     flushes: Option<crate::metrics::FlushTimer>,
 }
 
@@ -159,8 +160,9 @@ fn visitor_key(visitor: &str, thread: u64) -> Vec<u8> {
 }
 
 impl ChatStore {
-    pub(super) fn open(db: &sled::Db) -> Result<ChatStore, StoreError> {
+    pub(super) fn open(db: &sled::Db, barrier: super::Barrier) -> Result<ChatStore, StoreError> {
         Ok(ChatStore {
+            barrier,
             db: db.clone(),
             threads: db.open_tree("chat_threads")?,
             messages: db.open_tree("chat_messages")?,
@@ -186,6 +188,11 @@ impl ChatStore {
     }
 
     pub fn put_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
+        self.put_thread_unguarded(t)
+    }
+
+    fn put_thread_unguarded(&self, t: &Thread) -> Result<(), StoreError> {
         self.threads.insert(t.id.to_be_bytes(), codec::encode(t)?)?;
         self.by_visitor.insert(visitor_key(&t.visitor, t.id), &[])?;
         Ok(())
@@ -214,8 +221,24 @@ impl ChatStore {
         Ok(out)
     }
 
+    /// Applies a thread's new state and, if any, its new message together: a backup sees both
+    /// or neither (not yet durable: `flush`).
+    pub fn apply(&self, t: &Thread, m: Option<&ChatMessage>) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
+        self.put_thread_unguarded(t)?;
+        match m {
+            Some(m) => self.put_message_unguarded(m),
+            None => Ok(()),
+        }
+    }
+
     /// Applies a message (not yet durable: `flush`).
     pub fn put_message(&self, m: &ChatMessage) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
+        self.put_message_unguarded(m)
+    }
+
+    fn put_message_unguarded(&self, m: &ChatMessage) -> Result<(), StoreError> {
         self.messages
             .insert(msg_key(m.thread, m.seq), encode_message(m)?)?;
         if let Some(c) = &m.client_id {
@@ -282,6 +305,7 @@ impl ChatStore {
     }
 
     pub fn set_read(&self, thread: u64, member: &str, seq: u64) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
         self.reads
             .insert(member_key(thread, member), &seq.to_be_bytes())?;
         Ok(())
@@ -326,6 +350,7 @@ impl ChatStore {
 
     /// Deletes a thread and everything in it (not yet durable: `flush`).
     pub fn delete_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let _shared = self.barrier.read();
         let prefix = t.id.to_be_bytes();
         for tree in [
             &self.messages,

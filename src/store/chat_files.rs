@@ -31,6 +31,8 @@ impl ChatStore {
     /// Stores a file and its bytes (not yet durable: `flush`).
     pub fn put_file(&self, f: &FileRecord, bytes: &[u8]) -> Result<(), StoreError> {
         let key = file_key(f.thread, f.id);
+        // A backup sees a file with its bytes or not at all.
+        let _shared = self.barrier.read();
         let mut data = Vec::with_capacity(bytes.len() + 1);
         data.push(codec::SCHEMA_VERSION);
         data.extend_from_slice(bytes);

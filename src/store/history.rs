@@ -41,6 +41,7 @@ pub struct History {
     db: sled::Db,
     tree: sled::Tree,
     bounds: std::sync::Arc<Mutex<Bounds>>,
+    barrier: super::Barrier,
     flushes: Option<crate::metrics::FlushTimer>,
 }
 
@@ -65,9 +66,10 @@ fn seq_of(k: &[u8]) -> Option<u64> {
 }
 
 impl History {
-    pub(super) fn new(db: sled::Db, tree: sled::Tree) -> History {
+    pub(super) fn new(db: sled::Db, tree: sled::Tree, barrier: super::Barrier) -> History {
         History {
             db,
+            barrier,
             tree,
             bounds: Default::default(),
             flushes: None,
@@ -96,6 +98,7 @@ impl History {
     /// Appends events (in order) and trims each topic to its limit; durable when this returns.
     pub async fn append(&self, events: &[Append]) -> Result<(), StoreError> {
         {
+            let _shared = self.barrier.read();
             let mut bounds = self.bounds.lock();
             for a in events {
                 let id = (a.realm.clone(), a.event.topic.clone());
@@ -162,7 +165,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let tree = db.open_tree(TREE).unwrap();
-        (dir, History::new(db, tree))
+        (dir, History::new(db, tree, Default::default()))
     }
 
     fn ev(topic: &str, n: u64) -> Append {
@@ -204,11 +207,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::Config::new().path(dir.path()).open().unwrap();
-            let h = History::new(db.clone(), db.open_tree(TREE).unwrap());
+            let h = History::new(db.clone(), db.open_tree(TREE).unwrap(), Default::default());
             h.append(&[ev("t", 1), ev("t", 2)]).await.unwrap();
         }
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let h = History::new(db.clone(), db.open_tree(TREE).unwrap());
+        let h = History::new(db.clone(), db.open_tree(TREE).unwrap(), Default::default());
         h.append(&[ev("t", 3), ev("t", 4)]).await.unwrap();
         let kept: Vec<u64> = h
             .read("r", "t")

@@ -99,6 +99,23 @@ mod tests {
     use bytes::Bytes;
     use std::sync::Arc;
 
+    /// Found by the `wamp_json` fuzz target: without serde_json's `float_roundtrip` a number
+    /// parsed from JSON could come out one ULP off, so re-encoding changed it (a float a JSON
+    /// peer sent reached other peers altered).
+    #[test]
+    fn json_floats_survive_decode_encode_decode() {
+        for text in [
+            "[16,1,{},\"a.b\",[88888888888888888888886666688888888888888888888888888888888888888888881]]",
+            "[16,1,{},\"a.b\",[8.8888888888888891e70, 0.30000000000000004, 2.2250738585072014e-308]]",
+        ] {
+            let first = Serializer::Json.decode(text.as_bytes()).unwrap();
+            let bytes = Serializer::Json.encode(&first).unwrap();
+            let again = Serializer::Json.decode(&bytes).unwrap();
+            assert_eq!(first, again, "{}", String::from_utf8_lossy(&bytes));
+            assert_eq!(Serializer::Json.encode(&again).unwrap(), bytes);
+        }
+    }
+
     fn samples() -> Vec<Message> {
         vec![
             Message::Hello {

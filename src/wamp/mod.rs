@@ -7,6 +7,8 @@ pub mod codec;
 pub mod ids;
 pub mod message;
 pub mod pattern;
+#[cfg(test)]
+mod props;
 pub mod uri;
 pub mod uris;
 pub mod value;

@@ -342,7 +342,9 @@ impl<'de> Deserialize<'de> for KeyString {
                 Ok(KeyString(s))
             }
         }
-        d.deserialize_str(V)
+        // `deserialize_string`, not `_str`: ciborium's `deserialize_str` refuses a text string
+        // longer than its scratch buffer (4 KiB), so long keys from CBOR peers were refused.
+        d.deserialize_string(V)
     }
 }
 
@@ -386,6 +388,21 @@ mod tests {
     fn deep_nesting_is_rejected_not_overflowed() {
         let text = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(serde_json::from_str::<JsonValueOwned>(&text).is_err());
+    }
+
+    /// Found by the `wamp_json` fuzz target: a dictionary key over 4 KiB (accepted from a JSON
+    /// peer) did not decode from CBOR, so a CBOR peer could not send it and a message relayed
+    /// to CBOR did not decode back.
+    #[test]
+    fn long_keys_decode_from_every_serializer() {
+        let v = Value::Dict(vec![("k".repeat(10_000), Value::Str("v".repeat(10_000)))]);
+        let mut cb = Vec::new();
+        ciborium::into_writer(&v, &mut cb).unwrap();
+        assert_eq!(ciborium::from_reader::<Value, _>(&cb[..]).unwrap(), v);
+        let mp = rmp_serde::to_vec(&v).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Value>(&mp).unwrap(), v);
+        let text = serde_json::to_string(&JsonValue(&v)).unwrap();
+        assert_eq!(serde_json::from_str::<JsonValueOwned>(&text).unwrap().0, v);
     }
 
     #[test]

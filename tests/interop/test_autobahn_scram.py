@@ -157,8 +157,15 @@ def test_store_wampcra_when_asked_for(scram_server):
 
 
 def test_passwd_and_remove_take_effect_on_a_running_server(scram_server):
-    """The store is shared: a password change or removal by `switchboard user` needs the store
-    lock, which the running server holds — so the command says so clearly instead."""
+    """The server holds the store's lock, so `switchboard user` goes through its admin socket:
+    a password change and a removal take effect at once, without a restart."""
     r = user(scram_server.data_dir, "passwd", "dave", password="new-pw")
-    assert r.returncode == 2
-    assert "stop the server" in r.stderr
+    assert r.returncode == 0, r.stderr
+    details, _ = asyncio.run(attempt(scram_server, "scram", "dave", "new-pw"))
+    assert details.authid == "dave"
+    with pytest.raises(RuntimeError, match="wamp.error.not_authorized"):
+        asyncio.run(attempt(scram_server, "scram", "dave", "dave-pw"))
+    r = user(scram_server.data_dir, "remove", "dave")
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(RuntimeError, match="wamp.error.no_such_principal"):
+        asyncio.run(attempt(scram_server, "scram", "dave", "new-pw"))

@@ -6,6 +6,8 @@ mod support;
 
 /// Ticket and WAMP-CRA authentication.
 mod auth;
+/// `switchboard backup` / `restore` with the real binary.
+mod backup;
 /// `switchboard bench` scenarios at small scale.
 mod bench;
 mod calls;
@@ -17,6 +19,8 @@ mod chat_calls;
 /// Chat attachments: upload slots, signed downloads, refusals.
 mod chat_files;
 mod config;
+/// SIGKILL under mixed chat + history load, many rounds.
+mod crash;
 mod dynamic_auth;
 /// Status API, embedded web UI, upgrade negotiation, echo endpoint.
 mod history;

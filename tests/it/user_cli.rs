@@ -248,31 +248,67 @@ impl Drop for Server {
 }
 
 #[test]
-fn a_running_server_holds_the_store() {
+fn a_running_server_makes_the_changes_through_its_admin_socket() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    // The first line is printed once the store is open and the listener bound.
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("line");
-    assert!(line.starts_with("switchboard listening"), "{line:?}");
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        // The first line is printed once the store is open and the listener bound.
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("line");
+        assert!(line.starts_with("switchboard listening"), "{line:?}");
+        Server(child)
+    };
+    let mut server = start();
+    let sock = dir.join("admin.sock");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&sock)
+            .expect("admin socket")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "admin socket mode {mode:o}");
 
+    let out = ok(&user(&dir, &["add", "joe", "--role", "user"], "pw\n"));
+    assert!(out.contains("added user 'joe'"), "{out}");
     let e = fails(&user(&dir, &["add", "joe", "--role", "user"], "pw\n"));
-    assert!(e.contains("in use by another process"), "{e}");
-    assert!(e.contains("stop the server"), "{e}");
-    let e = fails(&user(&dir, &["list"], ""));
-    assert!(e.contains("stop the server"), "{e}");
+    assert!(e.contains("already exists"), "{e}");
+    let out = ok(&user(&dir, &["list"], ""));
+    assert!(out.contains("joe") && out.contains("scram"), "{out}");
+    ok(&user(&dir, &["passwd", "joe"], "pw2\n"));
+    let e = fails(&user(&dir, &["passwd", "joe", "--realm", "realm1"], "pw\n"));
+    assert!(e.contains("any realm (no --realm)"), "{e}");
+    ok(&user(
+        &dir,
+        &["add", "ann", "--role", "user", "--wampcra"],
+        "pw\n",
+    ));
+    ok(&user(&dir, &["remove", "ann"], ""));
+    let e = fails(&user(&dir, &["remove", "ann"], ""));
+    assert!(e.contains("no user 'ann'"), "{e}");
 
-    drop(server);
-    // Once the server is gone the same command works.
-    ok(&user(&dir, &["add", "joe", "--role", "user"], "pw\n"));
-    assert_eq!(records(&dir).len(), 1);
+    // A server killed without its shutdown leaves a stale socket behind: the commands open
+    // the store themselves.
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().expect("reaped");
+    assert!(sock.exists());
+    ok(&user(&dir, &["add", "kim", "--role", "user"], "pw\n"));
+    let names: Vec<String> = records(&dir).into_iter().map(|r| r.authid).collect();
+    assert_eq!(names, ["joe", "kim"]);
+    // A new server replaces the stale socket and removes it when it stops.
+    let mut server = start();
+    let out = ok(&user(&dir, &["list"], ""));
+    assert!(out.contains("kim"), "{out}");
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.0.id().to_string())
+        .status();
+    server.0.wait().expect("reaped");
+    assert!(!sock.exists(), "socket removed on shutdown");
 }
