@@ -460,12 +460,14 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         crate::http::setup::Setup::new(!staff.is_empty() && !has_staff, &role)
     };
     let mut files = None;
+    let chat_handle: crate::admin::ChatHandle = Default::default();
     if let Some(cfg) = &opts.node.router.chat {
         let chat_store = store.chat().map_err(store_err)?;
         let chat = crate::chat::service::start(router.clone(), chat_store, cfg.clone())
             .await
             .map_err(StartError::Chat)?;
         files = Some(chat.files.clone());
+        let _ = chat_handle.set(chat);
     }
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -686,7 +688,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         accept_tasks,
         sweeper,
         webhooks,
-        admin: match crate::admin::serve(store.clone(), &opts.data_dir) {
+        admin: match crate::admin::serve(store.clone(), &opts.data_dir, chat_handle) {
             Ok(a) => {
                 tracing::info!(path = %a.path().display(), "admin socket ready");
                 Some(a)

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod calls;
 pub mod chat;
 pub mod cli_backup;
+pub mod cli_chat;
 pub mod cli_user;
 pub mod clock;
 pub mod config;

@@ -223,6 +223,9 @@ enum Command {
     /// Manage the built-in users (SCRAM / WAMP-CRA principals) in the data store.
     #[command(subcommand)]
     User(switchboard::cli_user::UserCommand),
+    /// One visitor's chat data: export it as JSON, or delete it (data-subject requests).
+    #[command(subcommand)]
+    Chat(switchboard::cli_chat::ChatCommand),
     /// Write a consistent backup of the data store to FILE — through the running server's admin
     /// socket, or from the store itself when no server runs.
     Backup {
@@ -250,6 +253,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Bench(cmd)) => return switchboard::bench::run(cmd),
         Some(Command::CheckConfig { file }) => return check_config(&file),
         Some(Command::User(cmd)) => return switchboard::cli_user::main(cmd),
+        Some(Command::Chat(cmd)) => return switchboard::cli_chat::main(cmd),
         Some(Command::Backup { file, store }) => {
             return switchboard::cli_backup::backup_main(&file, &store.data_dir)
         }

@@ -8,7 +8,7 @@
 //! backup file's bytes until the server closes the connection.
 //!
 //! Requests (`op`): `ping`, `backup`, `user.get`, `user.list`, `user.add`, `user.passwd`,
-//! `user.remove` (see [`Request`]).
+//! `user.remove`, `chat.export`, `chat.forget` (see [`Request`]).
 
 pub mod client;
 
@@ -64,7 +64,16 @@ pub enum Request {
         authid: String,
         realm: Option<String>,
     },
+    /// One visitor's threads and messages as JSON (`export` in the answer).
+    #[serde(rename = "chat.export")]
+    ChatExport { visitor: String },
+    /// Deletes one visitor's threads and messages (`threads`: how many).
+    #[serde(rename = "chat.forget")]
+    ChatForget { visitor: String },
 }
+
+/// The running chat service, once it has started (the socket starts without it).
+pub type ChatHandle = Arc<std::sync::OnceLock<Arc<crate::chat::service::Chat>>>;
 
 /// A principal as the admin tools show it: names only, never a salt or key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,7 +116,7 @@ impl Admin {
 
 /// Binds `admin.sock` in `dir` (replacing a stale one: the caller holds the store's lock, so no
 /// other server uses it) and serves it. `Err` if it cannot be bound; the server runs on without.
-pub fn serve(store: Arc<Store>, dir: &Path) -> std::io::Result<Admin> {
+pub fn serve(store: Arc<Store>, dir: &Path, chat: ChatHandle) -> std::io::Result<Admin> {
     let path = socket_path(dir);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -132,7 +141,7 @@ pub fn serve(store: Arc<Store>, dir: &Path) -> std::io::Result<Admin> {
                 tracing::warn!("admin socket: connection from another user refused");
                 continue;
             }
-            tokio::spawn(handle(store.clone(), stream));
+            tokio::spawn(handle(store.clone(), chat.clone(), stream));
         }
     });
     Ok(Admin { path, task })
@@ -153,7 +162,7 @@ async fn write_line(stream: &mut UnixStream, v: &serde_json::Value) -> std::io::
     stream.write_all(line.as_bytes()).await
 }
 
-async fn handle(store: Arc<Store>, stream: UnixStream) {
+async fn handle(store: Arc<Store>, chat: ChatHandle, stream: UnixStream) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     let mut limited = (&mut reader).take(MAX_REQUEST as u64 + 1);
@@ -175,6 +184,11 @@ async fn handle(store: Arc<Store>, stream: UnixStream) {
             return;
         }
     };
+    if let Request::ChatExport { visitor } | Request::ChatForget { visitor } = &request {
+        let answer = chat_request(&chat, &request, visitor).await;
+        let _ = write_line(&mut stream, &answer).await;
+        return;
+    }
     if request == Request::Backup {
         let snap = store.clone();
         let taken = tokio::task::spawn_blocking(move || {
@@ -213,6 +227,39 @@ async fn handle(store: Arc<Store>, stream: UnixStream) {
     let _ = write_line(&mut stream, &answer).await;
 }
 
+/// `chat.export` and `chat.forget`: through the running chat service, so its thread table
+/// stays in step (and open inboxes hear of the deletion).
+async fn chat_request(chat: &ChatHandle, request: &Request, visitor: &str) -> serde_json::Value {
+    let Some(chat) = chat.get() else {
+        return refusal("the chat service is not running on this server");
+    };
+    let mut out = serde_json::Map::new();
+    match request {
+        Request::ChatForget { .. } => match chat.forget_visitor(visitor).await {
+            Ok(n) => {
+                tracing::info!(threads = n, "admin socket: a visitor's chat data deleted");
+                out.insert("threads".into(), n.into());
+            }
+            Err(e) => return refusal(e),
+        },
+        _ => {
+            let (chat_store, visitor) = (chat.store().clone(), visitor.to_owned());
+            match tokio::task::spawn_blocking(move || {
+                crate::chat::export::visitor(&chat_store, &visitor)
+            })
+            .await
+            {
+                Ok(Ok(v)) => {
+                    out.insert("export".into(), v);
+                }
+                Ok(Err(e)) => return refusal(e),
+                Err(e) => return refusal(e),
+            }
+        }
+    }
+    ok(out)
+}
+
 /// Answers a request other than `backup` (blocking: key derivation and flushes).
 fn answer(store: &Store, request: Request) -> serde_json::Value {
     match try_answer(store, request) {
@@ -227,6 +274,9 @@ fn try_answer(store: &Store, request: Request) -> Result<serde_json::Value, Stor
     let row = |r: &PrincipalRecord| serde_json::to_value(UserRow::from(r)).unwrap_or_default();
     match request {
         Request::Ping | Request::Backup => {}
+        Request::ChatExport { .. } | Request::ChatForget { .. } => {
+            return Ok(refusal("chat requests are answered by the chat service"))
+        }
         Request::UserGet { authid, realm } => {
             let found = principals.get_exact(realm.as_deref(), &authid)?;
             out.insert(

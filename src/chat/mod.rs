@@ -33,6 +33,7 @@
 
 pub mod access;
 pub mod email;
+pub mod export;
 pub mod files;
 pub mod presence;
 pub mod rate;

@@ -1135,6 +1135,18 @@ impl Chat {
         )])]))
     }
 
+    /// Deletes every thread of `visitor` (the admin socket's `chat.forget`); returns how many.
+    pub async fn forget_visitor(&self, visitor: &str) -> Result<usize, String> {
+        self.delete_threads(|t| t.visitor == visitor)
+            .await
+            .map_err(|e| e.message())
+    }
+
+    /// The store the service writes to.
+    pub fn store(&self) -> &ChatStore {
+        &self.store
+    }
+
     /// Deletes the threads `doomed` selects, durably; returns how many.
     async fn delete_threads(&self, doomed: impl Fn(&Thread) -> bool) -> Result<usize, CallFailure> {
         let gone: Vec<Thread> = {

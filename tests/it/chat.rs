@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use switchboard::config::{crossbar, Limits};
 
-fn config(port: u16) -> String {
+pub(crate) fn config(port: u16) -> String {
     config_with(
         port,
         r#""max_message_length": 50, "messages_per_minute": 100000"#,

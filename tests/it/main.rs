@@ -16,6 +16,8 @@ mod caps;
 /// Crossbar-style configuration: permissions, universal transport, check-config.
 mod chat;
 mod chat_calls;
+/// `switchboard chat export|forget`.
+mod chat_cli;
 /// Chat attachments: upload slots, signed downloads, refusals.
 mod chat_files;
 mod config;

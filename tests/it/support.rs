@@ -51,6 +51,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory (its admin socket is there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
