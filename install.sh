@@ -164,11 +164,21 @@ if [ -z "$binary" ]; then
         musl="$arch-unknown-linux-musl"
         gnu="$arch-unknown-linux-gnu"
         say "static build: trying the $musl target"
-        if { rustup_cmd target list --installed 2>/dev/null | grep -qx "$musl"; } ||
-            rustup_cmd target add "$musl"; then
-            cargo_cmd build --release --locked --target "$musl"
+        # ring (TLS) compiles C: the musl target needs a musl C compiler (Debian: musl-tools).
+        musl_cc=""
+        if command -v "$arch-linux-musl-gcc" >/dev/null 2>&1; then
+            musl_cc="$arch-linux-musl-gcc"
+        elif command -v musl-gcc >/dev/null 2>&1; then
+            musl_cc="musl-gcc"
+        fi
+        if [ -n "$musl_cc" ] &&
+            { { rustup_cmd target list --installed 2>/dev/null | grep -qx "$musl"; } ||
+                rustup_cmd target add "$musl"; } &&
+            (export "CC_$(echo "$musl" | tr '-' '_')=$musl_cc" &&
+                cargo_cmd build --release --locked --target "$musl"); then
             binary="$src_dir/target/$musl/release/switchboard"
         else
+            [ -n "$musl_cc" ] || say "no musl C compiler (install musl-tools for a musl build)"
             say "the musl target is not available; building with glibc and -C target-feature=+crt-static"
             # --target keeps the flag away from build scripts and proc macros (they must stay dynamic).
             RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" cargo_cmd build --release --locked --target "$gnu"
