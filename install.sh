@@ -354,8 +354,9 @@ Type=exec
 User=$user
 Group=$user
 ExecStart=$bin_path --config $conf --data-dir $data_dir
-# No ExecReload: SIGHUP only re-reads TLS certificate files (kill -HUP the main PID); a config
-# change needs a restart.
+# systemctl reload: the config and certificates again, sessions kept; fails (and keeps the
+# running config) when the new one does not load.
+ExecReload=$bin_path reload --data-dir $data_dir
 # SIGTERM stops it in order: clients are closed with 1001 (they reconnect), the store is flushed.
 Restart=on-failure
 RestartSec=2s

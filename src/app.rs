@@ -688,7 +688,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         accept_tasks,
         sweeper,
         webhooks,
-        admin: match crate::admin::serve(store.clone(), &opts.data_dir, chat_handle) {
+        admin: match crate::admin::serve(store.clone(), &opts.data_dir, chat_handle, reload.clone())
+        {
             Ok(a) => {
                 tracing::info!(path = %a.path().display(), "admin socket ready");
                 Some(a)

@@ -234,6 +234,12 @@ enum Command {
         #[command(flatten)]
         store: switchboard::cli_user::DataDir,
     },
+    /// Make the running server reload its config and certificates (what SIGHUP does), and
+    /// report each step; exits 1 if a step failed (the running config is then kept).
+    Reload {
+        #[command(flatten)]
+        store: switchboard::cli_user::DataDir,
+    },
     /// Restore a backup into the data directory (the server must be stopped). The file is
     /// verified before anything is written.
     Restore {
@@ -257,6 +263,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Backup { file, store }) => {
             return switchboard::cli_backup::backup_main(&file, &store.data_dir)
         }
+        Some(Command::Reload { store }) => return reload_main(&store.data_dir),
         Some(Command::Restore { file, store, force }) => {
             return switchboard::cli_backup::restore_main(&file, &store.data_dir, force)
         }
@@ -544,6 +551,34 @@ fn check_config(file: &std::path::Path) -> std::process::ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `switchboard reload`: through the running server's admin socket.
+fn reload_main(dir: &std::path::Path) -> std::process::ExitCode {
+    let Some(server) = switchboard::admin::client::Client::connect(dir) else {
+        eprintln!(
+            "switchboard reload: no server answers on {} (is it running with this --data-dir?)",
+            switchboard::admin::socket_path(dir).display()
+        );
+        return std::process::ExitCode::FAILURE;
+    };
+    match server.request(&switchboard::admin::Request::Reload) {
+        Ok(v) => {
+            for step in v
+                .get("reloaded")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+            {
+                println!("{}", step.as_str().unwrap_or_default());
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard reload: {e}");
             std::process::ExitCode::FAILURE
         }
     }

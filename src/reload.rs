@@ -30,18 +30,24 @@ impl Reload {
 
     /// Runs every hook; returns how many failed.
     pub fn run(&self) -> usize {
+        self.run_report().iter().filter(|(_, r)| r.is_err()).count()
+    }
+
+    /// Runs every hook, logs each outcome and returns them (for `switchboard reload`).
+    pub fn run_report(&self) -> Vec<(String, Result<String, String>)> {
         let hooks: Vec<(String, Hook)> = self.hooks.lock().clone();
-        let mut failed = 0;
+        let mut out = Vec::with_capacity(hooks.len());
         for (name, hook) in hooks {
-            match hook() {
+            let r = hook();
+            match &r {
                 Ok(done) => tracing::info!(hook = %name, "reload: {done}"),
                 Err(why) => {
-                    failed += 1;
                     tracing::error!(hook = %name, "reload failed, keeping the old state: {why}");
                 }
             }
+            out.push((name, r));
         }
-        failed
+        out
     }
 }
 

@@ -8,7 +8,7 @@
 //! backup file's bytes until the server closes the connection.
 //!
 //! Requests (`op`): `ping`, `backup`, `user.get`, `user.list`, `user.add`, `user.passwd`,
-//! `user.remove`, `chat.export`, `chat.forget` (see [`Request`]).
+//! `user.remove`, `chat.export`, `chat.forget`, `reload` (see [`Request`]).
 
 pub mod client;
 
@@ -70,6 +70,9 @@ pub enum Request {
     /// Deletes one visitor's threads and messages (`threads`: how many).
     #[serde(rename = "chat.forget")]
     ChatForget { visitor: String },
+    /// What SIGHUP does (config, certificates), answered with each step's outcome.
+    #[serde(rename = "reload")]
+    Reload,
 }
 
 /// The running chat service, once it has started (the socket starts without it).
@@ -116,7 +119,12 @@ impl Admin {
 
 /// Binds `admin.sock` in `dir` (replacing a stale one: the caller holds the store's lock, so no
 /// other server uses it) and serves it. `Err` if it cannot be bound; the server runs on without.
-pub fn serve(store: Arc<Store>, dir: &Path, chat: ChatHandle) -> std::io::Result<Admin> {
+pub fn serve(
+    store: Arc<Store>,
+    dir: &Path,
+    chat: ChatHandle,
+    reload: crate::reload::Reload,
+) -> std::io::Result<Admin> {
     let path = socket_path(dir);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -141,7 +149,7 @@ pub fn serve(store: Arc<Store>, dir: &Path, chat: ChatHandle) -> std::io::Result
                 tracing::warn!("admin socket: connection from another user refused");
                 continue;
             }
-            tokio::spawn(handle(store.clone(), chat.clone(), stream));
+            tokio::spawn(handle(store.clone(), chat.clone(), reload.clone(), stream));
         }
     });
     Ok(Admin { path, task })
@@ -162,7 +170,12 @@ async fn write_line(stream: &mut UnixStream, v: &serde_json::Value) -> std::io::
     stream.write_all(line.as_bytes()).await
 }
 
-async fn handle(store: Arc<Store>, chat: ChatHandle, stream: UnixStream) {
+async fn handle(
+    store: Arc<Store>,
+    chat: ChatHandle,
+    reload: crate::reload::Reload,
+    stream: UnixStream,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     let mut limited = (&mut reader).take(MAX_REQUEST as u64 + 1);
@@ -184,6 +197,31 @@ async fn handle(store: Arc<Store>, chat: ChatHandle, stream: UnixStream) {
             return;
         }
     };
+    if request == Request::Reload {
+        tracing::info!("admin socket: reload requested");
+        let answer = match tokio::task::spawn_blocking(move || reload.run_report()).await {
+            Ok(steps) => {
+                let failed: Vec<String> = steps
+                    .iter()
+                    .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
+                    .collect();
+                if failed.is_empty() {
+                    let mut out = serde_json::Map::new();
+                    let done: Vec<String> = steps
+                        .into_iter()
+                        .filter_map(|(name, r)| r.ok().map(|d| format!("{name}: {d}")))
+                        .collect();
+                    out.insert("reloaded".into(), done.into());
+                    ok(out)
+                } else {
+                    refusal(failed.join("; "))
+                }
+            }
+            Err(e) => refusal(e),
+        };
+        let _ = write_line(&mut stream, &answer).await;
+        return;
+    }
     if let Request::ChatExport { visitor } | Request::ChatForget { visitor } = &request {
         let answer = chat_request(&chat, &request, visitor).await;
         let _ = write_line(&mut stream, &answer).await;
@@ -274,8 +312,8 @@ fn try_answer(store: &Store, request: Request) -> Result<serde_json::Value, Stor
     let row = |r: &PrincipalRecord| serde_json::to_value(UserRow::from(r)).unwrap_or_default();
     match request {
         Request::Ping | Request::Backup => {}
-        Request::ChatExport { .. } | Request::ChatForget { .. } => {
-            return Ok(refusal("chat requests are answered by the chat service"))
+        Request::ChatExport { .. } | Request::ChatForget { .. } | Request::Reload => {
+            return Ok(refusal("answered elsewhere"))
         }
         Request::UserGet { authid, realm } => {
             let found = principals.get_exact(realm.as_deref(), &authid)?;

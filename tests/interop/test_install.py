@@ -63,6 +63,7 @@ UNIT_LINES = [
     "User=switchboard",
     "Group=switchboard",
     "ExecStart=/usr/local/bin/switchboard --config /etc/switchboard/config.toml --data-dir /var/lib/switchboard",
+    "ExecReload=/usr/local/bin/switchboard reload --data-dir /var/lib/switchboard",
     "Restart=on-failure",
     "LimitNOFILE=1048576",
     "AmbientCapabilities=CAP_NET_BIND_SERVICE",
@@ -173,8 +174,8 @@ def test_unit_content(installed):
     lines = [line for line in (root / UNIT).read_text().splitlines() if line and not line.startswith("#")]
     for want in UNIT_LINES:
         assert want in lines, f"{want!r} missing from the unit"
-    # The binary does not handle SIGHUP yet, so there is no reload command.
-    assert not any(line.startswith("ExecReload") for line in lines)
+    # One reload command: `switchboard reload` through the admin socket (reports failures).
+    assert sum(line.startswith("ExecReload") for line in lines) == 1
 
 
 def systemd_root(root: Path, tmp_path: Path) -> Path:

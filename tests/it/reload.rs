@@ -143,6 +143,54 @@ async fn sighup_reloads_the_file_and_keeps_the_running_config_when_the_new_one_i
     assert!(subscribe_result(&mut c, "com.b.z").await.is_ok());
     assert!(subscribe_result(&mut c, "org.other").await.is_err());
 
+    // `switchboard reload` (systemd's ExecReload) does the same and reports the outcome.
+    let data = dir.path().join("data");
+    let reload = |data: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("reload")
+            .arg("--data-dir")
+            .arg(data)
+            .env_remove("SWITCHBOARD_DATA_DIR")
+            .output()
+            .expect("binary runs")
+    };
+    let refused = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || reload(&data)
+    })
+    .await
+    .expect("join");
+    assert!(
+        !refused.status.success(),
+        "a broken config fails the reload"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("rejected"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::write(&file, config("", false)).expect("write config");
+    let done = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || reload(&data)
+    })
+    .await
+    .expect("join");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("configuration reloaded"));
+    assert!(subscribe_result(&mut c, "org.other").await.is_ok());
+    let nobody = tokio::task::spawn_blocking({
+        let d = dir.path().join("elsewhere");
+        move || reload(&d)
+    })
+    .await
+    .expect("join");
+    assert!(!nobody.status.success());
+
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
