@@ -318,6 +318,9 @@ async fn peer_recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
 #[tokio::test]
 async fn allocate_needs_valid_fresh_credentials() {
     let relay = Relay::start(|_| {}).await;
+    // Both clients stay connected until the count below (a TCP allocation ends with its
+    // connection, so dropping the TCP client early would race the assertion).
+    let mut clients = Vec::new();
     for tcp in [false, true] {
         // No credentials: 401 with REALM and NONCE (checked in challenge()).
         let mut c = Client::over(&relay, tcp).await;
@@ -356,8 +359,10 @@ async fn allocate_needs_valid_fresh_credentials() {
         // Another user on the same 5-tuple: 441.
         (c.user, c.pass) = creds_for("mallory", now() + 60);
         assert_eq!(code(&c.refresh(600).await), Some(441));
+        clients.push(c);
     }
     assert_eq!(relay.turn().allocations(), 2);
+    drop(clients);
 }
 
 #[tokio::test]
