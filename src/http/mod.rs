@@ -99,6 +99,12 @@ pub(crate) fn security_headers(resp: &mut Response<Body>, tls: bool) {
     );
 }
 
+/// A process-wide number for each plain HTTP request (for the logs).
+fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A state-changing request from a browser on another site: refused before any handler runs.
 /// Same site means the `Origin`'s host is the `Host` (or, behind a proxy that rewrites `Host`,
 /// `X-Forwarded-Host`), or the browser itself says `Sec-Fetch-Site: same-origin`. A page on
@@ -151,6 +157,19 @@ pub async fn serve_connection<I>(
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
         let admission = admission.clone();
+        // Every log line of a plain HTTP request carries its id, method and path (never the
+        // query, which may hold a token). A WebSocket upgrade keeps the connection's span
+        // instead: its session lines carry the session id, and an idle session pays nothing.
+        let span = if fastwebsockets::upgrade::is_upgrade_request(&req) {
+            tracing::Span::current()
+        } else {
+            tracing::info_span!(
+                "http",
+                request = next_request_id(),
+                method = %req.method(),
+                path = %req.uri().path()
+            )
+        };
         async move {
             let path = req.uri().path();
             let tls = state.tls;
@@ -181,8 +200,10 @@ pub async fn serve_connection<I>(
                 }
                 None => route(req, &state, peer, admission),
             };
+            tracing::debug!(status = resp.status().as_u16(), "http request answered");
             Ok::<_, Infallible>(resp)
         }
+        .instrument(span)
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

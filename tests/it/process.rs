@@ -124,6 +124,9 @@ async fn json_logs_carry_no_secret() {
         let m = c.recv().await;
         assert_eq!(m[0], if ticket.starts_with("wrong") { 3 } else { 2 }, "{m}");
     }
+    // A plain HTTP request with a token in its query string.
+    let (head, _) = http_get(p.addr, "/setup?token=s3cret-setup-token").await;
+    assert!(head.starts_with("HTTP/1.1"), "{head}");
     let (status, stderr) = tokio::task::spawn_blocking(move || terminate(&mut p))
         .await
         .expect("join");
@@ -138,6 +141,18 @@ async fn json_logs_carry_no_secret() {
         .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
     let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
     assert!(messages.contains(&"authentication failed"), "{messages:?}");
+    // Session lines carry the session id; request lines the request's id, method and path.
+    let failed = lines
+        .iter()
+        .find(|l| l["message"] == "authentication failed")
+        .expect("line");
+    assert!(failed["session"].as_u64().is_some(), "{failed}");
+    let answered = lines
+        .iter()
+        .find(|l| l["message"] == "http request answered" && l["span"]["path"] == "/setup")
+        .unwrap_or_else(|| panic!("no request line: {stderr}"));
+    assert!(answered["span"]["request"].as_u64().is_some(), "{answered}");
+    assert_eq!(answered["span"]["method"], "GET");
     assert!(messages.contains(&"stopped cleanly"), "{messages:?}");
     assert!(
         !stderr.contains("s3cret") && !stderr.contains("wrong-guess"),
