@@ -9,7 +9,9 @@
 #                                    PORT=18480, BIN=target/release/switchboard,
 #                                    LOADS="chat fanout rpc churn" — leave one out to tell
 #                                    whose growth it is, SERVER_ARGS="--cache-mb 4" — extra
-#                                    server flags)
+#                                    server flags, PREFILL_SECS=60 — durable chat as fast as it
+#                                    goes before sampling, so sled's page cache has reached its
+#                                    bound: a cache filling up is warm-up, not growth; 0: none)
 #
 # Loopback only; every load process is bounded by its duration and --max-secs, and the server
 # and loads are stopped by pid when the script ends.
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 MINUTES="${1:-5}"
 INTERVAL="${INTERVAL:-5}"
 WARMUP="${WARMUP:-120}"
+PREFILL_SECS="${PREFILL_SECS:-60}"
 PORT="${PORT:-18480}"
 LOADS="${LOADS:-chat fanout rpc churn}"
 BIN="${BIN:-target/release/switchboard}"
@@ -49,6 +52,13 @@ threads() { awk '/^Threads:/ {print $2}' "/proc/$server/status"; }
 idle_fds=$(fds)
 idle_rss=$(rss_kib)
 url="ws://127.0.0.1:$PORT"
+if [ "$PREFILL_SECS" -gt 0 ]; then
+    echo "prefill: ${PREFILL_SECS} s of durable chat messages as fast as they are acknowledged"
+    "$BIN" bench chat --url "$url/chat" -n 50 -r 0 -t "$PREFILL_SECS" --pid "$server" \
+        --max-secs $((PREFILL_SECS + 60)) >"$work/prefill.log" 2>&1 || true
+    grep -E "^chat:" "$work/prefill.log" || true
+    echo "after prefill: RSS $(($(rss_kib) / 1024)) MiB"
+fi
 common=(--pid "$server" --max-secs $((DURATION + 60)))
 # Rates are chosen so that the loads together keep both cores busy but not saturated.
 load() { case " $LOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
