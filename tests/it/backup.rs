@@ -4,9 +4,9 @@
 
 use crate::support::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const TOKEN: &str = "visitor-token-backup-aaaaaaaaaaa";
@@ -33,33 +33,6 @@ fn config(port: u16) -> String {
   }}]
 }}"#
     )
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(cfg: &Path, data: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    assert!(line.starts_with("switchboard listening"), "{line:?}");
-    Server(child)
 }
 
 fn run(args: &[&str], data: &Path, stdin: &str) -> Output {
@@ -145,7 +118,7 @@ async fn backup_of_a_running_server_restores_into_a_fresh_directory() {
     let b = tmp.path().join("b");
     let file = tmp.path().join("node.swb");
 
-    let server = start(&cfg, &a);
+    let server = start_process(&cfg, &a);
     ok(run(&["user", "add", "bob", "--role", "staff"], &a, "pw\n"));
     let mut v = visitor(port).await;
     let thread =
@@ -211,7 +184,7 @@ async fn backup_of_a_running_server_restores_into_a_fresh_directory() {
         "",
     ));
 
-    let _server = start(&cfg, &b);
+    let _server = start_process(&cfg, &b);
     let users = ok(run(&["user", "list"], &b, ""));
     assert!(users.contains("bob") && users.contains("staff"), "{users}");
     let mut v = visitor(port).await;
@@ -249,11 +222,4 @@ async fn backup_of_a_running_server_restores_into_a_fresh_directory() {
     )
     .await;
     assert_eq!(next["seq"], 4);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
 }

@@ -9,12 +9,9 @@ use crate::support::*;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const TOKEN: &str = "visitor-token-crash-aaaaaaaaaaaa";
 const ROUNDS: usize = 24;
 /// At most this many chat sends and publications per round (the kill comes first).
@@ -45,37 +42,6 @@ fn config(port: u16) -> String {
   }}]
 }}"#
     )
-}
-
-/// The server process; killed when dropped, so a failing assertion leaves nothing running.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(cfg: &Path, data: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    assert!(
-        line.starts_with("switchboard listening"),
-        "the store did not open cleanly after a kill: {line:?}"
-    );
-    Server(child)
 }
 
 async fn visitor(port: u16) -> Client {
@@ -218,15 +184,12 @@ fn check_acked(round: usize, sent: &[String], got: &[(u64, String)], acked: &[(S
 async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     let began = Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = free_port();
     let cfg = tmp.path().join("node.json");
     std::fs::write(&cfg, config(port)).expect("config");
     let data = tmp.path().join("data");
 
-    let mut child = start(&cfg, &data);
+    let mut child = start_process(&cfg, &data);
     let mut v = visitor(port).await;
     let thread =
         call(&mut v, "switchboard.chat.open", json!([]), json!({})).await["thread"].clone();
@@ -278,7 +241,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
             .filter_map(|(r, _)| publications.get(r).copied())
             .collect();
 
-        child = start(&cfg, &data);
+        child = start_process(&cfg, &data);
         let mut v = visitor(port).await;
         let got = messages_after(&mut v, &thread, last_seq).await;
         let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
