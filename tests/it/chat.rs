@@ -160,6 +160,15 @@ pub(crate) async fn event(c: &mut Client) -> Value {
     m[5].clone()
 }
 
+/// `open()` for a visitor: (its authid, its thread id).
+pub(crate) async fn open_thread(c: &mut Client) -> (String, u64) {
+    let t = chat(c, "open", json!([]), json!({})).await;
+    (
+        t["visitor"].as_str().expect("visitor").to_owned(),
+        t["thread"].as_u64().expect("thread"),
+    )
+}
+
 pub(crate) const TOKEN_A: &str = "visitor-token-aaaaaaaaaaaaaaaaaa";
 pub(crate) const TOKEN_B: &str = "visitor-token-bbbbbbbbbbbbbbbbbb";
 

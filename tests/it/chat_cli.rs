@@ -1,8 +1,7 @@
 //! `switchboard chat export|forget VISITOR`: through a running server's admin socket, and
 //! straight from the store once the server has stopped.
 
-use crate::chat::{chat, config, server_with, staff, visitor, TOKEN_A, TOKEN_B};
-use crate::support::*;
+use crate::chat::{chat, config, open_thread, server_with, staff, visitor, TOKEN_A, TOKEN_B};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -23,23 +22,15 @@ fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn authid(c: &mut Client) -> (String, u64) {
-    let t = chat(c, "open", json!([]), json!({})).await;
-    (
-        t["visitor"].as_str().expect("visitor").to_owned(),
-        t["thread"].as_u64().expect("thread"),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_and_forget_one_visitor_live_and_offline() {
     let srv = server_with(&config(0)).await;
     let dir = srv.data_dir().to_path_buf();
     let mut a = visitor(&srv, TOKEN_A).await;
-    let (a_id, a_thread) = authid(&mut a).await;
+    let (a_id, a_thread) = open_thread(&mut a).await;
     chat(&mut a, "send", json!([a_thread, "hello export"]), json!({})).await;
     let mut b = visitor(&srv, TOKEN_B).await;
-    let (_, b_thread) = authid(&mut b).await;
+    let (_, b_thread) = open_thread(&mut b).await;
     chat(&mut b, "send", json!([b_thread, "bee's words"]), json!({})).await;
 
     // Live, through the admin socket.
@@ -92,7 +83,7 @@ async fn export_and_forget_offline_after_the_server_stopped() {
         .expect("ready line")
         .to_owned();
     let mut b = crate::chat::login(&format!("ws://{addr}/chat"), TOKEN_B).await;
-    let (b_id, b_thread) = authid(&mut b).await;
+    let (b_id, b_thread) = open_thread(&mut b).await;
     chat(&mut b, "send", json!([b_thread, "bee's words"]), json!({})).await;
     drop(b);
     let _ = Command::new("kill")

@@ -2,7 +2,8 @@
 //! attached to a message, downloads through signed links — and every refusal.
 
 use crate::chat::{
-    chat, chat_error, config_with, event, server_with, staff, visitor, TOKEN_A, TOKEN_B,
+    chat, chat_error, config_with, event, open_thread, server_with, staff, visitor, TOKEN_A,
+    TOKEN_B,
 };
 use crate::support::*;
 use serde_json::{json, Value};
@@ -95,9 +96,7 @@ async fn upload(
 async fn files_are_uploaded_attached_and_downloaded_by_members_only() {
     let srv = files_server().await;
     let mut v = visitor(&srv, TOKEN_A).await;
-    let thread = chat(&mut v, "open", json!([]), json!({})).await["thread"]
-        .as_u64()
-        .expect("thread");
+    let (v_id, thread) = open_thread(&mut v).await;
     v.subscribe(&format!("switchboard.chat.thread.{thread}"), json!({}))
         .await;
 
@@ -165,9 +164,7 @@ async fn files_are_uploaded_attached_and_downloaded_by_members_only() {
     .await;
     assert_ne!(err, "");
     // Nor attach someone else's file to a message of its own thread.
-    let own = chat(&mut other, "open", json!([]), json!({})).await["thread"]
-        .as_u64()
-        .expect("thread");
+    let (_, own) = open_thread(&mut other).await;
     let err = chat_error(
         &mut other,
         "send",
@@ -183,29 +180,15 @@ async fn files_are_uploaded_attached_and_downloaded_by_members_only() {
     assert_eq!(request(srv.addr, "GET", fresh, b"").await.status, 200);
 
     // Deleting the visitor's data deletes the files.
-    chat(
-        &mut agent,
-        "forget",
-        json!([v_authid(&mut v).await]),
-        json!({}),
-    )
-    .await;
+    chat(&mut agent, "forget", json!([v_id]), json!({})).await;
     assert_eq!(request(srv.addr, "GET", fresh, b"").await.status, 404);
-}
-
-/// The visitor's authid, as its thread summary names it.
-async fn v_authid(v: &mut Client) -> String {
-    let threads = chat(v, "threads", json!([]), json!({})).await;
-    threads[0]["visitor"].as_str().expect("visitor").to_owned()
 }
 
 #[tokio::test]
 async fn risky_types_are_downloads_and_sizes_and_tokens_are_enforced() {
     let srv = files_server().await;
     let mut v = visitor(&srv, TOKEN_A).await;
-    let thread = chat(&mut v, "open", json!([]), json!({})).await["thread"]
-        .as_u64()
-        .expect("thread");
+    let (_, thread) = open_thread(&mut v).await;
     let mut agent = staff(&srv).await;
     // SVG (scriptable) and HTML posing as an image are served as opaque downloads.
     for (name, ctype, body) in [
@@ -304,9 +287,7 @@ async fn the_storage_quota_and_upload_rate_hold() {
     ))
     .await;
     let mut v = visitor(&srv, TOKEN_A).await;
-    let thread = chat(&mut v, "open", json!([]), json!({})).await["thread"]
-        .as_u64()
-        .expect("thread");
+    let (_, thread) = open_thread(&mut v).await;
     let (_, up) = upload(&srv, &mut v, thread, "a.bin", "", &[1u8; 600]).await;
     assert_eq!(up.status, 201);
     // 600 stored + 600 more would pass the 1000-byte quota.
