@@ -1,8 +1,11 @@
 //! SIGHUP: reload what can be reloaded without a restart. Components register a named hook
 //! (`Reload::add`) at start; `listen_sighup` (installed once, by `main`) runs every hook in
 //! order on each SIGHUP and logs each outcome. A hook that fails keeps what it had (a bad new
-//! certificate is refused, the old one stays). Today: the TLS certificate files of each
-//! listener; config reload can be added as one more hook.
+//! certificate is refused, the old one stays). The hooks: the TLS certificate files of each
+//! listener (`app::tls_acceptor`) and, with `--config`, the config file (`main`: realms,
+//! roles, permissions, transport authentication via `Running::config_reloader`). The admin
+//! socket's `reload` (`switchboard reload`, systemd's `ExecReload`) runs the same hooks and
+//! answers with each outcome.
 
 use parking_lot::Mutex;
 use std::sync::Arc;
