@@ -19,6 +19,7 @@ pub mod procfs;
 pub mod reload;
 pub mod router;
 pub mod session;
+pub mod startup_pages;
 pub mod store;
 pub mod tls;
 pub mod transport;

@@ -115,8 +115,9 @@ struct Cli {
     /// challenges, e.g. 0.0.0.0:80.
     #[arg(long, value_name = "ADDR")]
     http_redirect_listen: Option<SocketAddr>,
-    /// Let the zero-config development default (anonymous clients may do everything) listen
-    /// beyond loopback. Without it, that is refused.
+    /// Let anonymous clients who may publish or register on every URI in beyond loopback: the
+    /// zero-config development default on a public --listen, or a config file whose public
+    /// listener gives anonymous clients such a role. Without it, that is refused.
     #[arg(long)]
     allow_public_anonymous: bool,
     /// Log lines on stderr: readable text, or one JSON object per line.
@@ -333,7 +334,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         eprintln!("switchboard: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    if let Err(e) = check_public(&cli) {
+    if let Err(e) = check_public(&cli, &opts.node) {
         eprintln!("switchboard: {e}");
         return std::process::ExitCode::FAILURE;
     }
@@ -354,12 +355,13 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let signals = Signals::install();
     if let Some(file) = cli.config.clone() {
         let reload_config = running.config_reloader();
-        let (limits, stun, per_minute, ring, turn) = (
+        let (limits, stun, per_minute, ring, turn, allow_public_anonymous) = (
             limits.clone(),
             cli.stun_listen,
             cli.chat_messages_per_minute,
             cli.chat_ring_timeout,
             cli.turn.clone(),
+            cli.allow_public_anonymous,
         );
         running.reload.add(
             "configuration",
@@ -371,6 +373,13 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     tracing::warn!("{w}");
                 }
                 let mut node = loaded.node;
+                let open = node.open_to_anonymous();
+                if !open.is_empty() && !allow_public_anonymous {
+                    return Err(format!(
+                        "the new config was rejected, the running one is kept: {}",
+                        open.join("; ")
+                    ));
+                }
                 overrides(stun, per_minute, ring, &turn, &mut node);
                 let r = reload_config(&node);
                 if !r.needs_restart.is_empty() {
@@ -428,6 +437,12 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         tracing::info!("first run: no staff account yet — open the setup link printed on stdout");
     }
     let _ = std::io::stdout().flush();
+    // Startup is over: the code only it ran need not stay resident (README "Memory per idle
+    // session").
+    match switchboard::startup_pages::release() {
+        Ok(bytes) => tracing::debug!(bytes, "released the startup code pages"),
+        Err(e) => tracing::debug!(error = %e, "could not release the startup code pages"),
+    }
     signals.wait().await;
     tracing::info!("shutting down");
     match running.shutdown().await {
@@ -482,28 +497,38 @@ fn apply_https(cli: &Cli, opts: &mut Options) -> Result<(), String> {
 }
 
 /// Safe by default: the development default admits anonymous clients with every permission, so
-/// it stays on loopback unless --allow-public-anonymous says otherwise (loudly).
-fn check_public(cli: &Cli) -> Result<(), String> {
+/// it stays on loopback; a config file may admit anonymous clients beyond loopback, but not
+/// with a role that may publish or register on every URI (`NodeConfig::open_to_anonymous`).
+/// `--allow-public-anonymous` lifts both, loudly.
+fn check_public(cli: &Cli, node: &NodeConfig) -> Result<(), String> {
     let mut public: Vec<String> = Vec::new();
     if cli.config.is_none() && !cli.listen.ip().is_loopback() {
-        public.push(format!("--listen {}", cli.listen));
+        public.push(format!(
+            "--listen {}: the zero-config development default lets anonymous clients do everything",
+            cli.listen
+        ));
     }
     // The command-line RawSocket listener serves the development endpoint (anonymous) too.
     if let Some(a) = cli.rawsocket_listen.filter(|a| !a.ip().is_loopback()) {
-        public.push(format!("--rawsocket-listen {a}"));
+        public.push(format!(
+            "--rawsocket-listen {a}: the development RawSocket endpoint lets anonymous clients do everything"
+        ));
+    }
+    if cli.config.is_some() {
+        public.extend(node.open_to_anonymous());
     }
     if public.is_empty() {
         return Ok(());
     }
-    let what = public.join(", ");
+    let what = public.join("; ");
     if cli.allow_public_anonymous {
         tracing::warn!(
-            "!!! --allow-public-anonymous: {what} admits ANONYMOUS clients who may do EVERYTHING (publish, subscribe, call, register, kill sessions) from any network. Use a config with authentication for anything but a trusted network. !!!"
+            "!!! --allow-public-anonymous: ANONYMOUS clients from any network may publish or register anywhere ({what}). Use authentication for anything but a trusted network. !!!"
         );
         return Ok(());
     }
     Err(format!(
-        "refusing to listen on {what}: the zero-config development default lets anonymous clients do everything, so it only listens on loopback (127.0.0.1, ::1). Give a --config with authentication for a public address, or pass --allow-public-anonymous if you really mean it"
+        "refusing to start — {what}. Anyone who can reach that address could take over the application. Listen on loopback (127.0.0.1, ::1), require authentication on public listeners, or narrow the anonymous role's permissions; pass --allow-public-anonymous if you really mean it"
     ))
 }
 

@@ -6,6 +6,7 @@
 //! (`NodeConfig::development`); `crossbar::load` builds others from a Crossbar-style file.
 
 pub mod crossbar;
+mod exposure;
 pub mod ipnet;
 
 use crate::wamp::uri::MatchPolicy;

@@ -481,7 +481,7 @@ fn zero_config_refuses_a_public_address() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("refusing to listen on --listen 0.0.0.0:0"),
+        err.contains("refusing to start — --listen 0.0.0.0:0"),
         "{err}"
     );
     assert!(err.contains("--allow-public-anonymous"), "{err}");
@@ -526,6 +526,89 @@ fn allow_public_anonymous_starts_with_a_loud_warning() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--allow-public-anonymous"), "{err}");
     assert!(err.contains("ANONYMOUS"), "{err}");
+}
+
+/// A config on 0.0.0.0 whose anonymous role may subscribe everywhere, and publish too if asked.
+fn public_anonymous_config(publish: bool) -> String {
+    format!(
+        r#"{{"version": 2, "workers": [{{"type": "router",
+  "realms": [{{"name": "realm1", "roles": [{{"name": "anonymous", "permissions": [
+     {{"uri": "", "match": "prefix", "allow": {{"subscribe": true, "publish": {publish}}}}}]}}]}}],
+  "transports": [{{"type": "websocket", "endpoint": {{"type": "tcp", "port": 0, "interface": "0.0.0.0"}}}}]}}]}}"#
+    )
+}
+
+/// Starts the binary with `args`; Ok(child) once it says it listens, Err(stderr) if it exits.
+fn start_or_refuse(args: &[std::ffi::OsString]) -> Result<std::process::Child, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.starts_with("switchboard listening on") {
+        return Ok(child);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    Err(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_config_letting_anonymous_strangers_publish_everywhere_is_refused_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.json");
+    let data = dir.path().join("data");
+    let args = |extra: Option<&str>| {
+        let mut a: Vec<std::ffi::OsString> = vec![
+            "--config".into(),
+            file.clone().into(),
+            "--data-dir".into(),
+            data.clone().into(),
+        ];
+        a.extend(extra.map(Into::into));
+        a
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    };
+
+    std::fs::write(&file, public_anonymous_config(true)).unwrap();
+    let err = start_or_refuse(&args(None)).expect_err("refused");
+    assert!(
+        err.contains("anonymous clients get role 'anonymous' in realm 'realm1', which may publish on every URI"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-public-anonymous"), "{err}");
+    stop(start_or_refuse(&args(Some("--allow-public-anonymous"))).expect("starts when asked"));
+
+    // Anonymous read access on a public address is a legitimate choice (a public feed).
+    std::fs::write(&file, public_anonymous_config(false)).unwrap();
+    let child = start_or_refuse(&args(None)).expect("read-only anonymous starts");
+    // ... and a reload cannot open it up behind the start-up check's back.
+    std::fs::write(&file, public_anonymous_config(true)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("reload")
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("SWITCHBOARD_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rejected") && err.contains("may publish on every URI"),
+        "{err}"
+    );
+    stop(child);
 }
 
 #[test]
