@@ -1,7 +1,7 @@
 //! `churn`: connect, subscribe, publish (acknowledged), disconnect — in a loop, from several
 //! workers at once; cycles per second and whether the server's memory grows (a leak check).
 
-use super::probe::{Probe, Sample};
+use super::probe::{cpu_between, Probe, Sample};
 use super::report::{fmt_bytes, Latency};
 use super::wampc::{parse_serializer, source_for, Client, Join};
 use super::Common;
@@ -33,6 +33,12 @@ pub struct ChurnResult {
     pub server_after_warmup: Sample,
     pub server_end: Sample,
     pub rss_growth_after_warmup: Option<i64>,
+    /// The server's CPU time over the whole run (from its /proc or `/api/status`).
+    pub server_cpu_seconds: Option<f64>,
+    pub cycles_per_server_cpu_second: Option<f64>,
+    /// This load tool's own CPU time: near `seconds` × cores means the tool, not the server,
+    /// set the pace.
+    pub load_tool_cpu_seconds: Option<f64>,
     pub first_error: Option<String>,
 }
 
@@ -45,6 +51,12 @@ impl ChurnResult {
         println!("  cycle latency: {}", self.cycle_latency.line());
         if let Some(g) = self.rss_growth_after_warmup {
             println!("  server RSS growth after warm-up: {}", fmt_bytes(g as f64));
+        }
+        if let (Some(c), Some(r)) = (self.server_cpu_seconds, self.cycles_per_server_cpu_second) {
+            println!("  server CPU {c:.2} s → {r:.0} cycles per server CPU-second");
+        }
+        if let Some(c) = self.load_tool_cpu_seconds {
+            println!("  load tool CPU {c:.2} s");
         }
         if let Some(e) = &self.first_error {
             println!("  first error: {e}");
@@ -82,6 +94,8 @@ async fn cycle(
 pub async fn run(a: ChurnArgs) -> Result<ChurnResult, String> {
     let ser = parse_serializer(&a.common.serializer)?;
     let probe = Probe::new(a.common.pid, &a.common.url);
+    let server_start = probe.sample().await;
+    let tool_cpu_start = crate::procfs::cpu_seconds(std::process::id());
     let started = Instant::now();
     let warmup = started + Duration::from_secs_f64(a.duration as f64 / 3.0);
     let deadline = started + Duration::from_secs(a.duration);
@@ -133,6 +147,10 @@ pub async fn run(a: ChurnArgs) -> Result<ChurnResult, String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server_end = probe.sample().await;
     let cycles = lat.len() as u64;
+    let server_cpu = cpu_between(&server_start, &server_end);
+    let load_tool_cpu_seconds = crate::procfs::cpu_seconds(std::process::id())
+        .zip(tool_cpu_start)
+        .map(|(end, start)| end - start);
     Ok(ChurnResult {
         scenario: "churn",
         concurrency: a.concurrency,
@@ -147,6 +165,9 @@ pub async fn run(a: ChurnArgs) -> Result<ChurnResult, String> {
         },
         server_after_warmup,
         server_end,
+        server_cpu_seconds: server_cpu,
+        cycles_per_server_cpu_second: server_cpu.filter(|c| *c > 0.0).map(|c| cycles as f64 / c),
+        load_tool_cpu_seconds,
         first_error,
     })
 }

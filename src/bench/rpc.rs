@@ -45,6 +45,8 @@ pub struct RpcResult {
     pub latency: Latency,
     pub server_cpu_seconds: Option<f64>,
     pub calls_per_server_cpu_second: Option<f64>,
+    /// This load tool's own CPU time over the same span (see `churn`).
+    pub load_tool_cpu_seconds: Option<f64>,
     pub server_before: Sample,
     pub server_after: Sample,
     pub first_error: Option<String>,
@@ -59,6 +61,9 @@ impl RpcResult {
         println!("  call latency: {}", self.latency.line());
         if let (Some(c), Some(r)) = (self.server_cpu_seconds, self.calls_per_server_cpu_second) {
             println!("  server CPU {c:.2} s → {r:.0} calls per server CPU-second");
+        }
+        if let Some(c) = self.load_tool_cpu_seconds {
+            println!("  load tool CPU {c:.2} s");
         }
         if let Some(e) = &self.first_error {
             println!("  first error: {e}");
@@ -206,6 +211,7 @@ pub async fn run(a: RpcArgs) -> Result<RpcResult, String> {
         rx.await.map_err(|_| "callee task ended".to_string())??;
     }
     let server_before = probe.sample().await;
+    let tool_cpu_start = crate::procfs::cpu_seconds(std::process::id());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.duration);
     let mut callers = Vec::new();
@@ -237,6 +243,9 @@ pub async fn run(a: RpcArgs) -> Result<RpcResult, String> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let server_after = probe.sample().await;
+    let load_tool_cpu_seconds = crate::procfs::cpu_seconds(std::process::id())
+        .zip(tool_cpu_start)
+        .map(|(end, start)| end - start);
     stop.store(true, Ordering::Relaxed);
     for t in callee_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
@@ -255,6 +264,7 @@ pub async fn run(a: RpcArgs) -> Result<RpcResult, String> {
         latency: Latency::of(&mut lat),
         server_cpu_seconds: cpu,
         calls_per_server_cpu_second: cpu.filter(|c| *c > 0.0).map(|c| calls as f64 / c),
+        load_tool_cpu_seconds,
         server_before,
         server_after,
         first_error,

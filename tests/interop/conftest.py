@@ -9,6 +9,7 @@ ephemeral port with a fresh data directory; it prints one line
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -34,6 +35,8 @@ def binary_path() -> Path:
 
 class Server:
     def __init__(self, *extra_args: str, data_dir: str | None = None):
+        # A data dir made here is removed by stop(); one passed in belongs to the caller.
+        self.owns_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sb-interop-")
         args = [str(binary_path()), "--listen", "127.0.0.1:0", "--data-dir", self.data_dir, *extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -69,6 +72,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -299,3 +299,4 @@ def test_acme_certificate_from_pebble(challenge):
         dns.terminate()
         dns.wait(timeout=10)
         pebble_log.close()
+        shutil.rmtree(work, ignore_errors=True)

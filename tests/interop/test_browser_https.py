@@ -73,3 +73,4 @@ def test_web_ui_over_https_in_chromium():
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        shutil.rmtree(work, ignore_errors=True)

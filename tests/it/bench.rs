@@ -147,6 +147,16 @@ async fn churn_scenario_completes_cycles_and_leaves_nothing_behind() {
     let r = bench(&srv, &["churn", "-c", "4", "-t", "2"]).await;
     assert_eq!(r["failed"], 0, "{r}");
     assert!(r["cycles"].as_u64().unwrap_or(0) > 0, "{r}");
+    // CPU figures: the server's (from /api/status) and the load tool's own.
+    assert!(r["server_cpu_seconds"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    assert!(
+        r["cycles_per_server_cpu_second"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r}"
+    );
+    assert!(
+        r["load_tool_cpu_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r}"
+    );
     for _ in 0..200 {
         if srv.status().await["sessions"] == 0 {
             return;
