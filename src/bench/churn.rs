@@ -1,5 +1,5 @@
-//! `churn`: connect, subscribe, publish (acknowledged), disconnect — in a loop, from several
-//! workers at once; cycles per second and whether the server's memory grows (a leak check).
+//! `churn`: connect, subscribe + publish (acknowledged; pipelined), disconnect — in a loop,
+//! from several workers at once; cycles per second and whether the server's memory grows (a leak check).
 
 use super::probe::{cpu_between, Probe, Sample};
 use super::report::{fmt_bytes, Latency};
@@ -70,9 +70,16 @@ async fn cycle(
     ser: crate::wamp::Serializer,
     n: usize,
 ) -> Result<(), String> {
-    let mut c = Client::connect(url, ser, source_for(n % 200_000, 20_000)).await?;
+    let mut c = Client::connect_batching(url, ser, source_for(n % 200_000, 20_000)).await?;
     c.join(realm).await?;
-    c.subscribe(1, "bench.churn").await?;
+    // SUBSCRIBE and the acknowledged PUBLISH go out in one write, as from a client that does
+    // both when it joins.
+    c.feed(&Message::Subscribe {
+        request: 1,
+        options: vec![],
+        topic: "bench.churn".into(),
+    })
+    .await?;
     c.send(&Message::Publish {
         request: 2,
         options: dict([("acknowledge", Value::Bool(true))]),
@@ -80,11 +87,18 @@ async fn cycle(
         payload: Payload::args(vec![Value::UInt(n as u64)]),
     })
     .await?;
-    loop {
+    let (mut subscribed, mut published) = (false, false);
+    while !(subscribed && published) {
         match c.recv().await? {
-            Message::Published { .. } => break,
+            Message::Subscribed { request: 1, .. } => subscribed = true,
+            Message::Published { request: 2, .. } => published = true,
             Message::Event { .. } => {}
-            other => return Err(format!("expected PUBLISHED, got {}", other.name())),
+            other => {
+                return Err(format!(
+                    "expected SUBSCRIBED and PUBLISHED, got {}",
+                    other.name()
+                ))
+            }
         }
     }
     c.close().await;

@@ -82,7 +82,7 @@ async fn callee(
     stop: Arc<AtomicBool>,
 ) {
     let setup = async {
-        let mut c = Client::connect(url, ser, source_for(i, 20_000)).await?;
+        let mut c = Client::connect_batching(url, ser, source_for(i, 20_000)).await?;
         c.join(realm).await?;
         c.register(1, PROCEDURE, "roundrobin").await?;
         Ok::<_, String>(c)
@@ -98,28 +98,34 @@ async fn callee(
             return;
         }
     };
-    while !stop.load(Ordering::Relaxed) {
+    'serve: while !stop.load(Ordering::Relaxed) {
         let m = tokio::select! {
             m = c.recv() => m,
             _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
         };
-        match m {
-            Ok(Message::Invocation {
-                request, payload, ..
-            }) => {
-                if c.send(&Message::Yield {
-                    request,
-                    options: vec![],
-                    payload,
-                })
-                .await
-                .is_err()
-                {
-                    break;
+        // Answer every invocation that is already here, then write the answers at once.
+        let mut next = Some(m);
+        while let Some(m) = next.take() {
+            match m {
+                Ok(Message::Invocation {
+                    request, payload, ..
+                }) => {
+                    let answer = Message::Yield {
+                        request,
+                        options: vec![],
+                        payload,
+                    };
+                    if c.feed(&answer).await.is_err() {
+                        break 'serve;
+                    }
                 }
+                Ok(_) => {}
+                Err(_) => break 'serve,
             }
-            Ok(_) => {}
-            Err(_) => break,
+            next = c.try_recv();
+        }
+        if c.flush().await.is_err() {
+            break;
         }
     }
     c.close().await;
@@ -136,7 +142,7 @@ async fn caller(
 ) -> Result<(Vec<u64>, u64), (Vec<u64>, u64, String)> {
     let mut lat = Vec::new();
     let mut errors = 0u64;
-    let mut c = match Client::connect(url, ser, source_for(i, 20_000)).await {
+    let mut c = match Client::connect_batching(url, ser, source_for(i, 20_000)).await {
         Ok(c) => c,
         Err(e) => return Err((lat, errors, e)),
     };
@@ -163,9 +169,8 @@ async fn caller(
         return Err((lat, errors, e));
     }
     while !in_flight.is_empty() {
-        let m = match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => return Err((lat, errors, e)),
+        let first = match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(m) => m,
             Err(_) => {
                 return Err((
                     lat,
@@ -174,23 +179,33 @@ async fn caller(
                 ))
             }
         };
-        let request = match m {
-            Message::Result { request, .. } => request,
-            Message::Error { request, .. } => {
-                errors += 1;
-                request
+        // Every answer that is already here makes room for a new call; the new calls go out
+        // in one write.
+        let mut arrived = Some(first);
+        while let Some(m) = arrived.take() {
+            let request = match m {
+                Ok(Message::Result { request, .. }) => Some(request),
+                Ok(Message::Error { request, .. }) => {
+                    errors += 1;
+                    Some(request)
+                }
+                Ok(_) => None,
+                Err(e) => return Err((lat, errors, e)),
+            };
+            if let Some(t) = request.and_then(|r| in_flight.remove(&r)) {
+                lat.push(t.elapsed().as_micros() as u64);
+                if Instant::now() < deadline {
+                    next += 1;
+                    in_flight.insert(next, Instant::now());
+                    if let Err(e) = c.feed(&call(next)).await {
+                        return Err((lat, errors, e));
+                    }
+                }
             }
-            _ => continue,
-        };
-        if let Some(t) = in_flight.remove(&request) {
-            lat.push(t.elapsed().as_micros() as u64);
+            arrived = c.try_recv();
         }
-        if Instant::now() < deadline {
-            next += 1;
-            in_flight.insert(next, Instant::now());
-            if let Err(e) = c.send(&call(next)).await {
-                return Err((lat, errors, e));
-            }
+        if let Err(e) = c.flush().await {
+            return Err((lat, errors, e));
         }
     }
     c.close().await;

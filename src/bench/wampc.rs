@@ -58,11 +58,33 @@ pub struct Client {
 
 impl Client {
     /// Connects from `source` (any port) if given, and negotiates the serializer: the WebSocket
-    /// subprotocol for `ws://`, the RawSocket handshake for `rs://`.
+    /// subprotocol for `ws://`, the RawSocket handshake for `rs://`. Each WebSocket message is
+    /// written when it is sent — no write buffer is kept, which matters with thousands of
+    /// connections.
     pub async fn connect(
         url: &str,
         ser: Serializer,
         source: Option<IpAddr>,
+    ) -> Result<Client, String> {
+        Client::connect_with(url, ser, source, 0).await
+    }
+
+    /// As `connect`, for the few busy connections of a scenario that `feed`s several messages
+    /// and then `flush`es: WebSocket frames gather in a buffer until `flush` (or until
+    /// `write_buffer` bytes), so they go out in one write, as RawSocket's already do.
+    pub async fn connect_batching(
+        url: &str,
+        ser: Serializer,
+        source: Option<IpAddr>,
+    ) -> Result<Client, String> {
+        Client::connect_with(url, ser, source, 64 * 1024).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        ser: Serializer,
+        source: Option<IpAddr>,
+        write_buffer: usize,
     ) -> Result<Client, String> {
         let addr = url_addr(url)?;
         let socket = if addr.is_ipv4() {
@@ -117,7 +139,7 @@ impl Client {
         );
         let config = WebSocketConfig::default()
             .read_buffer_size(8192)
-            .write_buffer_size(0);
+            .write_buffer_size(write_buffer);
         let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
@@ -169,6 +191,13 @@ impl Client {
                 Ok(())
             }
         }
+    }
+
+    /// A message that has already arrived, without waiting (`None`: nothing yet). A scenario
+    /// answers everything that came in together and then flushes once — what an event-loop
+    /// client (Twisted, a browser) does with writes made in one turn.
+    pub fn try_recv(&mut self) -> Option<Result<Message, String>> {
+        futures_util::FutureExt::now_or_never(self.recv())
     }
 
     /// The next WAMP message (pings are answered on the way). Cancel-safe: a partly read
