@@ -261,9 +261,10 @@ async fn dispatch_tls(
             router.metrics.limit_refused(limit);
             let reason = conns.admissions.reason(limit);
             if is_raw {
-                rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT).await;
+                // Boxed (here and below): a rare path must not size every connection task.
+                Box::pin(rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT)).await;
             } else {
-                crate::transport::admission::refuse_http(stream, &reason).await;
+                Box::pin(crate::transport::admission::refuse_http(stream, &reason)).await;
             }
             return;
         }
@@ -271,9 +272,11 @@ async fn dispatch_tls(
     match (is_raw, raw, http) {
         (true, Some(endpoint), _) => {
             let _admission = admission;
-            rawsocket::serve_tls(stream, router, conns, endpoint, peer).await
+            Box::pin(rawsocket::serve_tls(stream, router, conns, endpoint, peer)).await
         }
-        (false, _, Some(state)) => serve_connection(stream, peer, state, Arc::new(admission)).await,
+        (false, _, Some(state)) => {
+            Box::pin(serve_connection(stream, peer, state, Arc::new(admission))).await
+        }
         _ => {}
     }
 }
@@ -282,13 +285,14 @@ async fn dispatch_tls(
 /// RawSocket's magic 0x7F, HTTP/WebSocket otherwise (Crossbar's "universal" transport).
 async fn dispatch_tcp(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     http: Option<Arc<HttpState>>,
     raw: Option<WampEndpoint>,
     router: Arc<Router>,
     conns: Arc<Connections>,
 ) {
     let _ = stream.set_nodelay(true);
-    let peer_ip = stream.peer_addr().ok().map(|a| a.ip());
+    let peer_ip = Some(peer.ip());
     let admitted = conns.admissions.admit(peer_ip);
     let is_raw = match (&http, &raw) {
         (None, Some(_)) => true,
@@ -310,22 +314,36 @@ async fn dispatch_tcp(
             let reason = conns.admissions.reason(limit);
             tracing::debug!(peer = ?peer_ip, %reason, "connection refused");
             if is_raw {
-                rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT).await;
+                // Boxed (here and below): a rare path must not size every connection task.
+                Box::pin(rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT)).await;
             } else {
-                crate::transport::admission::refuse_http(stream, &reason).await;
+                Box::pin(crate::transport::admission::refuse_http(stream, &reason)).await;
             }
             return;
         }
     };
+    // Each branch is boxed: this task lives as long as the connection, and inline it would be
+    // as large as the largest of them (hyper's connection state) for every RawSocket session.
     match (is_raw, raw, http) {
         (true, Some(endpoint), _) => {
-            let peer = stream.peer_addr().ok();
             let _admission = admission;
-            rawsocket::serve(stream, router, conns, endpoint, peer).await
+            Box::pin(rawsocket::serve(
+                stream,
+                router,
+                conns,
+                endpoint,
+                Some(peer),
+            ))
+            .await
         }
         (false, _, Some(state)) => {
-            let peer = stream.peer_addr().ok();
-            serve_connection(stream, peer, state, Arc::new(admission)).await
+            Box::pin(serve_connection(
+                stream,
+                Some(peer),
+                state,
+                Arc::new(admission),
+            ))
+            .await
         }
         _ => {}
     }
@@ -560,6 +578,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                                 tokio::spawn(
                                     dispatch_tcp(
                                         stream,
+                                        peer,
                                         http.clone(),
                                         raw(),
                                         router.clone(),

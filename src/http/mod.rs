@@ -359,33 +359,18 @@ fn upgrade(
                     return;
                 }
             };
-            let upgraded = ws.into_inner().into_inner();
-            let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => {
-                    let stream = parts.io.into_inner();
-                    let conn = WsConn {
-                        state,
-                        serializer,
-                        auth,
-                        transport,
-                    };
-                    return conn.run(stream, parts.read_buf).await;
-                }
-                Err(upgraded) => upgraded,
+            let conn = WsConn {
+                state,
+                serializer,
+                auth,
+                transport,
             };
-            match upgraded.downcast::<TokioIo<crate::tls::ServerStream>>() {
-                Ok(parts) => {
-                    let (stream, leftover) =
-                        crate::tls::into_socket(parts.io.into_inner(), &parts.read_buf);
-                    let conn = WsConn {
-                        state,
-                        serializer,
-                        auth,
-                        transport,
-                    };
-                    conn.run(stream, leftover).await
+            match take_upgraded(ws.into_inner().into_inner(), conn) {
+                Upgraded::Tcp(conn, stream, leftover) => conn.run(stream, leftover).await,
+                Upgraded::Boxed(tls) => tls.await,
+                Upgraded::Unknown => {
+                    tracing::error!("upgraded connection is neither TCP nor TLS")
                 }
-                Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS"),
             }
         }
         .instrument(tracing::Span::current()),
@@ -400,6 +385,33 @@ fn upgrade(
     resp
 }
 
+/// What the upgrade task runs after the handshake.
+enum Upgraded {
+    /// A plain TCP connection: run inline in the task.
+    Tcp(WsConn, TcpStream, Bytes),
+    /// A TLS connection, already boxed: rustls' state is several KiB, and inline it would size
+    /// the task of every plain connection for TLS.
+    Boxed(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+    Unknown,
+}
+
+/// Takes the socket out of hyper's upgraded connection. A plain function, so that hyper's
+/// `Parts` (the TLS one is over a KiB) never live in the task's state across an await.
+fn take_upgraded(upgraded: hyper::upgrade::Upgraded, conn: WsConn) -> Upgraded {
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return Upgraded::Tcp(conn, parts.io.into_inner(), parts.read_buf),
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<crate::tls::ServerStream>>() {
+        Ok(parts) => {
+            let (stream, leftover) =
+                crate::tls::into_socket(parts.io.into_inner(), &parts.read_buf);
+            Upgraded::Boxed(Box::pin(conn.run(stream, leftover)))
+        }
+        Err(_) => Upgraded::Unknown,
+    }
+}
+
 /// A WebSocket connection after the upgrade: what the connection task needs.
 struct WsConn {
     state: Arc<HttpState>,
@@ -409,19 +421,28 @@ struct WsConn {
 }
 
 impl WsConn {
-    async fn run<S: crate::transport::socket::Socket>(self, stream: S, read_buf: Bytes) {
+    /// Sets the session up now and returns the connection loop: a plain function, so nothing
+    /// of the setup stays in the connection's task.
+    fn run<S: crate::transport::socket::Socket>(
+        self,
+        stream: S,
+        read_buf: Bytes,
+    ) -> impl std::future::Future<Output = ()> {
         let WsConn {
             state,
             serializer,
             auth,
             transport,
         } = self;
-        let limits = state.conns.limits().clone();
+        let (max_queue_bytes, max_message_size) = {
+            let limits = state.conns.limits();
+            (limits.max_queue_bytes, limits.max_message_size)
+        };
         // The echo endpoint must be able to queue a whole echoed message (Autobahn sends 16 MiB).
         let queue = if serializer.is_some() {
-            limits.max_queue_bytes
+            max_queue_bytes
         } else {
-            limits.max_queue_bytes.max(2 * state.echo_max_message)
+            max_queue_bytes.max(2 * state.echo_max_message)
         };
         let outbox = Arc::new(Outbox::new(queue));
         let (handler, max) = match (serializer, auth, transport) {
@@ -433,7 +454,7 @@ impl WsConn {
                     auth,
                     transport,
                 )),
-                limits.max_message_size,
+                max_message_size,
             ),
             _ => (Handler::Echo, state.echo_max_message),
         };
@@ -448,7 +469,6 @@ impl WsConn {
             state.conns.clone(),
             counters,
         )
-        .await;
     }
 }
 

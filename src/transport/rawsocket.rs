@@ -185,80 +185,91 @@ pub async fn serve_tls(
 
 /// The handshake over `stream`, then the connection loop over what `into_socket` makes of it
 /// (the socket and any bytes already read past the handshake).
-async fn serve_with<S, T>(
+/// (A plain function returning an `async move` block: see `connection::serve` for why.)
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn serve_with<S, T>(
     mut stream: S,
     into_socket: impl FnOnce(S) -> (T, Bytes),
     router: Arc<Router>,
     conns: Arc<Connections>,
     endpoint: WampEndpoint,
     peer: Option<std::net::SocketAddr>,
-) where
+) -> impl std::future::Future<Output = ()>
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: Socket,
 {
-    let limits = conns.limits().clone();
-    let mut h = [0u8; 4];
-    match tokio::time::timeout(limits.hello_timeout, stream.read_exact(&mut h)).await {
-        Ok(Ok(_)) => {}
-        _ => return,
-    }
-    let (serializer, client_max) = match read_handshake(h) {
-        Handshake::Accept { serializer, .. } if !endpoint.serializers.contains(&serializer) => {
-            let _ = stream.write_all(&[MAGIC, ERR_SERIALIZER << 4, 0, 0]).await;
-            let _ = stream.shutdown().await;
+    async move {
+        // The few figures needed, not a clone of all the limits: what is held across the await
+        // below sizes every RawSocket session's task.
+        let (hello_timeout, max_message_size, max_queue_bytes) = {
+            let limits = conns.limits();
+            (
+                limits.hello_timeout,
+                limits.max_message_size,
+                limits.max_queue_bytes,
+            )
+        };
+        let mut h = [0u8; 4];
+        match tokio::time::timeout(hello_timeout, stream.read_exact(&mut h)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let (serializer, client_max) = match read_handshake(h) {
+            Handshake::Accept { serializer, .. } if !endpoint.serializers.contains(&serializer) => {
+                let _ = stream.write_all(&[MAGIC, ERR_SERIALIZER << 4, 0, 0]).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Handshake::Accept {
+                serializer,
+                client_max,
+            } => (serializer, client_max),
+            Handshake::Refuse(code) => {
+                let _ = stream.write_all(&[MAGIC, code << 4, 0, 0]).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Handshake::NotRawSocket => return,
+        };
+        let ours = length_exponent(max_message_size);
+        if stream
+            .write_all(&[MAGIC, (ours << 4) | serializer_code(serializer), 0, 0])
+            .await
+            .is_err()
+        {
             return;
         }
-        Handshake::Accept {
+        if !conns.is_accepting() {
+            return;
+        }
+        let outbox = Arc::new(Outbox::with_max_frame(max_queue_bytes, client_max + 4));
+        let session = Session::new(
+            router.clone(),
+            outbox.clone(),
             serializer,
-            client_max,
-        } => (serializer, client_max),
-        Handshake::Refuse(code) => {
-            let _ = stream.write_all(&[MAGIC, code << 4, 0, 0]).await;
-            let _ = stream.shutdown().await;
-            return;
-        }
-        Handshake::NotRawSocket => return,
-    };
-    let ours = length_exponent(limits.max_message_size);
-    if stream
-        .write_all(&[MAGIC, (ours << 4) | serializer_code(serializer), 0, 0])
-        .await
-        .is_err()
-    {
-        return;
+            endpoint.auth.clone(),
+            crate::auth::TransportInfo {
+                framing: Framing::RawSocket,
+                peer,
+                protocol: None,
+                http_headers: None,
+            },
+        );
+        // Our advertised maximum is a power of two at or above the configured limit; enforce the limit.
+        let reader = RawReader::new(max_message_size);
+        let (socket, leftover) = into_socket(stream);
+        connection::serve(
+            socket,
+            leftover,
+            reader,
+            Handler::Wamp(session),
+            outbox,
+            conns,
+            router.counters.clone(),
+        )
+        .await;
     }
-    if !conns.is_accepting() {
-        return;
-    }
-    let outbox = Arc::new(Outbox::with_max_frame(
-        limits.max_queue_bytes,
-        client_max + 4,
-    ));
-    let session = Session::new(
-        router.clone(),
-        outbox.clone(),
-        serializer,
-        endpoint.auth.clone(),
-        crate::auth::TransportInfo {
-            framing: Framing::RawSocket,
-            peer,
-            protocol: None,
-            http_headers: None,
-        },
-    );
-    // Our advertised maximum is a power of two at or above the configured limit; enforce the limit.
-    let reader = RawReader::new(limits.max_message_size);
-    let (socket, leftover) = into_socket(stream);
-    connection::serve(
-        socket,
-        leftover,
-        reader,
-        Handler::Wamp(session),
-        outbox,
-        conns,
-        router.counters.clone(),
-    )
-    .await;
 }
 
 #[cfg(test)]
