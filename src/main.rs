@@ -126,6 +126,16 @@ struct Cli {
     /// thread, which saves cross-thread wake-ups when the machine also runs other work).
     #[arg(long, value_name = "N", env = "SWITCHBOARD_WORKER_THREADS")]
     worker_threads: Option<usize>,
+    /// glibc malloc arenas the server's threads share (0: glibc's default, up to eight per
+    /// core). One keeps RSS flat under a durable chat write load (README "Soak");
+    /// `MALLOC_ARENA_MAX` in the environment takes precedence.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = switchboard::malloc::DEFAULT_ARENAS,
+        env = "SWITCHBOARD_MALLOC_ARENAS"
+    )]
+    malloc_arenas: u32,
     #[command(flatten)]
     caps: CapArgs,
 }
@@ -269,7 +279,15 @@ fn main() -> std::process::ExitCode {
         }
         None => {}
     }
+    // Before any thread is started: a thread keeps the arena it was first given.
+    let arenas = switchboard::malloc::limit_arenas(cli.malloc_arenas);
     init_logging(cli.log_format);
+    if arenas == switchboard::malloc::Arenas::Refused {
+        tracing::warn!(
+            arenas = cli.malloc_arenas,
+            "malloc refused the arena limit; glibc's default stays"
+        );
+    }
     let mut builder = match cli.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
