@@ -13,7 +13,6 @@ pub mod clock;
 pub mod config;
 pub mod framing;
 pub mod http;
-pub mod malloc;
 pub mod metrics;
 pub mod outbox;
 pub mod procfs;
