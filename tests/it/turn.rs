@@ -480,6 +480,10 @@ async fn channel_round_trip(tcp: bool) {
     c.channel_data(0x4001, b"unbound").await;
     assert!(peer_recv(&p).await.is_none());
     assert_eq!(c.channel_bind(0x3fff, pa).await, Some(400), "not a channel");
+    assert_eq!(c.channel_bind(0x8000, pa).await, Some(400), "not a channel");
+    // The last of RFC 5766's range is a channel (coturn's client may pick it).
+    let (_q, qa) = peer().await;
+    assert_eq!(c.channel_bind(0x7fff, qa).await, None, "0x7FFF");
     assert_eq!(c.channel_bind(0x4001, pa).await, None);
     assert_eq!(c.channel_bind(0x4001, pa).await, None, "refresh");
     let (_o, other) = peer().await;

@@ -785,8 +785,9 @@ impl Server {
         };
         let num = num.channel();
         let peer = peer.addr(msg.transaction_id());
-        // RFC 5766's range (RFC 8656 narrowed it to 0x4FFF; coturn's clients still use the old one).
-        if !(0x4000..=0x7ffe).contains(&num) {
+        // RFC 5766's range, 0x4000 through 0x7FFF (RFC 8656 narrowed it to 0x4FFF; coturn's
+        // clients still pick from the old one).
+        if !(0x4000..=0x7fff).contains(&num) {
             return error(msg, ErrorCode::BAD_REQUEST, Some(&key), &[]);
         }
         if self.peer_allowed(peer.ip()).is_err() {
