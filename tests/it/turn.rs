@@ -719,3 +719,109 @@ async fn ice_servers_get_turn_uris_for_udp_and_tcp() {
         ]
     );
 }
+
+/// A numbered payload of `len` bytes (at least 4): the number first, then filler.
+fn numbered(n: u32, len: usize) -> Vec<u8> {
+    let mut p = n.to_be_bytes().to_vec();
+    p.resize(len.max(4), (n % 251) as u8);
+    p
+}
+
+/// The payload a relayed packet to a client carries: ChannelData or a Data indication.
+fn client_payload(pkt: &[u8]) -> Vec<u8> {
+    if pkt[0] >= 0x40 {
+        let len = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+        return pkt[4..4 + len].to_vec();
+    }
+    let m = Message::from_bytes(pkt).expect("a Data indication");
+    assert!(m.has_method(DATA) && m.has_class(MessageClass::Indication));
+    m.attribute::<Data>().unwrap().data().to_vec()
+}
+
+/// Bursts of datagrams through several allocations at once, both ways, arrive whole and in
+/// order: what the relay batches (one `recvmmsg` → per relay socket `sendmmsg`; every relay
+/// socket → one client queue → `sendmmsg`) must keep each flow's order and lose nothing.
+async fn bursts_keep_order(channels: bool) {
+    const CLIENTS: usize = 3;
+    const BURSTS: u32 = 12;
+    const PER_BURST: u32 = 40;
+    let relay = Relay::start(|t| {
+        t.allow_loopback_peers = true;
+        t.max_bps = 0;
+    })
+    .await;
+    let mut flows = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = Client::udp(&relay).await;
+        let relayed = c.allocate().await;
+        let (p, pa) = peer().await;
+        if channels {
+            assert_eq!(c.channel_bind(0x4000, pa).await, None);
+        } else {
+            assert_eq!(c.permission(pa).await, None);
+        }
+        flows.push((c, relayed, p, pa));
+    }
+    // Sizes vary so that a reordering or a mix-up of slots shows.
+    let size = |n: u32| 4 + (n as usize * 37) % 900;
+    for burst in 0..BURSTS {
+        let first = burst * PER_BURST;
+        // Client to peer: every client's burst, interleaved datagram by datagram.
+        for n in first..first + PER_BURST {
+            for (c, _, _, pa) in flows.iter_mut() {
+                if channels {
+                    c.channel_data(0x4000, &numbered(n, size(n))).await;
+                } else {
+                    c.send_indication(*pa, &numbered(n, size(n))).await;
+                }
+            }
+        }
+        for (i, (_, relayed, p, _)) in flows.iter().enumerate() {
+            for n in first..first + PER_BURST {
+                let (got, from) = peer_recv(p)
+                    .await
+                    .unwrap_or_else(|| panic!("flow {i}: datagram {n} to the peer lost"));
+                assert_eq!(from, *relayed);
+                assert_eq!(got, numbered(n, size(n)), "flow {i}: to the peer in order");
+            }
+        }
+        // Peer to client: the peers' bursts, interleaved.
+        for n in first..first + PER_BURST {
+            for (_, relayed, p, _) in &flows {
+                p.send_to(&numbered(n, size(n)), relayed).await.unwrap();
+            }
+        }
+        for (i, (c, _, _, _)) in flows.iter_mut().enumerate() {
+            for n in first..first + PER_BURST {
+                let pkt = c
+                    .recv_within(Duration::from_secs(3))
+                    .await
+                    .unwrap_or_else(|| panic!("flow {i}: datagram {n} to the client lost"));
+                if channels {
+                    assert_eq!(&pkt[0..2], &[0x40, 0x00]);
+                }
+                assert_eq!(
+                    client_payload(&pkt),
+                    numbered(n, size(n)),
+                    "flow {i}: to the client in order"
+                );
+            }
+        }
+    }
+    let total = u64::from(BURSTS * PER_BURST) * CLIENTS as u64;
+    let bytes: u64 = (0..BURSTS * PER_BURST).map(|n| size(n) as u64).sum::<u64>() * CLIENTS as u64;
+    let t = relay.turn();
+    assert_eq!(t.relayed_count(0), (total, bytes), "to peers");
+    assert_eq!(t.relayed_count(1), (total, bytes), "to clients");
+    assert_eq!(t.dropped_count(), 0);
+}
+
+#[tokio::test]
+async fn bursts_of_channel_data_keep_their_order_both_ways() {
+    bursts_keep_order(true).await;
+}
+
+#[tokio::test]
+async fn bursts_of_send_and_data_indications_keep_their_order_both_ways() {
+    bursts_keep_order(false).await;
+}
