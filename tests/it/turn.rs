@@ -741,7 +741,8 @@ fn client_payload(pkt: &[u8]) -> Vec<u8> {
 /// Bursts of datagrams through several allocations at once, both ways, arrive whole and in
 /// order: what the relay batches (one `recvmmsg` → per relay socket `sendmmsg`; every relay
 /// socket → one client queue → `sendmmsg`) must keep each flow's order and lose nothing.
-async fn bursts_keep_order(channels: bool) {
+/// With `equal` sizes, runs to one destination go out as GSO sends.
+async fn bursts_keep_order(channels: bool, equal: bool) {
     const CLIENTS: usize = 3;
     const BURSTS: u32 = 12;
     const PER_BURST: u32 = 40;
@@ -762,8 +763,15 @@ async fn bursts_keep_order(channels: bool) {
         }
         flows.push((c, relayed, p, pa));
     }
-    // Sizes vary so that a reordering or a mix-up of slots shows.
-    let size = |n: u32| 4 + (n as usize * 37) % 900;
+    // Sizes vary so that a reordering or a mix-up of slots shows (or are equal: the numbers
+    // show it then).
+    let size = |n: u32| {
+        if equal {
+            160
+        } else {
+            4 + (n as usize * 37) % 900
+        }
+    };
     for burst in 0..BURSTS {
         let first = burst * PER_BURST;
         // Client to peer: every client's burst, interleaved datagram by datagram.
@@ -818,10 +826,16 @@ async fn bursts_keep_order(channels: bool) {
 
 #[tokio::test]
 async fn bursts_of_channel_data_keep_their_order_both_ways() {
-    bursts_keep_order(true).await;
+    bursts_keep_order(true, false).await;
+}
+
+#[tokio::test]
+async fn bursts_of_equal_channel_data_keep_their_order_both_ways() {
+    bursts_keep_order(true, true).await;
 }
 
 #[tokio::test]
 async fn bursts_of_send_and_data_indications_keep_their_order_both_ways() {
-    bursts_keep_order(false).await;
+    bursts_keep_order(false, false).await;
+    bursts_keep_order(false, true).await;
 }

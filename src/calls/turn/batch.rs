@@ -11,6 +11,11 @@
 //!   listening socket, flushed by one task once the relay tasks woken in the same turn have run
 //!   (or at once when [`SEND_BATCH`] are waiting).
 //!
+//! Consecutive datagrams to one destination of one size (the last may be shorter) go out as
+//! one GSO send (`UDP_SEGMENT`, see [`gso_run`]): the kernel walks its stack once for the run
+//! and splits it into the same datagrams again. A kernel that refuses GSO gets the datagrams
+//! one by one.
+//!
 //! A full socket buffer (`EAGAIN`) never blocks the relay thread: toward peers the rest of a
 //! group is dropped (as a UDP router would); toward clients the rest stays queued, in order,
 //! tried again after [`RETRY`] and capped ([`OUT_MAX_DATAGRAMS`], [`OUT_MAX_BYTES`]), beyond
@@ -19,11 +24,14 @@
 //! every datagram sent is counted as relayed once it is out.
 
 use crate::metrics::{Metrics, TurnCounts};
+use nix::sys::socket::{sendmmsg, sendto, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::io;
+use std::io::IoSlice;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,17 +109,143 @@ pub fn send_in_order<'a>(
 
 thread_local! {
     /// `sendmmsg`'s headers, one set per thread (they are not `Send`; the relay's sends all
-    /// happen on its one thread).
-    static HEADERS: RefCell<nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>> =
-        RefCell::new(nix::sys::socket::MultiHeaders::preallocate(SEND_BATCH, None));
+    /// happen on its one thread): plain, and with room for a `UDP_SEGMENT` control message.
+    static HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
+        RefCell::new(MultiHeaders::preallocate(SEND_BATCH, None));
+    static GSO_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
+        RefCell::new(MultiHeaders::preallocate(SEND_BATCH, Some(nix::cmsg_space!(u16))));
 }
 
-/// Sends up to [`SEND_BATCH`] of `msgs` from the non-blocking UDP socket `fd`, in order: one
-/// `sendto` for one datagram, else one `sendmmsg`. How many were sent, or the error of the
-/// first (`WouldBlock` when the buffer is full).
+/// Datagrams in one GSO send at most (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Payload bytes of one GSO send at most (one IP datagram, less its headers).
+const GSO_MAX_BYTES: usize = 65_000;
+/// GSO sends the kernel refused (other than for a full buffer: no `UDP_SEGMENT` before Linux
+/// 4.18, no checksum offload, a segment over the path MTU…) after which GSO is not tried again.
+const GSO_GIVE_UP: u32 = 16;
+static GSO_FAILURES: AtomicU32 = AtomicU32::new(0);
+
+/// How many datagrams from the first form a run that can go out as one GSO send (generic
+/// segmentation offload, `UDP_SEGMENT`): the same destination, all of the first one's size but
+/// the last, which may be shorter (not empty). 1 when there is no such run (0 for no datagram).
+/// The kernel splits the run into the same datagrams again, at the latest before the wire, so
+/// the peer sees no difference; the stack is walked once per run instead of once per datagram.
+/// Bursts to one destination are how video frames travel; a run of two is already worth it.
+pub fn gso_run(msgs: &[Datagram<'_>]) -> usize {
+    if GSO_FAILURES.load(Ordering::Relaxed) >= GSO_GIVE_UP {
+        return msgs.len().min(1);
+    }
+    run_length(msgs)
+}
+
+/// [`gso_run`] whether or not the kernel takes GSO sends.
+fn run_length(msgs: &[Datagram<'_>]) -> usize {
+    let Some(&(first, to)) = msgs.first() else {
+        return 0;
+    };
+    let size = first.len();
+    if size == 0 {
+        return 1;
+    }
+    let (mut n, mut total) = (1, size);
+    for &(d, t) in msgs.iter().skip(1) {
+        if t != to
+            || d.is_empty()
+            || d.len() > size
+            || n >= GSO_MAX_SEGMENTS
+            || total + d.len() > GSO_MAX_BYTES
+        {
+            break;
+        }
+        n += 1;
+        total += d.len();
+        if d.len() < size {
+            break; // a shorter one ends the run
+        }
+    }
+    n
+}
+
+/// Sends datagrams from the start of `msgs` (at most [`SEND_BATCH`]) from the non-blocking UDP
+/// socket `fd`, in order: a GSO run (see [`gso_run`]) and the runs of the same segment size
+/// after it with one `sendmmsg` of GSO sends, else the datagrams up to the next run with one
+/// `sendmmsg` (`sendto` for one). How many datagrams were sent, or the error of the first
+/// (`WouldBlock` when the buffer is full). A GSO send the kernel refuses otherwise is made
+/// again datagram by datagram.
 pub fn send_datagrams(fd: RawFd, msgs: &[Datagram<'_>]) -> io::Result<usize> {
-    use nix::sys::socket::{sendmmsg, sendto, ControlMessage, MsgFlags, SockaddrStorage};
-    use std::io::IoSlice;
+    let msgs = msgs.get(..msgs.len().min(SEND_BATCH)).unwrap_or_default();
+    let run = gso_run(msgs);
+    if run >= 2 {
+        match send_gso(fd, msgs) {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if GSO_FAILURES.fetch_add(1, Ordering::Relaxed) + 1 == GSO_GIVE_UP {
+                    tracing::info!(error = %e, "TURN: UDP GSO refused; datagrams go out one by one");
+                }
+                return send_each(fd, msgs.get(..run).unwrap_or_default());
+            }
+            r => return r,
+        }
+    }
+    let mut end = 1;
+    while end < msgs.len() && gso_run(msgs.get(end..).unwrap_or_default()) < 2 {
+        end += 1;
+    }
+    send_each(fd, msgs.get(..end).unwrap_or_default())
+}
+
+/// The GSO runs at the start of `msgs` that share the first one's segment size, one GSO send
+/// each, with one `sendmmsg`: how many datagrams were sent.
+fn send_gso(fd: RawFd, msgs: &[Datagram<'_>]) -> io::Result<usize> {
+    let size = msgs.first().map_or(0, |m| m.0.len());
+    // (start, datagrams) of each run.
+    let mut runs = [(0usize, 0usize); SEND_BATCH];
+    let (mut k, mut at) = (0, 0);
+    while let (Some(rest), Some(slot)) = (msgs.get(at..), runs.get_mut(k)) {
+        let n = gso_run(rest);
+        if n < 2 || rest.first().map_or(0, |m| m.0.len()) != size {
+            break;
+        }
+        *slot = (at, n);
+        k += 1;
+        at += n;
+    }
+    let runs = runs.get(..k).unwrap_or_default();
+    let iovs: [IoSlice<'_>; SEND_BATCH] =
+        std::array::from_fn(|i| IoSlice::new(msgs.get(i).map_or(&[], |m| m.0)));
+    let slices: [&[IoSlice<'_>]; SEND_BATCH] = std::array::from_fn(|i| {
+        runs.get(i)
+            .and_then(|&(start, n)| iovs.get(start..start + n))
+            .unwrap_or_default()
+    });
+    let addrs: [Option<SockaddrStorage>; SEND_BATCH] = std::array::from_fn(|i| {
+        runs.get(i)
+            .and_then(|&(start, _)| msgs.get(start))
+            .map(|m| SockaddrStorage::from(m.1))
+    });
+    let seg = size as u16;
+    let sent = GSO_HEADERS.with_borrow_mut(|h| {
+        sendmmsg(
+            fd,
+            h,
+            slices.iter().take(k),
+            addrs.get(..k).unwrap_or_default(),
+            [ControlMessage::UdpGsoSegments(&seg)],
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map(|r| r.count())
+        .map_err(io::Error::from)
+    })?;
+    Ok(runs.iter().take(sent).map(|r| r.1).sum())
+}
+
+/// Up to [`SEND_BATCH`] of `msgs`, each its own datagram: one `sendto` for one, else one
+/// `sendmmsg`.
+fn send_each(fd: RawFd, msgs: &[Datagram<'_>]) -> io::Result<usize> {
     let msgs = msgs.get(..msgs.len().min(SEND_BATCH)).unwrap_or_default();
     match msgs {
         [] => Ok(0),
@@ -547,6 +681,91 @@ mod tests {
             }
         );
         assert_eq!(seen, [(0, true), (1, false), (2, true)]);
+    }
+
+    #[test]
+    fn gso_runs_are_one_destination_and_one_size_but_the_last() {
+        let (a, b) = (addr(1), addr(2));
+        let (big, small, empty) = (vec![0u8; 100], vec![0u8; 40], vec![]);
+        let m = |v: &[(&Vec<u8>, SocketAddr)]| -> Vec<(Vec<u8>, SocketAddr)> {
+            v.iter().map(|(d, t)| ((*d).clone(), *t)).collect()
+        };
+        let run = |v: Vec<(Vec<u8>, SocketAddr)>| {
+            let msgs: Vec<Datagram<'_>> = v.iter().map(|(d, t)| (&d[..], *t)).collect();
+            run_length(&msgs)
+        };
+        assert_eq!(run(vec![]), 0);
+        assert_eq!(run(m(&[(&big, a)])), 1);
+        assert_eq!(run(m(&[(&big, a), (&big, a), (&big, a), (&big, b)])), 3);
+        assert_eq!(
+            run(m(&[(&big, a), (&big, a), (&small, a), (&small, a)])),
+            3,
+            "a shorter one ends a run"
+        );
+        assert_eq!(run(m(&[(&small, a), (&big, a)])), 1, "no longer one after");
+        assert_eq!(run(m(&[(&big, a), (&empty, a)])), 1);
+        assert_eq!(run(m(&[(&empty, a), (&empty, a)])), 1);
+        assert_eq!(run(vec![(big.clone(), a); 100]), 64, "64 segments at most");
+        assert_eq!(
+            run(vec![(vec![0u8; 1400], a); 60]),
+            46,
+            "65,000 bytes at most: 46 × 1400"
+        );
+    }
+
+    /// Real GSO sends: runs of one size (and a shorter last) arrive as the datagrams they
+    /// were, in order, mixed with datagrams that are no run.
+    #[test]
+    fn gso_runs_arrive_as_their_datagrams() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = rx.local_addr().unwrap();
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let sizes = [
+            300, 300, 300, 120, 300, 50, 50, 50, 7, 1, 1200, 1200, 1200, 1200, 1199, 1199, 9,
+        ];
+        let mut payloads: Vec<Vec<u8>> = vec![];
+        for (i, n) in sizes.iter().enumerate() {
+            payloads.push((0..*n).map(|j| (i * 7 + j) as u8).collect());
+        }
+        payloads.extend((0..80).map(|i| vec![i as u8; 500])); // over 64 segments
+                                                              // Every fifth datagram goes elsewhere, breaking runs.
+        let msgs: Vec<Datagram<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let dst = if i % 5 == 4 {
+                    other.local_addr().unwrap()
+                } else {
+                    to
+                };
+                (&p[..], dst)
+            })
+            .collect();
+        let mut ok = 0;
+        let sent = send_in_order(
+            &msgs,
+            |m| send_datagrams(tx.as_raw_fd(), m),
+            |_, sent| ok += usize::from(sent),
+        );
+        assert!(!sent.blocked);
+        assert_eq!(ok, msgs.len());
+        assert_eq!(GSO_FAILURES.load(Ordering::Relaxed), 0, "GSO sends taken");
+        let mut buf = [0u8; 2048];
+        for (p, _) in msgs.iter().filter(|m| m.1 == to) {
+            let (n, from) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(from, tx.local_addr().unwrap());
+            assert_eq!(&buf[..n], *p);
+        }
+        other
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for (p, _) in msgs.iter().filter(|m| m.1 != to) {
+            let n = other.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], *p);
+        }
     }
 
     /// The real system calls: a burst through `sendmmsg` arrives whole and in order.
