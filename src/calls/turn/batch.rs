@@ -107,13 +107,22 @@ pub fn send_in_order<'a>(
     }
 }
 
+/// What a `sendmmsg` needs besides the datagrams, made once per thread (the headers are not
+/// `Send`; the relay's sends all happen on its one thread).
+struct Scratch {
+    plain: MultiHeaders<SockaddrStorage>,
+    /// With room for a `UDP_SEGMENT` control message each.
+    gso: MultiHeaders<SockaddrStorage>,
+    /// The destinations of the call being made.
+    addrs: Vec<Option<SockaddrStorage>>,
+}
+
 thread_local! {
-    /// `sendmmsg`'s headers, one set per thread (they are not `Send`; the relay's sends all
-    /// happen on its one thread): plain, and with room for a `UDP_SEGMENT` control message.
-    static HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
-        RefCell::new(MultiHeaders::preallocate(SEND_BATCH, None));
-    static GSO_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
-        RefCell::new(MultiHeaders::preallocate(SEND_BATCH, Some(nix::cmsg_space!(u16))));
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        plain: MultiHeaders::preallocate(SEND_BATCH, None),
+        gso: MultiHeaders::preallocate(SEND_BATCH, Some(nix::cmsg_space!(u16))),
+        addrs: Vec::with_capacity(SEND_BATCH),
+    });
 }
 
 /// Datagrams in one GSO send at most (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
@@ -222,18 +231,18 @@ fn send_gso(fd: RawFd, msgs: &[Datagram<'_>]) -> io::Result<usize> {
             .and_then(|&(start, n)| iovs.get(start..start + n))
             .unwrap_or_default()
     });
-    let addrs: [Option<SockaddrStorage>; SEND_BATCH] = std::array::from_fn(|i| {
-        runs.get(i)
-            .and_then(|&(start, _)| msgs.get(start))
-            .map(|m| SockaddrStorage::from(m.1))
-    });
     let seg = size as u16;
-    let sent = GSO_HEADERS.with_borrow_mut(|h| {
+    let sent = SCRATCH.with_borrow_mut(|s| {
+        s.addrs.clear();
+        s.addrs.extend(
+            runs.iter()
+                .map(|&(start, _)| msgs.get(start).map(|m| SockaddrStorage::from(m.1))),
+        );
         sendmmsg(
             fd,
-            h,
+            &mut s.gso,
             slices.iter().take(k),
-            addrs.get(..k).unwrap_or_default(),
+            &s.addrs,
             [ControlMessage::UdpGsoSegments(&seg)],
             MsgFlags::MSG_DONTWAIT,
         )
@@ -260,16 +269,16 @@ fn send_each(fd: RawFd, msgs: &[Datagram<'_>]) -> io::Result<usize> {
         _ => {
             let iovs: [[IoSlice<'_>; 1]; SEND_BATCH] =
                 std::array::from_fn(|i| [IoSlice::new(msgs.get(i).map_or(&[], |m| m.0))]);
-            let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
-                std::array::from_fn(|i| msgs.get(i).map(|m| SockaddrStorage::from(m.1)));
-            let addrs = addrs.get(..msgs.len()).unwrap_or_default();
             let none: [ControlMessage<'_>; 0] = [];
-            HEADERS.with_borrow_mut(|h| {
+            SCRATCH.with_borrow_mut(|s| {
+                s.addrs.clear();
+                s.addrs
+                    .extend(msgs.iter().map(|m| Some(SockaddrStorage::from(m.1))));
                 sendmmsg(
                     fd,
-                    h,
+                    &mut s.plain,
                     iovs.iter().take(msgs.len()),
-                    addrs,
+                    &s.addrs,
                     none,
                     MsgFlags::MSG_DONTWAIT,
                 )
