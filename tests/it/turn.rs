@@ -839,3 +839,67 @@ async fn bursts_of_send_and_data_indications_keep_their_order_both_ways() {
     bursts_keep_order(false, false).await;
     bursts_keep_order(false, true).await;
 }
+
+/// RFC 8489 §6.3: a request with a comprehension-required attribute the relay does not
+/// understand gets 420 (Unknown Attribute) listing it, once authenticated; one that need not be
+/// understood is ignored; an indication with one is dropped.
+#[tokio::test]
+async fn unknown_comprehension_required_attributes_get_420() {
+    use stun_types::attribute::{AttributeType, RawAttribute, UnknownAttributes};
+    let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
+    let mut c = Client::udp(&relay).await;
+    let required = RawAttribute::new(AttributeType::new(0x7F00), &[1, 2, 3, 4]);
+    let optional = RawAttribute::new(AttributeType::new(0x8F00), &[1, 2, 3, 4]);
+    let dont_fragment = RawAttribute::new(AttributeType::new(0x001A), &[]);
+    let udp = RequestedTransport::new(17);
+    // Not authenticated yet: the challenge comes first.
+    let r = c.call(c.request(ALLOCATE, &[&udp, &required], false)).await;
+    assert_eq!(code(&r), Some(401));
+    c.challenge().await;
+    let listed = |r: &[u8]| {
+        let m = Message::from_bytes(r).unwrap();
+        let u = m
+            .attribute::<UnknownAttributes>()
+            .expect("UNKNOWN-ATTRIBUTES");
+        (0..=0xFFFFu16)
+            .filter(|t| u.has_attribute(AttributeType::new(*t)))
+            .collect::<Vec<u16>>()
+    };
+    let r = c
+        .call(c.request(ALLOCATE, &[&udp, &optional, &required], true))
+        .await;
+    assert_eq!(code(&r), Some(420));
+    assert_eq!(listed(&r), [0x7F00]);
+    Message::from_bytes(&r)
+        .unwrap()
+        .validate_integrity(&c.key())
+        .expect("the 420 is signed");
+    // The relay does not set DF: DONT-FRAGMENT is not understood (RFC 8656 §7.2).
+    let r = c
+        .call(c.request(ALLOCATE, &[&udp, &dont_fragment], true))
+        .await;
+    assert_eq!(code(&r), Some(420));
+    assert_eq!(listed(&r), [0x001A]);
+    assert_eq!(relay.turn().allocations(), 0, "nothing allocated");
+    // Comprehension-optional ones are ignored.
+    let r = c.call(c.request(ALLOCATE, &[&udp, &optional], true)).await;
+    assert_eq!(code(&r), None, "allocated");
+    let r = c.call(c.request(REFRESH, &[&required], true)).await;
+    assert_eq!(code(&r), Some(420));
+    // A Send indication with one is dropped; without, it is relayed.
+    let (p, pa) = peer().await;
+    assert_eq!(c.permission(pa).await, None);
+    let mut m = Message::builder_indication(SEND, MessageWriteVec::new());
+    let t = m.transaction_id();
+    m.add_attribute(&XorPeerAddress::new(pa, t)).unwrap();
+    m.add_attribute(&Data::new(b"not understood")).unwrap();
+    m.add_attribute(&required).unwrap();
+    c.send_raw(&m.finish()).await;
+    assert!(peer_recv(&p).await.is_none(), "dropped");
+    c.send_indication(pa, b"understood").await;
+    assert_eq!(peer_recv(&p).await.unwrap().0, b"understood");
+    // Binding on the same socket: 420 too, unsigned.
+    let r = c.call(c.request(BINDING, &[&required], false)).await;
+    assert_eq!(code(&r), Some(420));
+    assert_eq!(listed(&r), [0x7F00]);
+}

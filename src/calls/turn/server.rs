@@ -17,8 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use stun_types::attribute::{
-    ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, Realm, Software, Username,
-    XorMappedAddress,
+    AttributeType, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, Realm, Software,
+    UnknownAttributes, Username, XorMappedAddress,
 };
 use stun_types::message::{
     IntegrityAlgorithm, IntegrityKey, Message, MessageClass, MessageWrite, MessageWriteExt,
@@ -374,6 +374,11 @@ impl Server {
         match msg.class() {
             MessageClass::Request => {}
             MessageClass::Indication if msg.has_method(SEND) => {
+                // RFC 8489 §6.3.2: an indication with an attribute that must be understood
+                // and is not is dropped.
+                if crate::calls::stun::has_unknown_required(&msg) {
+                    return Handled::Nothing;
+                }
                 return self.send_indication(&msg, transport, from, now);
             }
             _ => return Handled::Nothing,
@@ -382,6 +387,14 @@ impl Server {
         if method == BINDING {
             return crate::calls::stun::respond(pkt, from)
                 .map_or(Handled::Nothing, Handled::Answer);
+        }
+        let known = [ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND];
+        if !known.contains(&method) {
+            return Handled::Answer(error(&msg, ErrorCode::BAD_REQUEST, None, &[]));
+        }
+        let unknown = crate::calls::stun::unknown_required(&msg);
+        if !unknown.is_empty() {
+            return Handled::Answer(self.unknown_attributes(&msg, transport, from, &unknown));
         }
         Handled::Answer(if method == ALLOCATE {
             self.allocate(&msg, transport, from, sink)
@@ -394,6 +407,28 @@ impl Server {
         } else {
             error(&msg, ErrorCode::BAD_REQUEST, None, &[])
         })
+    }
+
+    /// A request with comprehension-required attributes the relay does not understand: once
+    /// the credentials check out (RFC 8489 §6.3: authentication first), 420 (Unknown Attribute)
+    /// listing them in UNKNOWN-ATTRIBUTES, signed like any other answer.
+    fn unknown_attributes(
+        &self,
+        msg: &Message,
+        transport: Transport,
+        from: SocketAddr,
+        unknown: &[AttributeType],
+    ) -> Vec<u8> {
+        let existing = self.lookup(transport, from);
+        match self.authenticate(msg, existing.as_deref()) {
+            Ok(key) => error(
+                msg,
+                ErrorCode::UNKNOWN_ATTRIBUTE,
+                Some(&key),
+                &[&UnknownAttributes::new(unknown)],
+            ),
+            Err(refusal) => refusal,
+        }
     }
 
     /// 401/438 with REALM and a fresh NONCE.
