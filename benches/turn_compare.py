@@ -7,23 +7,30 @@ coturn's own `turnutils_uclient`: -m clients each sending -n messages of -l byte
 channels, every -z ms; the peer echoes each one, so every message crosses the relay twice.
 
 Printed per server and message size: messages delivered back to the clients per second (wall
-clock), the server's CPU seconds (utime+stime from /proc/PID/stat, before/after) and delivered
-messages per server CPU-second — and the ratio Switchboard/coturn. Also the servers' idle RSS
-(VmRSS after start, no allocations) and what TURN adds to Switchboard's idle RSS (the same binary
-started without TURN), and an estimate of the relayed calls one core holds at 1.5 Mbit/s.
+clock), the server's CPU seconds (the run time of all its threads from /proc/PID/task/*/schedstat,
+in nanoseconds, before/after; utime+stime from /proc/PID/stat where that is missing) and
+delivered messages per server CPU-second — and the ratio Switchboard/coturn. With --rounds N the
+two servers take turns N times (coturn first in even rounds, Switchboard first in odd ones, each
+started afresh), every round's ratio is printed and then the median and range of the ratios.
+Also the servers' idle RSS (VmRSS after start, no allocations) and what TURN adds to
+Switchboard's idle RSS (the same binary started without TURN), and an estimate of the relayed
+calls one core holds at 1.5 Mbit/s.
 
 Usage: benches/turn_compare.py [--switchboard target/release/switchboard] [--clients 20]
-       [--messages 3000] [--interval-ms 2] [--sizes 120,1000]
+       [--messages 3000] [--interval-ms 2] [--sizes 120,1000] [--rounds 1]
 Needs Debian's coturn package (tests/tools/install-coturn.sh). Build with
-`cargo build --release` first. Numbers from a shared 2-core machine are noisy: run it twice.
+`cargo build --release` first. Numbers from a shared 2-core machine are noisy: use several
+rounds, and run it more than once.
 """
 
 import argparse
+import glob
 import os
 import re
 import shutil
 import socket
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +59,18 @@ def free_port():
 
 
 def cpu_seconds(pid):
+    """CPU time of all of the process's threads: schedstat's nanoseconds (threads that ended are
+    not counted: the servers' threads live as long as they do), else utime+stime in ticks."""
+    total, seen = 0, False
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+                seen = True
+        except (OSError, ValueError, IndexError):
+            pass
+    if seen:
+        return total / 1e9
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state): utime is field 14, stime 15.
@@ -124,24 +143,34 @@ def run_load(port, peer_port, clients, messages, size, interval):
             "lost_pct": float(lost.group(2)) if lost else None}
 
 
-def measure(name, proc, port, peer_port, sizes, args):
-    wait_udp_ready(port)
-    time.sleep(1.0)
-    idle = rss_kib(proc.pid)
-    rows = []
-    for size in sizes:
+def measure(name, size, peer_port, args, tmp):
+    """One load of `size`-byte messages on a freshly started server (uclient leaves its
+    allocations behind, and a later uclient on the same ports would meet them): its idle RSS
+    and the row of figures."""
+    port = free_port()
+    proc = start_coturn(port, tmp) if name == "coturn" else \
+        start_switchboard(args.switchboard, port, tmp)
+    try:
+        wait_udp_ready(port)
+        time.sleep(1.0)
+        idle = rss_kib(proc.pid)
         c0 = cpu_seconds(proc.pid)
         r = run_load(port, peer_port, args.clients, args.messages, size, args.interval_ms)
         c1 = cpu_seconds(proc.pid)
-        r["cpu"] = c1 - c0
-        r["size"] = size
-        r["per_cpu"] = r["recv"] / r["cpu"] if r["cpu"] > 0 else float("inf")
-        r["per_s"] = r["recv"] / r["wall"]
-        rows.append(r)
-        print(f"  {name:11} {size:5d} B: {r['recv']:7d}/{r['sent']:7d} delivered "
-              f"(lost {r['lost_pct']}%), {r['per_s']:9.0f} msg/s wall, server CPU "
-              f"{r['cpu']:6.2f} s → {r['per_cpu']:9.0f} msg per CPU-s", flush=True)
-    return idle, rows
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    r["cpu"] = c1 - c0
+    r["size"] = size
+    r["per_cpu"] = r["recv"] / r["cpu"] if r["cpu"] > 0 else float("inf")
+    r["per_s"] = r["recv"] / r["wall"]
+    print(f"  {name:11} {size:5d} B: {r['recv']:7d}/{r['sent']:7d} delivered "
+          f"(lost {r['lost_pct']}%), {r['per_s']:9.0f} msg/s wall, server CPU "
+          f"{r['cpu']:6.2f} s → {r['per_cpu']:9.0f} msg per CPU-s", flush=True)
+    return idle, r
 
 
 def main():
@@ -151,6 +180,8 @@ def main():
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--interval-ms", type=int, default=2)
     ap.add_argument("--sizes", default="120,1000")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="turns each server takes (alternating who goes first)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     for tool in ("turnserver", "turnutils_uclient", "turnutils_peer"):
@@ -160,40 +191,57 @@ def main():
     peer_port = free_port()
     peer = subprocess.Popen(["turnutils_peer", "-p", str(peer_port), "-L", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results = {}
+    runs = {"coturn": {}, "switchboard": {}}  # name → size → rows, one per round
+    idle = {}
     try:
         print(f"load: turnutils_uclient -m {args.clients} -n {args.messages} -z {args.interval_ms} "
-              f"-c (channels), echo peer turnutils_peer; sizes {sizes}", flush=True)
+              f"-c (channels), echo peer turnutils_peer; sizes {sizes}; {args.rounds} round(s)",
+              flush=True)
         # Switchboard's idle RSS without TURN, for what TURN adds.
         p = start_switchboard(args.switchboard, 0, tmp, turn=False)
         time.sleep(2.0)
         sb_plain = rss_kib(p.pid)
         p.terminate()
         p.wait(timeout=10)
-        for name in ("coturn", "switchboard"):
-            port = free_port()
-            proc = start_coturn(port, tmp) if name == "coturn" else \
-                start_switchboard(args.switchboard, port, tmp)
-            try:
-                results[name] = measure(name, proc, port, peer_port, sizes, args)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        for r in range(args.rounds):
+            order = ("coturn", "switchboard") if r % 2 == 0 else ("switchboard", "coturn")
+            if args.rounds > 1:
+                print(f"round {r + 1}:", flush=True)
+            for size in sizes:
+                for name in order:
+                    rss, row = measure(name, size, peer_port, args, tmp)
+                    idle.setdefault(name, rss)
+                    runs[name].setdefault(size, []).append(row)
+                if args.rounds > 1:
+                    c, s = runs["coturn"][size][-1], runs["switchboard"][size][-1]
+                    print(f"  {size:5d} B ratio {s['per_cpu'] / c['per_cpu']:.2f}×", flush=True)
     finally:
         peer.terminate()
         peer.wait(timeout=10)
-    (c_idle, c_rows), (s_idle, s_rows) = results["coturn"], results["switchboard"]
+    c_idle, s_idle = idle["coturn"], idle["switchboard"]
     print()
     print(f"idle RSS: coturn {c_idle / 1024:.1f} MiB, switchboard with TURN {s_idle / 1024:.1f} MiB, "
           f"without TURN {sb_plain / 1024:.1f} MiB → TURN adds {(s_idle - sb_plain) / 1024:.2f} MiB")
-    for c, s in zip(c_rows, s_rows):
-        ratio = s["per_cpu"] / c["per_cpu"] if c["per_cpu"] else float("nan")
-        print(f"{c['size']:5d} B: delivered msg per server CPU-s: coturn {c['per_cpu']:.0f}, "
-              f"switchboard {s['per_cpu']:.0f} → ratio {ratio:.2f}×; "
-              f"msg/s wall: coturn {c['per_s']:.0f}, switchboard {s['per_s']:.0f}")
+    med = statistics.median
+    c_rows, s_rows = [], []
+    for size in sizes:
+        cs = [row["per_cpu"] for row in runs["coturn"][size]]
+        ss = [row["per_cpu"] for row in runs["switchboard"][size]]
+        ratios = [s / c for c, s in zip(cs, ss)]
+        cw = [row["per_s"] for row in runs["coturn"][size]]
+        sw = [row["per_s"] for row in runs["switchboard"][size]]
+        if len(ratios) == 1:
+            print(f"{size:5d} B: delivered msg per server CPU-s: coturn {cs[0]:.0f}, "
+                  f"switchboard {ss[0]:.0f} → ratio {ratios[0]:.2f}×; "
+                  f"msg/s wall: coturn {cw[0]:.0f}, switchboard {sw[0]:.0f}")
+        else:
+            print(f"{size:5d} B: delivered msg per server CPU-s, median (range) of {len(ratios)}: "
+                  f"coturn {med(cs):.0f} ({min(cs):.0f}–{max(cs):.0f}), switchboard {med(ss):.0f} "
+                  f"({min(ss):.0f}–{max(ss):.0f}) → ratio {med(ratios):.2f}× "
+                  f"({min(ratios):.2f}–{max(ratios):.2f}); msg/s wall: coturn {med(cw):.0f}, "
+                  f"switchboard {med(sw):.0f}")
+        c_rows.append({"size": size, "per_cpu": med(cs)})
+        s_rows.append({"size": size, "per_cpu": med(ss)})
     # A relayed call: two participants at 1.5 Mbit/s each way, ~1000-byte packets → each
     # direction 1.5e6/8/1000 ≈ 188 packets/s; through the relay both ways = 375 packets/s
     # relayed, i.e. 188 uclient round trips (each delivered message is two relayed packets).

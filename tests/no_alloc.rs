@@ -127,17 +127,22 @@ fn counting_messages_does_not_allocate() {
     assert_eq!(m.messages_out.get(code::EVENT), 10_000);
 }
 
-/// The TURN relay's hot paths: ChannelData from a client out to its peer, and a peer's
-/// datagram framed as ChannelData or a Data indication for the client, allocate nothing.
+/// The TURN relay's hot paths: ChannelData from a client out to its peer (sent at once, or
+/// handled for a batch and sent with `sendmmsg`), and a peer's datagram framed as ChannelData
+/// or a Data indication into the client batch and flushed, allocate nothing.
 #[test]
 fn relaying_turn_channel_data_does_not_allocate() {
     use std::net::SocketAddr;
+    use std::os::fd::AsRawFd;
     use stun_types::attribute::{Nonce, Realm, Username};
     use stun_types::message::{
         IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageWrite, MessageWriteExt,
         MessageWriteVec,
     };
-    use switchboard::calls::turn::server::{data_indication, FromPeer, Server, Sink, Transport};
+    use switchboard::calls::turn::batch::{send_datagrams, Outbound};
+    use switchboard::calls::turn::server::{
+        push_channel_data, push_data_indication, FromPeer, Handled, Server, Sink, Transport,
+    };
     use turn_types::attribute::{ChannelNumber, RequestedTransport, XorPeerAddress};
     use turn_types::message::{ALLOCATE, CHANNEL_BIND};
 
@@ -153,17 +158,25 @@ fn relaying_turn_channel_data_does_not_allocate() {
     };
     let got = Arc::new(parking_lot::Mutex::new(None));
     let keep = got.clone();
+    let metrics = Arc::new(switchboard::metrics::Metrics::default());
     let server = Arc::new(Server::new(
         cfg,
         "s",
-        Arc::new(switchboard::metrics::Metrics::default()),
+        metrics.clone(),
         "127.0.0.1".parse().unwrap(),
         Box::new(move |_, a| *keep.lock() = Some(a)),
     ));
+    // The relay's listening socket, and the client on the other end.
+    let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    listen.set_nonblocking(true).unwrap();
+    let listen = Arc::new(tokio::net::UdpSocket::from_std(listen).unwrap());
+    let out = Arc::new(Outbound::new(listen, metrics.clone()));
+    let sink = Sink::Udp(out.clone());
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.set_nonblocking(true).unwrap();
-    let sink = Sink::Udp(Arc::new(tokio::net::UdpSocket::from_std(client).unwrap()));
-    let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let from: SocketAddr = client.local_addr().unwrap();
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let peer_addr = peer.local_addr().unwrap();
     peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -207,26 +220,60 @@ fn relaying_turn_channel_data_does_not_allocate() {
         .unwrap();
     assert_eq!(r[0..2], [0x01, 0x09], "ChannelBind success");
     let alloc = got.lock().clone().expect("allocated");
-    // The client's socket (tokio's try_send_to) needs the reactor to have seen it writable.
-    rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(20)));
 
     let mut pkt = vec![0x40, 0x00, 0x00, 100];
     pkt.extend_from_slice(&[7u8; 100]);
-    let mut buf = vec![0u8; 4096];
+    let mut buf = Vec::with_capacity(4096);
+    let now = std::time::Instant::now();
+    // Warm up: the client batch's buffer grows once, the thread's sendmmsg headers (plain and
+    // GSO) are made.
+    for i in 0..64 {
+        out.push(from, Some(100), |b| {
+            push_channel_data(b, 0x4000, &pkt[4..], false)
+        });
+        if i % 2 == 0 {
+            out.push(from, Some(100), |b| {
+                push_data_indication(b, &pkt[4..], peer_addr, [1; 12])
+            });
+        }
+    }
+    while out.flush() {}
+    let two = [(&pkt[4..], peer_addr), (&pkt[..], peer_addr)]; // not a GSO run
+    assert_eq!(send_datagrams(alloc.relay.as_raw_fd(), &two).unwrap(), 2);
+    let mut got = [0u8; 200];
+    for _ in 0..96 {
+        assert!(client.recv(&mut got).unwrap() >= 104);
+    }
     let n = allocations_during(|| {
-        for _ in 0..100 {
+        for _ in 0..20 {
+            // Client to peer, sent at once, and handled for a batch then sent.
             assert!(server
                 .on_client(&pkt, Transport::Udp, from, &sink)
                 .is_none());
+            let Handled::Relay(a, to, range) =
+                server.handle(&pkt, Transport::Udp, from, &sink, now)
+            else {
+                panic!("not relayed")
+            };
+            let msgs = [(&pkt[range.clone()], to), (&pkt[range], to)];
+            assert_eq!(send_datagrams(a.relay.as_raw_fd(), &msgs).unwrap(), 2);
+            // Peer to client: framed into the batch, flushed.
             assert!(matches!(
-                alloc.from_peer(peer_addr, 100),
+                alloc.from_peer(peer_addr, 100, now),
                 FromPeer::Channel(0x4000)
             ));
-            assert!(data_indication(&mut buf, 100, peer_addr, [1; 12]).is_some());
-            sink.send(from, &buf[..140]);
+            out.push(from, Some(100), |b| {
+                push_channel_data(b, 0x4000, &pkt[4..], false)
+            });
+            out.push(from, Some(100), |b| {
+                push_data_indication(b, &pkt[4..], peer_addr, [1; 12])
+            });
+            buf.clear();
+            push_data_indication(&mut buf, &pkt[4..], peer_addr, [1; 12]);
+            assert!(!out.flush());
         }
     });
-    assert_eq!(n, 0, "the ChannelData paths allocate");
-    let mut got = [0u8; 200];
+    assert_eq!(n, 0, "the relaying paths allocate");
     assert_eq!(peer.recv(&mut got).unwrap(), 100, "relayed to the peer");
+    assert_eq!(client.recv(&mut got).unwrap(), 104, "relayed to the client");
 }

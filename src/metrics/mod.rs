@@ -278,10 +278,28 @@ impl TurnCounts {
         }
     }
 
+    /// `packets` packets of `bytes` in all relayed in `direction` (a batch sent at once).
+    pub fn relayed_many(&self, direction: usize, packets: u64, bytes: u64) {
+        if packets == 0 {
+            return;
+        }
+        if let (Some(p), Some(b)) = (self.packets.get(direction), self.bytes.get(direction)) {
+            p.fetch_add(packets, Ordering::Relaxed);
+            b.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// A packet to relay was dropped: the socket's send buffer or the TCP client's queue was
-    /// full.
+    /// full, or the kernel refused it.
     pub fn dropped(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` packets to relay were dropped at once.
+    pub fn dropped_many(&self, n: u64) {
+        if n > 0 {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub fn dropped_count(&self) -> u64 {

@@ -480,6 +480,10 @@ async fn channel_round_trip(tcp: bool) {
     c.channel_data(0x4001, b"unbound").await;
     assert!(peer_recv(&p).await.is_none());
     assert_eq!(c.channel_bind(0x3fff, pa).await, Some(400), "not a channel");
+    assert_eq!(c.channel_bind(0x8000, pa).await, Some(400), "not a channel");
+    // The last of RFC 5766's range is a channel (coturn's client may pick it).
+    let (_q, qa) = peer().await;
+    assert_eq!(c.channel_bind(0x7fff, qa).await, None, "0x7FFF");
     assert_eq!(c.channel_bind(0x4001, pa).await, None);
     assert_eq!(c.channel_bind(0x4001, pa).await, None, "refresh");
     let (_o, other) = peer().await;
@@ -714,4 +718,188 @@ async fn ice_servers_get_turn_uris_for_udp_and_tcp() {
             format!("turn:127.0.0.1:{}?transport=tcp", relay.tcp.port()),
         ]
     );
+}
+
+/// A numbered payload of `len` bytes (at least 4): the number first, then filler.
+fn numbered(n: u32, len: usize) -> Vec<u8> {
+    let mut p = n.to_be_bytes().to_vec();
+    p.resize(len.max(4), (n % 251) as u8);
+    p
+}
+
+/// The payload a relayed packet to a client carries: ChannelData or a Data indication.
+fn client_payload(pkt: &[u8]) -> Vec<u8> {
+    if pkt[0] >= 0x40 {
+        let len = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+        return pkt[4..4 + len].to_vec();
+    }
+    let m = Message::from_bytes(pkt).expect("a Data indication");
+    assert!(m.has_method(DATA) && m.has_class(MessageClass::Indication));
+    m.attribute::<Data>().unwrap().data().to_vec()
+}
+
+/// Bursts of datagrams through several allocations at once, both ways, arrive whole and in
+/// order: what the relay batches (one `recvmmsg` → per relay socket `sendmmsg`; every relay
+/// socket → one client queue → `sendmmsg`) must keep each flow's order and lose nothing.
+/// With `equal` sizes, runs to one destination go out as GSO sends.
+async fn bursts_keep_order(channels: bool, equal: bool) {
+    const CLIENTS: usize = 3;
+    const BURSTS: u32 = 12;
+    const PER_BURST: u32 = 40;
+    let relay = Relay::start(|t| {
+        t.allow_loopback_peers = true;
+        t.max_bps = 0;
+    })
+    .await;
+    let mut flows = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = Client::udp(&relay).await;
+        let relayed = c.allocate().await;
+        let (p, pa) = peer().await;
+        if channels {
+            assert_eq!(c.channel_bind(0x4000, pa).await, None);
+        } else {
+            assert_eq!(c.permission(pa).await, None);
+        }
+        flows.push((c, relayed, p, pa));
+    }
+    // Sizes vary so that a reordering or a mix-up of slots shows (or are equal: the numbers
+    // show it then).
+    let size = |n: u32| {
+        if equal {
+            160
+        } else {
+            4 + (n as usize * 37) % 900
+        }
+    };
+    for burst in 0..BURSTS {
+        let first = burst * PER_BURST;
+        // Client to peer: every client's burst, interleaved datagram by datagram.
+        for n in first..first + PER_BURST {
+            for (c, _, _, pa) in flows.iter_mut() {
+                if channels {
+                    c.channel_data(0x4000, &numbered(n, size(n))).await;
+                } else {
+                    c.send_indication(*pa, &numbered(n, size(n))).await;
+                }
+            }
+        }
+        for (i, (_, relayed, p, _)) in flows.iter().enumerate() {
+            for n in first..first + PER_BURST {
+                let (got, from) = peer_recv(p)
+                    .await
+                    .unwrap_or_else(|| panic!("flow {i}: datagram {n} to the peer lost"));
+                assert_eq!(from, *relayed);
+                assert_eq!(got, numbered(n, size(n)), "flow {i}: to the peer in order");
+            }
+        }
+        // Peer to client: the peers' bursts, interleaved.
+        for n in first..first + PER_BURST {
+            for (_, relayed, p, _) in &flows {
+                p.send_to(&numbered(n, size(n)), relayed).await.unwrap();
+            }
+        }
+        for (i, (c, _, _, _)) in flows.iter_mut().enumerate() {
+            for n in first..first + PER_BURST {
+                let pkt = c
+                    .recv_within(Duration::from_secs(3))
+                    .await
+                    .unwrap_or_else(|| panic!("flow {i}: datagram {n} to the client lost"));
+                if channels {
+                    assert_eq!(&pkt[0..2], &[0x40, 0x00]);
+                }
+                assert_eq!(
+                    client_payload(&pkt),
+                    numbered(n, size(n)),
+                    "flow {i}: to the client in order"
+                );
+            }
+        }
+    }
+    let total = u64::from(BURSTS * PER_BURST) * CLIENTS as u64;
+    let bytes: u64 = (0..BURSTS * PER_BURST).map(|n| size(n) as u64).sum::<u64>() * CLIENTS as u64;
+    let t = relay.turn();
+    assert_eq!(t.relayed_count(0), (total, bytes), "to peers");
+    assert_eq!(t.relayed_count(1), (total, bytes), "to clients");
+    assert_eq!(t.dropped_count(), 0);
+}
+
+#[tokio::test]
+async fn bursts_of_channel_data_keep_their_order_both_ways() {
+    bursts_keep_order(true, false).await;
+}
+
+#[tokio::test]
+async fn bursts_of_equal_channel_data_keep_their_order_both_ways() {
+    bursts_keep_order(true, true).await;
+}
+
+#[tokio::test]
+async fn bursts_of_send_and_data_indications_keep_their_order_both_ways() {
+    bursts_keep_order(false, false).await;
+    bursts_keep_order(false, true).await;
+}
+
+/// RFC 8489 §6.3: a request with a comprehension-required attribute the relay does not
+/// understand gets 420 (Unknown Attribute) listing it, once authenticated; one that need not be
+/// understood is ignored; an indication with one is dropped.
+#[tokio::test]
+async fn unknown_comprehension_required_attributes_get_420() {
+    use stun_types::attribute::{AttributeType, RawAttribute, UnknownAttributes};
+    let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
+    let mut c = Client::udp(&relay).await;
+    let required = RawAttribute::new(AttributeType::new(0x7F00), &[1, 2, 3, 4]);
+    let optional = RawAttribute::new(AttributeType::new(0x8F00), &[1, 2, 3, 4]);
+    let dont_fragment = RawAttribute::new(AttributeType::new(0x001A), &[]);
+    let udp = RequestedTransport::new(17);
+    // Not authenticated yet: the challenge comes first.
+    let r = c.call(c.request(ALLOCATE, &[&udp, &required], false)).await;
+    assert_eq!(code(&r), Some(401));
+    c.challenge().await;
+    let listed = |r: &[u8]| {
+        let m = Message::from_bytes(r).unwrap();
+        let u = m
+            .attribute::<UnknownAttributes>()
+            .expect("UNKNOWN-ATTRIBUTES");
+        (0..=0xFFFFu16)
+            .filter(|t| u.has_attribute(AttributeType::new(*t)))
+            .collect::<Vec<u16>>()
+    };
+    let r = c
+        .call(c.request(ALLOCATE, &[&udp, &optional, &required], true))
+        .await;
+    assert_eq!(code(&r), Some(420));
+    assert_eq!(listed(&r), [0x7F00]);
+    Message::from_bytes(&r)
+        .unwrap()
+        .validate_integrity(&c.key())
+        .expect("the 420 is signed");
+    // The relay does not set DF: DONT-FRAGMENT is not understood (RFC 8656 §7.2).
+    let r = c
+        .call(c.request(ALLOCATE, &[&udp, &dont_fragment], true))
+        .await;
+    assert_eq!(code(&r), Some(420));
+    assert_eq!(listed(&r), [0x001A]);
+    assert_eq!(relay.turn().allocations(), 0, "nothing allocated");
+    // Comprehension-optional ones are ignored.
+    let r = c.call(c.request(ALLOCATE, &[&udp, &optional], true)).await;
+    assert_eq!(code(&r), None, "allocated");
+    let r = c.call(c.request(REFRESH, &[&required], true)).await;
+    assert_eq!(code(&r), Some(420));
+    // A Send indication with one is dropped; without, it is relayed.
+    let (p, pa) = peer().await;
+    assert_eq!(c.permission(pa).await, None);
+    let mut m = Message::builder_indication(SEND, MessageWriteVec::new());
+    let t = m.transaction_id();
+    m.add_attribute(&XorPeerAddress::new(pa, t)).unwrap();
+    m.add_attribute(&Data::new(b"not understood")).unwrap();
+    m.add_attribute(&required).unwrap();
+    c.send_raw(&m.finish()).await;
+    assert!(peer_recv(&p).await.is_none(), "dropped");
+    c.send_indication(pa, b"understood").await;
+    assert_eq!(peer_recv(&p).await.unwrap().0, b"understood");
+    // Binding on the same socket: 420 too, unsigned.
+    let r = c.call(c.request(BINDING, &[&required], false)).await;
+    assert_eq!(code(&r), Some(420));
+    assert_eq!(listed(&r), [0x7F00]);
 }

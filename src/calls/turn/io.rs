@@ -2,19 +2,25 @@
 //! listener (STUN messages and ChannelData framed on the stream, RFC 6062 §4: ChannelData
 //! padded to four bytes), one task per allocation reading its relay socket, and the sweeper.
 
-use super::server::{data_indication, Allocation, FromPeer, Server, Sink, Transport, DATA_AT};
+use super::batch::{send_datagrams, send_in_order, Datagram, Outbound};
+use super::server::{
+    push_channel_data, push_data_indication, Allocation, FromPeer, Handled, Server, Sink, Transport,
+};
 use super::TurnConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TurnCounts};
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// The relay's sockets, bound before the router starts (so the `turn:` URIs carry the real
 /// ports).
 pub struct Bound {
-    pub udp: UdpSocket,
+    /// Non-blocking; registered with the relay thread's reactor when it starts.
+    pub udp: std::net::UdpSocket,
     pub tcp: Option<TcpListener>,
     pub relay_ip: IpAddr,
 }
@@ -63,7 +69,7 @@ pub fn udp_socket(at: SocketAddr, buffers: usize) -> std::io::Result<std::net::U
 }
 
 pub async fn bind(cfg: &TurnConfig) -> std::io::Result<Bound> {
-    let udp = UdpSocket::from_std(udp_socket(cfg.listen, LISTEN_BUFFERS)?)?;
+    let udp = udp_socket(cfg.listen, LISTEN_BUFFERS)?;
     let tcp_at = match cfg.tcp_listen {
         // Port 0 for both (tests): TCP takes the port UDP got, when free.
         Some(t) if t.port() == 0 && cfg.listen.port() == 0 => {
@@ -115,18 +121,18 @@ pub fn start(
         .enable_all()
         .build()?;
     let handle = rt.handle().clone();
+    let udp = b.udp;
     let server = Arc::new(Server::new(
         cfg,
         secret,
-        metrics,
+        metrics.clone(),
         b.relay_ip,
         Box::new(move |srv, a| {
             let t = handle.spawn(relay(srv, a.clone()));
             a.set_task(t.abort_handle());
         }),
     ));
-    // Sockets move to the relay's runtime (re-registered with its reactor there).
-    let udp = b.udp.into_std()?;
+    // Sockets move to the relay's runtime (registered with its reactor there).
     let tcp = match b.tcp {
         Some(l) => Some(l.into_std()?),
         None => None,
@@ -147,6 +153,8 @@ pub fn start(
                 if let Some(l) = tcp.and_then(|l| TcpListener::from_std(l).ok()) {
                     tokio::spawn(serve_tcp(s.clone(), l));
                 }
+                let out = Arc::new(Outbound::new(udp.clone(), metrics));
+                tokio::spawn(out.clone().run());
                 let sweeper = async {
                     let mut tick = tokio::time::interval(Duration::from_secs(1));
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -158,7 +166,7 @@ pub fn start(
                 tokio::select! {
                     _ = stop_rx => {}
                     _ = sweeper => {}
-                    _ = serve_udp(s.clone(), udp) => {}
+                    _ = serve_udp(s.clone(), udp, out) => {}
                 }
             });
             // Dropping the runtime cancels every relay and connection task.
@@ -178,6 +186,8 @@ pub fn start(
 /// larger datagram is truncated by the kernel and dropped).
 const BATCH: usize = 32;
 const SLOT: usize = 4096;
+/// Datagrams read from a relay socket per `recvmmsg` call (a burst of a video frame).
+const RELAY_BATCH: usize = 16;
 
 fn std_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = a.as_sockaddr_in() {
@@ -186,61 +196,170 @@ fn std_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
     a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
-/// The listening UDP socket: up to `BATCH` datagrams per `recvmmsg`, each handled in place
-/// (ChannelData goes out at once on its relay socket). The headers `recvmmsg` fills are not
-/// `Send`: this future runs on the relay thread's `block_on`, never spawned.
-async fn serve_udp(server: Arc<Server>, sock: Arc<UdpSocket>) {
-    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-    use std::io::IoSliceMut;
-    use std::os::fd::AsRawFd;
-    let sink = Sink::Udp(sock.clone());
-    let fd = sock.as_raw_fd();
-    let mut slots = vec![0u8; BATCH * SLOT];
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut metas: [(usize, Option<SocketAddr>); BATCH] = [(0, None); BATCH];
+/// Room for up to `N` datagrams of [`SLOT`] bytes and one `recvmmsg` to fill it. The headers
+/// are not `Send`: a `Receiver` lives on the relay thread (in `serve_udp`, or the one of the
+/// thread that all relay tasks share), never across an await of a spawned task.
+struct Receiver<const N: usize> {
+    slots: Vec<u8>,
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    /// (length, sender) of each datagram of the last call; length 0: truncated or empty.
+    got: [(usize, Option<SocketAddr>); N],
+    n: usize,
+}
+
+impl<const N: usize> Receiver<N> {
+    fn new() -> Receiver<N> {
+        Receiver {
+            slots: vec![0u8; N * SLOT],
+            headers: nix::sys::socket::MultiHeaders::preallocate(N, None),
+            got: [(0, None); N],
+            n: 0,
+        }
+    }
+
+    /// One non-blocking `recvmmsg` on `fd`: how many datagrams came. Fewer than `N` means the
+    /// socket's queue is empty now.
+    fn recv(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        use nix::sys::socket::{recvmmsg, MsgFlags};
+        use std::io::IoSliceMut;
+        self.n = 0;
+        let mut chunks = self.slots.chunks_exact_mut(SLOT);
+        let mut iovs: [[IoSliceMut<'_>; 1]; N] =
+            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+        let res = recvmmsg(
+            fd,
+            &mut self.headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(std::io::Error::from)?;
+        for (g, r) in self.got.iter_mut().zip(res) {
+            let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+            *g = (
+                if whole { r.bytes } else { 0 },
+                r.address.as_ref().and_then(std_addr),
+            );
+            self.n += 1;
+        }
+        Ok(self.n)
+    }
+
+    /// Reads what `sock` holds, up to `N` datagrams, when the reactor says it is readable: how
+    /// many came (0 if none, or on an error). A short read means the socket's queue is empty:
+    /// it ends as `WouldBlock` for tokio, which then waits for the next readiness event (the
+    /// registration is edge-triggered, so a datagram arriving later wakes it) instead of
+    /// asking the kernel once more only to hear `EAGAIN`.
+    fn drain(&mut self, sock: &UdpSocket) -> usize {
+        let fd = sock.as_raw_fd();
+        let r = sock.try_io(Interest::READABLE, || match self.recv(fd) {
+            Ok(n) if n < N => Err(std::io::ErrorKind::WouldBlock.into()),
+            other => other,
+        });
+        r.unwrap_or(self.n)
+    }
+
+    /// The `i`th datagram of the last call and its sender (none if truncated or empty).
+    fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        if i >= self.n {
+            return None;
+        }
+        let (len, from) = *self.got.get(i)?;
+        let from = from.filter(|_| len > 0)?;
+        Some((self.slots.get(i * SLOT..i * SLOT + len)?, from))
+    }
+}
+
+/// A datagram of the last `recvmmsg` on the listening socket, checked, for a peer.
+struct ToPeer {
+    alloc: Arc<Allocation>,
+    peer: SocketAddr,
+    slot: usize,
+    range: std::ops::Range<usize>,
+}
+
+/// The listening UDP socket: up to `BATCH` datagrams per `recvmmsg`, each handled in turn;
+/// then the data for peers goes out, one `sendmmsg` per relay socket, and answers are queued
+/// for the client flush task. This future runs on the relay thread's `block_on` (the
+/// `Receiver` is not `Send`), never spawned.
+async fn serve_udp(server: Arc<Server>, sock: Arc<UdpSocket>, out: Arc<Outbound>) {
+    let sink = Sink::Udp(out.clone());
+    let mut rx = Receiver::<BATCH>::new();
+    let mut to_peers: Vec<ToPeer> = Vec::with_capacity(BATCH);
     loop {
         if sock.readable().await.is_err() {
-            continue;
+            return;
         }
-        let got = sock.try_io(tokio::io::Interest::READABLE, || {
-            let mut chunks = slots.chunks_exact_mut(SLOT);
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-            let res = recvmmsg(
-                fd,
-                &mut headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            )
-            .map_err(std::io::Error::from)?;
-            let mut n = 0;
-            for (m, r) in metas.iter_mut().zip(res) {
-                let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
-                *m = (
-                    if whole { r.bytes } else { 0 },
-                    r.address.as_ref().and_then(std_addr),
-                );
-                n += 1;
-            }
-            Ok(n)
-        });
-        let n = match got {
-            Ok(n) => n,
-            // WouldBlock (readiness was stale) or an ICMP error surfacing (ECONNREFUSED).
-            Err(_) => continue,
-        };
-        for (i, (len, from)) in metas.iter().take(n).enumerate() {
-            let (Some(from), Some(pkt)) = (from, slots.get(i * SLOT..i * SLOT + len)) else {
+        // Nothing when readiness was stale, or an ICMP error surfaced (ECONNREFUSED).
+        let n = rx.drain(&sock);
+        let now = Instant::now();
+        for i in 0..n {
+            let Some((pkt, from)) = rx.get(i) else {
                 continue;
             };
-            if *len == 0 {
-                continue;
-            }
-            if let Some(answer) = server.on_client(pkt, Transport::Udp, *from, &sink) {
-                let _ = sock.send_to(&answer, *from).await;
+            match server.handle(pkt, Transport::Udp, from, &sink, now) {
+                Handled::Nothing => {}
+                Handled::Answer(a) => {
+                    out.push(from, None, |b| b.extend_from_slice(&a));
+                }
+                Handled::Relay(alloc, peer, range) => to_peers.push(ToPeer {
+                    alloc,
+                    peer,
+                    slot: i,
+                    range,
+                }),
             }
         }
+        send_to_peers(&to_peers, &rx, server.metrics());
+        to_peers.clear();
+    }
+}
+
+/// Sends the datagrams of one `recvmmsg` bound for peers: those of one relay socket together,
+/// in the order they came, with one `sendmmsg`. A relay socket whose buffer is full drops the
+/// rest of its datagrams (UDP), counted.
+fn send_to_peers(to_peers: &[ToPeer], rx: &Receiver<BATCH>, counts: &TurnCounts) {
+    let mut done = [false; BATCH];
+    for (i, first) in to_peers.iter().enumerate() {
+        if done.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        let mut msgs: [Datagram<'_>; BATCH] = [(&[], first.peer); BATCH];
+        let mut k = 0;
+        for (j, t) in to_peers.iter().enumerate().skip(i) {
+            if !Arc::ptr_eq(&t.alloc, &first.alloc) || done.get(j).copied().unwrap_or(true) {
+                continue;
+            }
+            let data = rx
+                .get(t.slot)
+                .and_then(|(pkt, _)| pkt.get(t.range.clone()))
+                .unwrap_or_default();
+            if let (Some(m), Some(d)) = (msgs.get_mut(k), done.get_mut(j)) {
+                *m = (data, t.peer);
+                *d = true;
+                k += 1;
+            }
+        }
+        let msgs = msgs.get(..k).unwrap_or_default();
+        let fd = first.alloc.relay.as_raw_fd();
+        let (mut packets, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
+        let sent = send_in_order(
+            msgs,
+            |m| send_datagrams(fd, m),
+            |m, ok| {
+                if ok {
+                    packets += 1;
+                    bytes += msgs.get(m).map_or(0, |d| d.0.len()) as u64;
+                } else {
+                    dropped += 1;
+                }
+            },
+        );
+        if sent.blocked {
+            dropped += (k - sent.done) as u64;
+        }
+        counts.relayed_many(0, packets, bytes);
+        counts.dropped_many(dropped);
     }
 }
 
@@ -330,75 +449,63 @@ async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
     let _ = writer.await;
 }
 
-/// Datagrams from peers up to this size are relayed; a fuller buffer may be a truncated
-/// datagram and is dropped. WebRTC media stays under the path MTU (~1200–1500 bytes).
-const RELAY_BUF: usize = 4096;
+thread_local! {
+    /// The relay tasks' receive buffer: they all run on the relay thread, one at a time, and
+    /// use it only between two awaits (so an allocation holds no buffer of its own).
+    static RELAY_RX: RefCell<Option<Box<Receiver<RELAY_BATCH>>>> = const { RefCell::new(None) };
+}
 
-/// Reads an allocation's relay socket: each datagram from a permitted peer goes to the client
-/// as ChannelData (if a channel is bound) or a Data indication, framed in place in one buffer.
+/// Reads an allocation's relay socket: up to `RELAY_BATCH` datagrams per `recvmmsg` (peer
+/// datagrams up to 4 KiB; WebRTC media stays under the path MTU), each from a permitted peer
+/// framed as ChannelData (if a channel is bound) or a Data indication and queued for the
+/// client: over UDP in the listening socket's [`Outbound`], sent by its flush task with
+/// everything else this reactor turn brought; over TCP in the connection's writer queue.
 async fn relay(server: Arc<Server>, a: Arc<Allocation>) {
-    let mut buf = vec![0u8; DATA_AT + RELAY_BUF + 4];
-    let stream = a.sink.is_stream();
     let mut seq: u64 = 0;
     let salt: [u8; 4] = rand::random();
     loop {
-        let (n, peer) = match a
-            .relay
-            .recv_from(
-                buf.get_mut(DATA_AT..DATA_AT + RELAY_BUF)
-                    .unwrap_or_default(),
-            )
-            .await
-        {
-            Ok(x) => x,
-            Err(_) => continue,
-        };
-        if n >= RELAY_BUF {
-            continue;
+        if a.relay.readable().await.is_err() {
+            return;
         }
-        let range = match a.from_peer(peer, n) {
-            FromPeer::Drop => continue,
-            FromPeer::Channel(num) => {
-                let start = DATA_AT - 4;
-                if let Some(h) = buf.get_mut(start..DATA_AT) {
-                    h[0..2].copy_from_slice(&num.to_be_bytes());
-                    h[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-                }
-                let mut end = DATA_AT + n;
-                if stream {
-                    let padded = DATA_AT + n.div_ceil(4) * 4;
-                    for b in buf.get_mut(end..padded).unwrap_or_default() {
-                        *b = 0;
-                    }
-                    end = padded;
-                }
-                start..end
-            }
-            FromPeer::Indication => {
-                seq = seq.wrapping_add(1);
+        RELAY_RX.with_borrow_mut(|rx| {
+            let rx = rx.get_or_insert_with(|| Box::new(Receiver::new()));
+            let n = rx.drain(&a.relay);
+            let now = Instant::now();
+            for i in 0..n {
+                let Some((data, peer)) = rx.get(i) else {
+                    continue;
+                };
+                let how = a.from_peer(peer, data.len(), now);
                 let mut tid = [0u8; 12];
-                tid[..4].copy_from_slice(&salt);
-                tid[4..].copy_from_slice(&seq.to_be_bytes());
-                match data_indication(&mut buf, n, peer, tid) {
-                    Some(r) => r,
-                    None => continue,
+                if matches!(how, FromPeer::Indication) {
+                    seq = seq.wrapping_add(1);
+                    tid[..4].copy_from_slice(&salt);
+                    tid[4..].copy_from_slice(&seq.to_be_bytes());
+                }
+                let frame = |b: &mut Vec<u8>, pad: bool| match how {
+                    FromPeer::Channel(num) => push_channel_data(b, num, data, pad),
+                    _ => push_data_indication(b, data, peer, tid),
+                };
+                match (&how, &a.sink) {
+                    (FromPeer::Drop, _) => {}
+                    // Counted as relayed (or dropped) when the batch is sent.
+                    (_, Sink::Udp(out)) => {
+                        out.push(a.client, Some(data.len()), |b| frame(b, false));
+                    }
+                    // A TCP client's queue drops instead of waiting (a client that does not
+                    // read must not hold the relay).
+                    (_, Sink::Tcp(tx)) => {
+                        let mut b = Vec::with_capacity(data.len() + 48);
+                        frame(&mut b, true);
+                        if tx.try_send(b).is_ok() {
+                            server.metrics().relayed(1, data.len());
+                        } else {
+                            server.metrics().dropped();
+                        }
+                    }
                 }
             }
-        };
-        let Some(frame) = buf.get(range) else {
-            continue;
-        };
-        // Over UDP a full send buffer is waited for (this allocation only); a TCP client's
-        // queue drops instead (a client that does not read must not hold the relay).
-        let sent = match &a.sink {
-            Sink::Udp(s) => s.send_to(frame, a.client).await.is_ok(),
-            tcp => tcp.send(a.client, frame),
-        };
-        if sent {
-            server.metrics().relayed(1, n);
-        } else {
-            server.metrics().dropped();
-        }
+        });
     }
 }
 

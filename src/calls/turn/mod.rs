@@ -14,6 +14,7 @@
 //! Peers are checked by [`super::peer_filter`] on every path: the relay is never open.
 
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod io;
 pub mod server;

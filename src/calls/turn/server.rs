@@ -7,6 +7,7 @@
 //! lock guards its permissions, channels and token bucket.
 
 use super::auth::Auth;
+use super::batch::Outbound;
 use super::TurnConfig;
 use crate::calls::peer_filter::{self, Denied};
 use crate::metrics::{Metrics, TurnCounts};
@@ -16,8 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use stun_types::attribute::{
-    ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, Realm, Software, Username,
-    XorMappedAddress,
+    AttributeType, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, Realm, Software,
+    UnknownAttributes, Username, XorMappedAddress,
 };
 use stun_types::message::{
     IntegrityAlgorithm, IntegrityKey, Message, MessageClass, MessageWrite, MessageWriteExt,
@@ -46,24 +47,10 @@ pub enum Transport {
 /// The way back to a client.
 #[derive(Clone, Debug)]
 pub enum Sink {
-    /// The listening UDP socket.
-    Udp(Arc<tokio::net::UdpSocket>),
+    /// The listening UDP socket's queue, sent in batches (`batch::Outbound`).
+    Udp(Arc<Outbound>),
     /// The writer task of the client's TCP connection.
     Tcp(tokio::sync::mpsc::Sender<Vec<u8>>),
-}
-
-impl Sink {
-    /// Sends a ready packet without waiting: a full socket or queue drops it, as UDP would.
-    pub fn send(&self, to: SocketAddr, data: &[u8]) -> bool {
-        match self {
-            Sink::Udp(s) => s.try_send_to(data, to).is_ok(),
-            Sink::Tcp(tx) => tx.try_send(data.to_vec()).is_ok(),
-        }
-    }
-
-    pub fn is_stream(&self) -> bool {
-        matches!(self, Sink::Tcp(_))
-    }
 }
 
 /// A token bucket of bytes (one second's worth of capacity).
@@ -150,7 +137,8 @@ pub struct Allocation {
     pub client: SocketAddr,
     pub transport: Transport,
     pub sink: Sink,
-    pub relay: Arc<tokio::net::UdpSocket>,
+    /// The relay socket (sends go straight to the kernel, see `send_to_peer`).
+    pub relay: tokio::net::UdpSocket,
     /// The relayed address as advertised (the external IP if configured).
     pub relayed: SocketAddr,
     username: String,
@@ -158,6 +146,17 @@ pub struct Allocation {
     key: IntegrityKey,
     st: Mutex<AllocState>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// What handling a client's packet asks of the caller.
+#[derive(Debug)]
+pub enum Handled {
+    Nothing,
+    /// Send this answer back to the client.
+    Answer(Vec<u8>),
+    /// Send the packet's bytes in this range from the allocation's relay socket to the peer
+    /// (checked and paid for already; count it as relayed once sent).
+    Relay(Arc<Allocation>, SocketAddr, std::ops::Range<usize>),
 }
 
 /// What to do with a packet a peer sent to an allocation's relay socket.
@@ -170,10 +169,9 @@ pub enum FromPeer {
 }
 
 impl Allocation {
-    /// A peer's datagram of `len` bytes: dropped unless the peer has a permission and the
-    /// bucket has room.
-    pub fn from_peer(&self, peer: SocketAddr, len: usize) -> FromPeer {
-        let now = Instant::now();
+    /// A peer's datagram of `len` bytes, received at `now`: dropped unless the peer has a
+    /// permission and the bucket has room.
+    pub fn from_peer(&self, peer: SocketAddr, len: usize, now: Instant) -> FromPeer {
         let mut st = self.st.lock();
         if !st.permitted(peer.ip(), now) || !st.bucket.take(len, now) {
             return FromPeer::Drop;
@@ -269,7 +267,8 @@ impl Server {
         self.table.lock().by_client.get(&(transport, from)).cloned()
     }
 
-    /// Handles one packet from a client; the answer to send back, if any.
+    /// Handles one packet from a client; the answer to send back, if any. Data for a peer is
+    /// sent at once.
     pub fn on_client(
         self: &Arc<Self>,
         pkt: &[u8],
@@ -277,30 +276,71 @@ impl Server {
         from: SocketAddr,
         sink: &Sink,
     ) -> Option<Vec<u8>> {
-        match pkt.first()? {
-            0x40..=0x7f => {
-                self.channel_data(pkt, transport, from);
+        match self.handle(pkt, transport, from, sink, Instant::now()) {
+            Handled::Nothing => None,
+            Handled::Answer(a) => Some(a),
+            Handled::Relay(a, peer, range) => {
+                if let Some(data) = pkt.get(range) {
+                    self.send_to_peer(&a, data, peer);
+                }
                 None
             }
-            0x00..=0x3f => self.on_stun(pkt, transport, from, sink),
-            _ => None,
+        }
+    }
+
+    /// Handles one packet from a client, received at `now`: what the caller is to do with it.
+    /// Data for a peer has passed every check (channel or permission, peer filter, bucket)
+    /// and is left to the caller to send, so that it can batch it.
+    pub fn handle(
+        self: &Arc<Self>,
+        pkt: &[u8],
+        transport: Transport,
+        from: SocketAddr,
+        sink: &Sink,
+        now: Instant,
+    ) -> Handled {
+        match pkt.first() {
+            Some(0x40..=0x7f) => self.channel_data(pkt, transport, from, now),
+            Some(0x00..=0x3f) => self.on_stun(pkt, transport, from, sink, now),
+            _ => Handled::Nothing,
+        }
+    }
+
+    /// One datagram from an allocation's relay socket to a peer, now (the TCP clients' path;
+    /// UDP clients' data is batched by `io`): one non-blocking `sendto` straight to the
+    /// kernel — tokio's `try_send_to` would refuse until the reactor has seen the new socket
+    /// writable, dropping the first packets after an Allocate. A full send buffer drops the
+    /// packet (UDP).
+    pub fn send_to_peer(&self, a: &Allocation, data: &[u8], peer: SocketAddr) {
+        if socket2::SockRef::from(&a.relay)
+            .send_to(data, &peer.into())
+            .is_ok()
+        {
+            self.counts().relayed(0, data.len());
+        } else {
+            self.counts().dropped();
         }
     }
 
     /// ChannelData from a client: to the bound peer, if permitted (the hot path).
-    fn channel_data(&self, pkt: &[u8], transport: Transport, from: SocketAddr) {
+    fn channel_data(
+        &self,
+        pkt: &[u8],
+        transport: Transport,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Handled {
         let (Some(h), Some(l)) = (pkt.get(0..2), pkt.get(2..4)) else {
-            return;
+            return Handled::Nothing;
         };
         let num = u16::from_be_bytes([h[0], h[1]]);
         let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
-        let Some(data) = pkt.get(4..4 + len) else {
-            return;
-        };
+        if pkt.len() < 4 + len {
+            return Handled::Nothing;
+        }
         let Some(a) = self.lookup(transport, from) else {
-            return;
+            return Handled::Nothing;
         };
-        let now = Instant::now();
         let peer = {
             let mut st = a.st.lock();
             let Some(peer) = st
@@ -309,18 +349,14 @@ impl Server {
                 .find(|c| c.num == num && c.expires > now)
                 .map(|c| c.peer)
             else {
-                return;
+                return Handled::Nothing;
             };
             if !st.permitted(peer.ip(), now) || !st.bucket.take(len, now) {
-                return;
+                return Handled::Nothing;
             }
             peer
         };
-        if send_now(&a.relay, data, peer) {
-            self.counts().relayed(0, data.len());
-        } else {
-            self.counts().dropped();
-        }
+        Handled::Relay(a, peer, 4..4 + len)
     }
 
     fn on_stun(
@@ -329,24 +365,38 @@ impl Server {
         transport: Transport,
         from: SocketAddr,
         sink: &Sink,
-    ) -> Option<Vec<u8>> {
+        now: Instant,
+    ) -> Handled {
         let msg = match Message::from_bytes(pkt) {
             Ok(m) => m,
-            Err(_) => return bad_request_raw(pkt),
+            Err(_) => return bad_request_raw(pkt).map_or(Handled::Nothing, Handled::Answer),
         };
         match msg.class() {
             MessageClass::Request => {}
             MessageClass::Indication if msg.has_method(SEND) => {
-                self.send_indication(&msg, transport, from);
-                return None;
+                // RFC 8489 §6.3.2: an indication with an attribute that must be understood
+                // and is not is dropped.
+                if crate::calls::stun::has_unknown_required(&msg) {
+                    return Handled::Nothing;
+                }
+                return self.send_indication(&msg, transport, from, now);
             }
-            _ => return None,
+            _ => return Handled::Nothing,
         }
         let method = msg.method();
         if method == BINDING {
-            return crate::calls::stun::respond(pkt, from);
+            return crate::calls::stun::respond(pkt, from)
+                .map_or(Handled::Nothing, Handled::Answer);
         }
-        Some(if method == ALLOCATE {
+        let known = [ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND];
+        if !known.contains(&method) {
+            return Handled::Answer(error(&msg, ErrorCode::BAD_REQUEST, None, &[]));
+        }
+        let unknown = crate::calls::stun::unknown_required(&msg);
+        if !unknown.is_empty() {
+            return Handled::Answer(self.unknown_attributes(&msg, transport, from, &unknown));
+        }
+        Handled::Answer(if method == ALLOCATE {
             self.allocate(&msg, transport, from, sink)
         } else if method == REFRESH {
             self.refresh(&msg, transport, from)
@@ -357,6 +407,28 @@ impl Server {
         } else {
             error(&msg, ErrorCode::BAD_REQUEST, None, &[])
         })
+    }
+
+    /// A request with comprehension-required attributes the relay does not understand: once
+    /// the credentials check out (RFC 8489 §6.3: authentication first), 420 (Unknown Attribute)
+    /// listing them in UNKNOWN-ATTRIBUTES, signed like any other answer.
+    fn unknown_attributes(
+        &self,
+        msg: &Message,
+        transport: Transport,
+        from: SocketAddr,
+        unknown: &[AttributeType],
+    ) -> Vec<u8> {
+        let existing = self.lookup(transport, from);
+        match self.authenticate(msg, existing.as_deref()) {
+            Ok(key) => error(
+                msg,
+                ErrorCode::UNKNOWN_ATTRIBUTE,
+                Some(&key),
+                &[&UnknownAttributes::new(unknown)],
+            ),
+            Err(refusal) => refusal,
+        }
     }
 
     /// 401/438 with REALM and a fresh NONCE.
@@ -527,7 +599,7 @@ impl Server {
             client: from,
             transport,
             sink: sink.clone(),
-            relay: Arc::new(relay),
+            relay,
             relayed: SocketAddr::new(self.advertised_ip, local.port()),
             username,
             userid: userid.clone(),
@@ -785,8 +857,9 @@ impl Server {
         };
         let num = num.channel();
         let peer = peer.addr(msg.transaction_id());
-        // RFC 5766's range (RFC 8656 narrowed it to 0x4FFF; coturn's clients still use the old one).
-        if !(0x4000..=0x7ffe).contains(&num) {
+        // RFC 5766's range, 0x4000 through 0x7FFF (RFC 8656 narrowed it to 0x4FFF; coturn's
+        // clients still pick from the old one).
+        if !(0x4000..=0x7fff).contains(&num) {
             return error(msg, ErrorCode::BAD_REQUEST, Some(&key), &[]);
         }
         if self.peer_allowed(peer.ip()).is_err() {
@@ -834,43 +907,40 @@ impl Server {
     }
 
     /// A Send indication: its DATA to its XOR-PEER-ADDRESS, if permitted (no answer ever).
-    fn send_indication(&self, msg: &Message, transport: Transport, from: SocketAddr) {
+    fn send_indication(
+        &self,
+        msg: &Message,
+        transport: Transport,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Handled {
         let Some(a) = self.lookup(transport, from) else {
-            return;
+            return Handled::Nothing;
         };
-        let (Ok(peer), Ok(data)) = (msg.attribute::<XorPeerAddress>(), msg.attribute::<Data>())
-        else {
-            return;
+        let (Ok(peer), Some((at, data))) = (
+            msg.attribute::<XorPeerAddress>(),
+            msg.raw_attribute_and_offset(Data::TYPE),
+        ) else {
+            return Handled::Nothing;
         };
         let peer = peer.addr(msg.transaction_id());
         if self.peer_allowed(peer.ip()).is_err() {
-            return;
+            return Handled::Nothing;
         }
-        let data = data.data();
-        let now = Instant::now();
+        // The value follows the attribute's four-byte header.
+        let range = at + 4..at + 4 + data.header.length() as usize;
         {
             let mut st = a.st.lock();
-            if !st.permitted(peer.ip(), now) || !st.bucket.take(data.len(), now) {
-                return;
+            if !st.permitted(peer.ip(), now) || !st.bucket.take(range.len(), now) {
+                return Handled::Nothing;
             }
         }
-        if send_now(&a.relay, data, peer) {
-            self.counts().relayed(0, data.len());
-        } else {
-            self.counts().dropped();
-        }
+        Handled::Relay(a, peer, range)
     }
 
     pub fn metrics(&self) -> &TurnCounts {
         self.counts()
     }
-}
-
-/// One non-blocking `sendto` on a relay socket, straight to the kernel: tokio's `try_send_to`
-/// would refuse until the reactor has seen the new socket writable, dropping the first
-/// packets after an Allocate. A full send buffer drops the packet (UDP).
-fn send_now(s: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
-    socket2::SockRef::from(s).send_to(data, &to.into()).is_ok()
 }
 
 fn finish(mut b: MessageWriteVec, key: Option<&IntegrityKey>) -> Vec<u8> {
@@ -930,59 +1000,48 @@ fn bad_request_raw(pkt: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Writes a Data indication (RFC 8656 §11.4) for `len` bytes already at
-/// `buf[DATA_AT..DATA_AT + len]`, in the space before them; returns the frame's range.
-pub const DATA_AT: usize = 48;
+/// Appends ChannelData (RFC 8656 §12.4) carrying `data` on channel `num`, padded to four
+/// bytes when `pad` (over a stream, RFC 6062). `data` is at most 65535 bytes (a datagram).
+pub fn push_channel_data(out: &mut Vec<u8>, num: u16, data: &[u8], pad: bool) {
+    out.extend_from_slice(&num.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+    if pad {
+        out.resize(out.len() + (4 - data.len() % 4) % 4, 0);
+    }
+}
 
-pub fn data_indication(
-    buf: &mut [u8],
-    len: usize,
-    peer: SocketAddr,
-    tid: [u8; 12],
-) -> Option<std::ops::Range<usize>> {
-    let padded = len.div_ceil(4) * 4;
-    let addr_len = if peer.is_ipv4() { 8 } else { 20 };
-    let head = 20 + 4 + addr_len + 4;
-    let start = DATA_AT.checked_sub(head)?;
-    let end = DATA_AT + padded;
-    if buf.len() < end {
-        return None;
-    }
-    for b in buf.get_mut(DATA_AT + len..end)? {
-        *b = 0;
-    }
-    let body = (4 + addr_len + 4 + padded) as u16;
-    let out = buf.get_mut(start..DATA_AT)?;
-    out[0..2].copy_from_slice(&0x0017u16.to_be_bytes());
-    out[2..4].copy_from_slice(&body.to_be_bytes());
-    out[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
-    out[8..20].copy_from_slice(&tid);
-    out[20..22].copy_from_slice(&0x0012u16.to_be_bytes());
-    out[22..24].copy_from_slice(&(addr_len as u16).to_be_bytes());
-    out[24] = 0;
-    out[26..28].copy_from_slice(&(peer.port() ^ 0x2112).to_be_bytes());
-    let cookie = [0x21, 0x12, 0xA4, 0x42];
+/// Appends a Data indication (RFC 8656 §11.4) from `peer` carrying `data` (at most 65535
+/// bytes less the header): XOR-PEER-ADDRESS and DATA, nothing else.
+pub fn push_data_indication(out: &mut Vec<u8>, data: &[u8], peer: SocketAddr, tid: [u8; 12]) {
+    const COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+    let padded = data.len().div_ceil(4) * 4;
+    let addr_len: u16 = if peer.is_ipv4() { 8 } else { 20 };
+    let body = 4 + addr_len + 4 + padded as u16;
+    out.extend_from_slice(&0x0017u16.to_be_bytes());
+    out.extend_from_slice(&body.to_be_bytes());
+    out.extend_from_slice(&COOKIE);
+    out.extend_from_slice(&tid);
+    out.extend_from_slice(&0x0012u16.to_be_bytes());
+    out.extend_from_slice(&addr_len.to_be_bytes());
+    let port = (peer.port() ^ 0x2112).to_be_bytes();
     match peer.ip() {
         IpAddr::V4(v4) => {
-            out[25] = 1;
-            for (i, b) in v4.octets().iter().enumerate() {
-                out[28 + i] = b ^ cookie[i];
-            }
+            out.extend_from_slice(&[0, 1, port[0], port[1]]);
+            let o = v4.octets();
+            out.extend((0..4).map(|i| o[i] ^ COOKIE[i]));
         }
         IpAddr::V6(v6) => {
-            out[25] = 2;
-            let mut x = [0u8; 16];
-            x[..4].copy_from_slice(&cookie);
-            x[4..].copy_from_slice(&tid);
-            for (i, b) in v6.octets().iter().enumerate() {
-                out[28 + i] = b ^ x[i];
-            }
+            out.extend_from_slice(&[0, 2, port[0], port[1]]);
+            let o = v6.octets();
+            let x = COOKIE.iter().chain(tid.iter());
+            out.extend(o.iter().zip(x).map(|(b, k)| b ^ k));
         }
     }
-    let d = 24 + addr_len;
-    out[d..d + 2].copy_from_slice(&0x0013u16.to_be_bytes());
-    out[d + 2..d + 4].copy_from_slice(&(len as u16).to_be_bytes());
-    Some(start..end)
+    out.extend_from_slice(&0x0013u16.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len() + (padded - data.len()), 0);
 }
 
 /// The relay's counters as metrics labels see them.
@@ -998,10 +1057,10 @@ mod tests {
     fn data_indications_parse() {
         for peer in ["203.0.113.5:4000", "[2001:db8::7]:5000"] {
             let peer: SocketAddr = peer.parse().unwrap();
-            let mut buf = vec![0u8; DATA_AT + 64];
-            buf[DATA_AT..DATA_AT + 5].copy_from_slice(b"hello");
-            let r = data_indication(&mut buf, 5, peer, [3; 12]).unwrap();
-            let msg = Message::from_bytes(&buf[r]).unwrap();
+            let mut buf = vec![9u8; 3]; // appended after what is there
+            push_data_indication(&mut buf, b"hello", peer, [3; 12]);
+            assert_eq!(buf.len() % 4, 3);
+            let msg = Message::from_bytes(&buf[3..]).unwrap();
             assert!(msg.has_method(turn_types::message::DATA));
             assert!(msg.has_class(MessageClass::Indication));
             let p = msg.attribute::<XorPeerAddress>().unwrap();
