@@ -10,8 +10,9 @@ Printed per server and message size: messages delivered back to the clients per 
 clock), the server's CPU seconds (the run time of all its threads from /proc/PID/task/*/schedstat,
 in nanoseconds, before/after; utime+stime from /proc/PID/stat where that is missing) and
 delivered messages per server CPU-second — and the ratio Switchboard/coturn. With --rounds N the
-two servers take turns N times (coturn first in even rounds, Switchboard first in odd ones, each
-started afresh), every round's ratio is printed and then the median and range of the ratios.
+two servers take turns N times (coturn first in rounds 1, 3, 5…, Switchboard first in the
+others, each started afresh), every round's ratio is printed and then the median and range of
+the ratios.
 Also the servers' idle RSS (VmRSS after start, no allocations) and what TURN adds to
 Switchboard's idle RSS (the same binary started without TURN), and an estimate of the relayed
 calls one core holds at 1.5 Mbit/s.
