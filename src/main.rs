@@ -115,9 +115,9 @@ struct Cli {
     /// challenges, e.g. 0.0.0.0:80.
     #[arg(long, value_name = "ADDR")]
     http_redirect_listen: Option<SocketAddr>,
-    /// Let anonymous clients who may publish or register on every URI in beyond loopback: the
-    /// zero-config development default on a public --listen, or a config file whose public
-    /// listener gives anonymous clients such a role. Without it, that is refused.
+    /// Admit anonymous clients who may publish or register on every URI on an address beyond
+    /// loopback: the zero-config development default on a public --listen, or a config file
+    /// whose public listener gives anonymous clients such a role. Without it, that is refused.
     #[arg(long)]
     allow_public_anonymous: bool,
     /// Log lines on stderr: readable text, or one JSON object per line.
