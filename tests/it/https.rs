@@ -498,22 +498,14 @@ fn zero_config_refuses_a_public_address() {
 #[test]
 fn allow_public_anonymous_starts_with_a_loud_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "--listen",
-            "0.0.0.0:0",
-            "--allow-public-anonymous",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = start_or_refuse(&[
+        "--listen".into(),
+        "0.0.0.0:0".into(),
+        "--allow-public-anonymous".into(),
+        "--data-dir".into(),
+        dir.path().into(),
+    ])
+    .expect("starts when asked");
     assert!(
         line.starts_with("switchboard listening on http://0.0.0.0:"),
         "{line}"
@@ -538,8 +530,9 @@ fn public_anonymous_config(publish: bool) -> String {
     )
 }
 
-/// Starts the binary with `args`; Ok(child) once it says it listens, Err(stderr) if it exits.
-fn start_or_refuse(args: &[std::ffi::OsString]) -> Result<std::process::Child, String> {
+/// Starts the binary with `args`; Ok((child, its ready line)) once it says it listens,
+/// Err(stderr) if it exits.
+fn start_or_refuse(args: &[std::ffi::OsString]) -> Result<(std::process::Child, String), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
         .stdout(Stdio::piped())
@@ -551,7 +544,7 @@ fn start_or_refuse(args: &[std::ffi::OsString]) -> Result<std::process::Child, S
         .read_line(&mut line)
         .unwrap();
     if line.starts_with("switchboard listening on") {
-        return Ok(child);
+        return Ok((child, line));
     }
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
@@ -588,11 +581,15 @@ fn a_config_letting_anonymous_strangers_publish_everywhere_is_refused_unless_ask
         "{err}"
     );
     assert!(err.contains("--allow-public-anonymous"), "{err}");
-    stop(start_or_refuse(&args(Some("--allow-public-anonymous"))).expect("starts when asked"));
+    stop(
+        start_or_refuse(&args(Some("--allow-public-anonymous")))
+            .expect("starts when asked")
+            .0,
+    );
 
     // Anonymous read access on a public address is a legitimate choice (a public feed).
     std::fs::write(&file, public_anonymous_config(false)).unwrap();
-    let child = start_or_refuse(&args(None)).expect("read-only anonymous starts");
+    let (child, _) = start_or_refuse(&args(None)).expect("read-only anonymous starts");
     // ... and a reload cannot open it up behind the start-up check's back.
     std::fs::write(&file, public_anonymous_config(true)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
