@@ -16,6 +16,9 @@ bash tests/tools/install-systemd-analyze.sh
 bash tests/tools/install-pebble.sh
 bash tests/tools/install-coturn.sh
 
+# One build per run: incremental caches would only fill the disk.
+export CARGO_INCREMENTAL=0
+
 step "formatting and lints"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
