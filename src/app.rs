@@ -197,6 +197,11 @@ async fn bind(l: &ListenerConfig) -> Result<(Socket, Option<SocketAddr>), StartE
     match &l.endpoint {
         Endpoint::Tcp(a) => {
             let t = TcpListener::bind(a).await.map_err(fail)?;
+            // Linux hands TCP_NODELAY down to every accepted socket: one call here instead of
+            // one per connection.
+            socket2::SockRef::from(&t)
+                .set_tcp_nodelay(true)
+                .map_err(fail)?;
             let addr = t.local_addr().map_err(fail)?;
             Ok((Socket::Tcp(t), Some(addr)))
         }
@@ -223,7 +228,6 @@ async fn dispatch_tls(
     conns: Arc<Connections>,
 ) {
     use tokio::io::AsyncReadExt;
-    let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     // Counted before the handshake; a refused client still gets its answer over TLS.
     let admitted = conns.admissions.admit(peer.map(|a| a.ip()));
@@ -291,7 +295,6 @@ async fn dispatch_tcp(
     router: Arc<Router>,
     conns: Arc<Connections>,
 ) {
-    let _ = stream.set_nodelay(true);
     let peer_ip = Some(peer.ip());
     let admitted = conns.admissions.admit(peer_ip);
     let is_raw = match (&http, &raw) {
@@ -764,5 +767,31 @@ impl Running {
             a.stop();
         }
         self.store.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections are accepted without a per-connection `setsockopt`: NODELAY comes from the
+    /// listener. WAMP replies are small and must not wait for Nagle.
+    #[tokio::test]
+    async fn accepted_tcp_connections_have_nodelay() {
+        let l = ListenerConfig {
+            endpoint: Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
+            websocket: vec![],
+            rawsocket: None,
+            web: false,
+            bridge: vec![],
+            tls: None,
+            origin: "test".into(),
+        };
+        let Ok((Socket::Tcp(listener), Some(addr))) = bind(&l).await else {
+            panic!("no TCP listener");
+        };
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }

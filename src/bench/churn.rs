@@ -1,4 +1,5 @@
-//! `churn`: connect, subscribe + publish (acknowledged; pipelined), disconnect — in a loop,
+//! `churn`: connect, subscribe + publish (acknowledged; pipelined), disconnect (the WebSocket
+//! closing handshake, the router ending TCP) — in a loop,
 //! from several workers at once; cycles per second and whether the server's memory grows (a leak check).
 
 use super::probe::{cpu_between, Probe, Sample};

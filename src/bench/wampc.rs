@@ -6,6 +6,7 @@ use crate::wamp::value::dict;
 use crate::wamp::{Message, Serializer, Value};
 use futures_util::{SinkExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -351,7 +352,14 @@ impl Client {
     pub async fn close(self) {
         match self.conn {
             Conn::Ws(mut ws) => {
-                let _ = (*ws).close(None).await;
+                // The closing handshake as real clients do it (RFC 6455 §7.1.1): our close frame,
+                // then wait for the router's close frame and for it to end TCP first.
+                if (*ws).close(None).await.is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
+                }
             }
             Conn::Raw { mut stream, .. } => {
                 use tokio::io::AsyncWriteExt;

@@ -251,7 +251,11 @@ fn route(
             "only GET and HEAD are allowed here",
         )
     };
-    security_headers(&mut resp, state.tls);
+    // A 101 starts a WebSocket, not a document: page policies mean nothing there, and every
+    // connection would pay to format them.
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        security_headers(&mut resp, state.tls);
+    }
     resp
 }
 

@@ -52,11 +52,13 @@ struct Writer {
 
 impl Writer {
     /// Writes as much as the socket takes now. Ok(true) when everything pending is written.
+    /// `last`: nothing follows but the shutdown (see `Socket::try_write_last`).
     fn flush(
         &mut self,
         stream: &impl Socket,
         outbox: &Outbox,
         counters: &Counters,
+        last: bool,
     ) -> io::Result<bool> {
         while !self.pending.is_empty() {
             // Up to 64 frames per write, gathered on the stack (this runs for every write).
@@ -66,7 +68,12 @@ impl Writer {
                 *slot = IoSlice::new(frame);
                 count += 1;
             }
-            match stream.try_write_vectored(&slices[..count]) {
+            let written = if last {
+                stream.try_write_last(&slices[..count])
+            } else {
+                stream.try_write_vectored(&slices[..count])
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     outbox.written(n);
@@ -281,7 +288,8 @@ pub fn serve<S: Socket, C: FrameCodec>(
             }
 
             // 3. Write what the socket takes.
-            match writer.flush(&stream, &outbox, &counters) {
+            let last = closing == Closing::Replied;
+            match writer.flush(&stream, &outbox, &counters, last) {
                 Ok(true) if closing == Closing::Replied => break,
                 Ok(_) => {}
                 Err(_) => break,

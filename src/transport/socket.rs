@@ -12,6 +12,11 @@ pub trait Socket: Send + 'static {
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// The last write before `shutdown`: a transport that can hold it back lets the FIN ride
+    /// in the same segment (TCP: `MSG_MORE`, released by the shutdown).
+    fn try_write_last(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.try_write_vectored(bufs)
+    }
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     /// Bytes accepted by `try_write_vectored` but not yet handed to the kernel (TLS records
     /// waiting for the socket); the loop waits on `writable` until they are out.
@@ -21,7 +26,7 @@ pub trait Socket: Send + 'static {
 }
 
 macro_rules! socket_impl {
-    ($t:ty) => {
+    ($t:ty $(, $extra:item)?) => {
         impl Socket for $t {
             fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
                 <$t>::readable(self)
@@ -38,9 +43,17 @@ macro_rules! socket_impl {
             fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send {
                 AsyncWriteExt::shutdown(self)
             }
+            $($extra)?
         }
     };
 }
 
-socket_impl!(TcpStream);
+socket_impl!(
+    TcpStream,
+    fn try_write_last(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.try_io(tokio::io::Interest::WRITABLE, || {
+            socket2::SockRef::from(self).send_vectored_with_flags(bufs, nix::libc::MSG_MORE)
+        })
+    }
+);
 socket_impl!(UnixStream);

@@ -153,6 +153,43 @@ async fn echo_endpoint_exists_only_when_enabled() {
     }
 }
 
+/// The closing handshake as RFC 6455 §7.1.1 wants it: the router echoes the client's close
+/// frame and then ends TCP itself (the reply and the FIN share a write), so the client sees its
+/// close answered and then the end of the stream, without waiting for a timeout.
+#[tokio::test]
+async fn client_close_is_answered_then_the_router_ends_tcp() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let srv = TestServer::with(|o| o.echo_path = Some("/echo".into())).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/echo", srv.addr))
+        .await
+        .expect("echo handshake");
+    ws.send(WsMessage::Text("before the close".into()))
+        .await
+        .expect("send");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "bye".into(),
+    }))
+    .await
+    .expect("close");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut seen = vec![];
+        while let Some(m) = ws.next().await {
+            seen.push(m.expect("frame"));
+        }
+        seen
+    })
+    .await
+    .expect("the router ends the connection by itself");
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert_eq!(ended[0], WsMessage::Text("before the close".into()));
+    match &ended[1] {
+        WsMessage::Close(Some(c)) => assert_eq!(c.code, CloseCode::Away),
+        other => panic!("expected the close echoed, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn invalid_utf8_text_frame_closes_with_1007() {
     let srv = TestServer::with(|o| o.echo_path = Some("/echo".into())).await;
