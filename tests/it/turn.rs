@@ -594,6 +594,17 @@ async fn refusals(tcp: bool) {
         c.permission("[2606:4700::1111]:53".parse().unwrap()).await,
         Some(443)
     );
+    // ChannelBind checks the same way: the other family is 443, a refused address 403
+    // whatever its family.
+    assert_eq!(
+        c.channel_bind(0x4001, "[2606:4700::1111]:53".parse().unwrap())
+            .await,
+        Some(443)
+    );
+    assert_eq!(
+        c.channel_bind(0x4001, "[::1]:53".parse().unwrap()).await,
+        Some(403)
+    );
 }
 
 #[tokio::test]

@@ -487,8 +487,36 @@ impl Server {
         Ok(key)
     }
 
+    /// What Refresh, CreatePermission and ChannelBind start with: the credentials, then the
+    /// allocation of this 5-tuple (437 Allocation Mismatch without one).
+    fn own_allocation(
+        &self,
+        msg: &Message,
+        transport: Transport,
+        from: SocketAddr,
+    ) -> Result<(Arc<Allocation>, IntegrityKey), Vec<u8>> {
+        let existing = self.lookup(transport, from);
+        let key = self.authenticate(msg, existing.as_deref())?;
+        match existing {
+            Some(a) => Ok((a, key)),
+            None => Err(error(msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key), &[])),
+        }
+    }
+
     fn family_ok(&self, ip: IpAddr) -> bool {
         ip.is_ipv4() == self.relay_ip.is_ipv4()
+    }
+
+    /// Why the relay may not reach these peers, if it may not: 403 when the filter refuses
+    /// any of them, whatever its family; else 443 when one is of the other address family.
+    fn peers_refused(&self, peers: &[IpAddr]) -> Option<u16> {
+        if peers.iter().any(|ip| self.peer_allowed(*ip).is_err()) {
+            Some(ErrorCode::FORBIDDEN)
+        } else if peers.iter().any(|ip| !self.family_ok(*ip)) {
+            Some(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH)
+        } else {
+            None
+        }
     }
 
     fn lifetime(&self, requested: Option<u32>) -> u32 {
@@ -761,13 +789,9 @@ impl Server {
     }
 
     fn refresh(&self, msg: &Message, transport: Transport, from: SocketAddr) -> Vec<u8> {
-        let existing = self.lookup(transport, from);
-        let key = match self.authenticate(msg, existing.as_deref()) {
-            Ok(k) => k,
-            Err(r) => return r,
-        };
-        let Some(a) = existing else {
-            return error(msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key), &[]);
+        let (a, key) = match self.own_allocation(msg, transport, from) {
+            Ok(found) => found,
+            Err(refusal) => return refusal,
         };
         let requested = msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
         let lifetime = if requested == Some(0) {
@@ -792,13 +816,9 @@ impl Server {
     }
 
     fn create_permission(&self, msg: &Message, transport: Transport, from: SocketAddr) -> Vec<u8> {
-        let existing = self.lookup(transport, from);
-        let key = match self.authenticate(msg, existing.as_deref()) {
-            Ok(k) => k,
-            Err(r) => return r,
-        };
-        let Some(a) = existing else {
-            return error(msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key), &[]);
+        let (a, key) = match self.own_allocation(msg, transport, from) {
+            Ok(found) => found,
+            Err(refusal) => return refusal,
         };
         let tid = msg.transaction_id();
         let mut peers: Vec<IpAddr> = Vec::new();
@@ -814,19 +834,8 @@ impl Server {
         if peers.is_empty() {
             return error(msg, ErrorCode::BAD_REQUEST, Some(&key), &[]);
         }
-        // The filter first: a refused address is 403 whatever its family.
-        for ip in &peers {
-            if self.peer_allowed(*ip).is_err() {
-                return error(msg, ErrorCode::FORBIDDEN, Some(&key), &[]);
-            }
-        }
-        if peers.iter().any(|ip| !self.family_ok(*ip)) {
-            return error(
-                msg,
-                ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
-                Some(&key),
-                &[],
-            );
+        if let Some(code) = self.peers_refused(&peers) {
+            return error(msg, code, Some(&key), &[]);
         }
         let now = Instant::now();
         let mut st = a.st.lock();
@@ -841,13 +850,9 @@ impl Server {
     }
 
     fn channel_bind(&self, msg: &Message, transport: Transport, from: SocketAddr) -> Vec<u8> {
-        let existing = self.lookup(transport, from);
-        let key = match self.authenticate(msg, existing.as_deref()) {
-            Ok(k) => k,
-            Err(r) => return r,
-        };
-        let Some(a) = existing else {
-            return error(msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key), &[]);
+        let (a, key) = match self.own_allocation(msg, transport, from) {
+            Ok(found) => found,
+            Err(refusal) => return refusal,
         };
         let (Ok(num), Ok(peer)) = (
             msg.attribute::<ChannelNumber>(),
@@ -862,16 +867,8 @@ impl Server {
         if !(0x4000..=0x7fff).contains(&num) {
             return error(msg, ErrorCode::BAD_REQUEST, Some(&key), &[]);
         }
-        if self.peer_allowed(peer.ip()).is_err() {
-            return error(msg, ErrorCode::FORBIDDEN, Some(&key), &[]);
-        }
-        if !self.family_ok(peer.ip()) {
-            return error(
-                msg,
-                ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
-                Some(&key),
-                &[],
-            );
+        if let Some(code) = self.peers_refused(&[peer.ip()]) {
+            return error(msg, code, Some(&key), &[]);
         }
         let now = Instant::now();
         let mut st = a.st.lock();
