@@ -18,7 +18,7 @@ Switchboard's idle RSS (the same binary started without TURN), and an estimate o
 calls one core holds at 1.5 Mbit/s.
 
 Usage: benches/turn_compare.py [--switchboard target/release/switchboard] [--clients 20]
-       [--messages 3000] [--interval-ms 2] [--sizes 120,1000] [--rounds 1]
+       [--messages 3000] [--interval-ms 2] [--sizes 120,1000] [--rounds 1] [--tcp]
 Needs Debian's coturn package (tests/tools/install-coturn.sh). Build with
 `cargo build --release` first. Numbers from a shared 2-core machine are noisy: use several
 rounds, and run it more than once.
@@ -125,10 +125,10 @@ def start_switchboard(binary, port, tmp, turn=True):
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_load(port, peer_port, clients, messages, size, interval):
+def run_load(port, peer_port, clients, messages, size, interval, tcp=False):
     cmd = ["turnutils_uclient", "-W", SECRET, "-u", "bench", "-p", str(port), "-e", "127.0.0.1",
            "-r", str(peer_port), "-m", str(clients), "-n", str(messages), "-l", str(size),
-           "-z", str(interval), "-c", "127.0.0.1"]
+           "-z", str(interval), "-c", "127.0.0.1"] + (["-t"] if tcp else [])
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     wall = time.time() - t0
@@ -156,7 +156,8 @@ def measure(name, size, peer_port, args, tmp):
         time.sleep(1.0)
         idle = rss_kib(proc.pid)
         c0 = cpu_seconds(proc.pid)
-        r = run_load(port, peer_port, args.clients, args.messages, size, args.interval_ms)
+        r = run_load(port, peer_port, args.clients, args.messages, size, args.interval_ms,
+                     args.tcp)
         c1 = cpu_seconds(proc.pid)
     finally:
         proc.terminate()
@@ -181,6 +182,8 @@ def main():
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--interval-ms", type=int, default=2)
     ap.add_argument("--sizes", default="120,1000")
+    ap.add_argument("--tcp", action="store_true",
+                    help="clients reach the relay over TCP (uclient -t); peers stay on UDP")
     ap.add_argument("--rounds", type=int, default=1,
                     help="turns each server takes (alternating who goes first)")
     args = ap.parse_args()

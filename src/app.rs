@@ -217,13 +217,54 @@ async fn bind(l: &ListenerConfig) -> Result<(Socket, Option<SocketAddr>), StartE
     }
 }
 
-/// Serves one accepted TCP connection of a TLS listener: the TLS handshake first, then as
-/// `dispatch_tcp` on the decrypted bytes (the first of which is put back after peeking).
+type TurnServer = Arc<crate::calls::turn::server::Server>;
+
+/// What a TLS listener serves after the handshake.
+struct Serves {
+    http: Option<Arc<HttpState>>,
+    raw: Option<WampEndpoint>,
+    /// The TURN relay, for `turns:` clients (their first bytes are a STUN message).
+    turn: Option<TurnServer>,
+}
+
+/// What the first decrypted byte of a TLS connection asks for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TlsProtocol {
+    Http,
+    RawSocket,
+    Turn,
+}
+
+impl Serves {
+    /// The protocol when only one is possible (no need to read ahead), else `None`.
+    fn only(&self) -> Option<TlsProtocol> {
+        match (&self.http, &self.raw, &self.turn) {
+            (Some(_), None, None) => Some(TlsProtocol::Http),
+            (None, Some(_), None) => Some(TlsProtocol::RawSocket),
+            (None, None, Some(_)) => Some(TlsProtocol::Turn),
+            _ => None,
+        }
+    }
+
+    /// RawSocket's magic 0x7F; a STUN message's first two bits are zero (RFC 8489 §6), which
+    /// no HTTP method's first letter has; HTTP otherwise.
+    fn by_first_byte(&self, b: u8) -> TlsProtocol {
+        match b {
+            0x7F if self.raw.is_some() => TlsProtocol::RawSocket,
+            0x00..=0x3F if self.turn.is_some() => TlsProtocol::Turn,
+            _ if self.http.is_some() => TlsProtocol::Http,
+            _ if self.raw.is_some() => TlsProtocol::RawSocket,
+            _ => TlsProtocol::Turn,
+        }
+    }
+}
+
+/// Serves one accepted TCP connection of a TLS listener: the TLS handshake first, then HTTP
+/// (and WebSocket), RawSocket or TURN by the first decrypted byte (put back after peeking).
 async fn dispatch_tls(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    http: Option<Arc<HttpState>>,
-    raw: Option<WampEndpoint>,
+    serves: Serves,
     router: Arc<Router>,
     conns: Arc<Connections>,
 ) {
@@ -246,17 +287,21 @@ async fn dispatch_tls(
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
         return;
     }
-    let (is_raw, prefix) = match (&http, &raw) {
-        (None, Some(_)) => (true, bytes::Bytes::new()),
-        (Some(_), None) => (false, bytes::Bytes::new()),
-        (Some(_), Some(_)) => {
+    if serves.http.is_none() && serves.raw.is_none() && serves.turn.is_none() {
+        return;
+    }
+    let (protocol, prefix) = match serves.only() {
+        Some(p) => (p, bytes::Bytes::new()),
+        None => {
             let mut first = [0u8; 1];
             match tokio::time::timeout(hello, tls.read(&mut first)).await {
-                Ok(Ok(1)) => (first[0] == 0x7F, bytes::Bytes::copy_from_slice(&first)),
+                Ok(Ok(1)) => (
+                    serves.by_first_byte(first[0]),
+                    bytes::Bytes::copy_from_slice(&first),
+                ),
                 _ => return,
             }
         }
-        (None, None) => return,
     };
     let stream = crate::tls::Prefixed::new(prefix, tls);
     let admission = match admitted {
@@ -264,22 +309,33 @@ async fn dispatch_tls(
         Err(limit) => {
             router.metrics.limit_refused(limit);
             let reason = conns.admissions.reason(limit);
-            if is_raw {
-                // Boxed (here and below): a rare path must not size every connection task.
-                Box::pin(rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT)).await;
-            } else {
-                Box::pin(crate::transport::admission::refuse_http(stream, &reason)).await;
+            // Boxed (here and below): a rare path must not size every connection task. A TURN
+            // client has no refusal message before its first request: it is closed.
+            match protocol {
+                TlsProtocol::RawSocket => {
+                    Box::pin(rawsocket::refuse(stream, rawsocket::ERR_CONNECTION_COUNT)).await
+                }
+                TlsProtocol::Http => {
+                    Box::pin(crate::transport::admission::refuse_http(stream, &reason)).await
+                }
+                TlsProtocol::Turn => {}
             }
             return;
         }
     };
-    match (is_raw, raw, http) {
-        (true, Some(endpoint), _) => {
+    match (protocol, serves) {
+        (TlsProtocol::RawSocket, Serves { raw: Some(e), .. }) => {
             let _admission = admission;
-            Box::pin(rawsocket::serve_tls(stream, router, conns, endpoint, peer)).await
+            Box::pin(rawsocket::serve_tls(stream, router, conns, e, peer)).await
         }
-        (false, _, Some(state)) => {
-            Box::pin(serve_connection(stream, peer, state, Arc::new(admission))).await
+        (TlsProtocol::Http, Serves { http: Some(s), .. }) => {
+            Box::pin(serve_connection(stream, peer, s, Arc::new(admission))).await
+        }
+        (TlsProtocol::Turn, Serves { turn: Some(t), .. }) => {
+            let _admission = admission;
+            if let Some(from) = peer {
+                Box::pin(crate::calls::turn::io::tls_client(t, stream, from)).await
+            }
         }
         _ => {}
     }
@@ -454,9 +510,21 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                     source,
                 })?;
             let (host, udp, tcp) = (b.host(t), b.udp_addr(), b.tcp_addr());
+            // `turns:` is served on the TLS web listener (see `dispatch_tls`).
+            let tls_port = opts.listeners().into_iter().find_map(|l| match l.endpoint {
+                Endpoint::Tcp(a) if l.tls.is_some() => Some(a.port()),
+                _ => None,
+            });
+            let acme_domains = opts.node.acme.as_ref().map(|a| a.domains.as_slice());
+            let turns = crate::calls::turn::TurnsAt::find(
+                t.host.as_deref(),
+                acme_domains.unwrap_or_default(),
+                tls_port,
+            );
             if let Some(u) = udp {
                 let uris = &mut router_cfg.calls.ice_uris;
-                crate::calls::turn::add_ice_uris(uris, &host, u.port(), tcp.map(|a| a.port()));
+                let tcp = tcp.map(|a| a.port());
+                crate::calls::turn::add_ice_uris(uris, &host, u.port(), tcp, turns.as_ref());
             }
             Some(b)
         }
@@ -525,6 +593,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     };
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
+    // TLS listeners also serve `turns:` once the relay runs (it starts after the listeners).
+    let turns: Arc<std::sync::OnceLock<TurnServer>> = Arc::default();
     for l in opts.listeners() {
         let acceptor = tls_acceptor(&l, acme.as_ref(), &reload)?;
         let (socket, addr) = bind(&l).await?;
@@ -556,7 +626,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         });
         let raw_now = accepts.rawsocket.clone();
         let raw = move || raw_now.load_full().map(|e| (*e).clone());
-        let (router, conns) = (router.clone(), conns.clone());
+        let (router, conns, turns) = (router.clone(), conns.clone(), turns.clone());
         accept_tasks.push(match socket {
             Socket::Tcp(t) => tokio::spawn(async move {
                 loop {
@@ -569,8 +639,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                                     dispatch_tls(
                                         stream,
                                         a.clone(),
-                                        http.clone(),
-                                        raw(),
+                                        Serves {
+                                            http: http.clone(),
+                                            raw: raw(),
+                                            turn: turns.get().cloned(),
+                                        },
                                         router.clone(),
                                         conns.clone(),
                                     )
@@ -680,6 +753,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 endpoint: Endpoint::Tcp(t.listen),
                 source,
             })?;
+        let _ = turns.set(r.server.clone());
         accept_tasks.extend(r.tasks);
     }
     let stun_shared = opts.node.router.calls.stun_listen.is_some()

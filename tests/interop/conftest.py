@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-READY = re.compile(r"switchboard listening on http://(\S+)")
+READY = re.compile(r"switchboard listening on https?://(\S+)")
 RAW_READY = re.compile(r"switchboard rawsocket on tcp://(\S+)")
 
 

@@ -4,7 +4,9 @@ ones made by uclient itself from the shared secret (`-W`), as coturn's `use-auth
 
 The peer runs on loopback, which the relay refuses by default (it is never an open relay), so
 these runs pass `--turn-allow-loopback-peers` — a tests-only switch; the last test checks that
-without it the same run relays nothing. tests/run.sh installs coturn."""
+without it the same run relays nothing. `turns:` (TURN over TLS) is served on the HTTPS web
+listener itself, told apart from HTTP by its first bytes: uclient -S reaches the relay there.
+tests/run.sh installs coturn."""
 
 import re
 import shutil
@@ -85,6 +87,40 @@ def test_uclient_relays_every_message(peer, flags):
         assert sent == 4 * 50 and received == sent, out
         assert lost == 0, out
         assert "error" not in out.lower(), out
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed certificate for localhost (uclient does not verify; browsers would)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("flags", [["-t", "-S"], ["-t", "-S", "-s"]],
+                         ids=["tls-channels", "tls-send-indications"])
+def test_uclient_over_tls_on_the_https_listener(peer, cert, flags):
+    s, _ = start_relay("--turn-allow-loopback-peers", "--tls-cert", str(cert[0]),
+                       "--tls-key", str(cert[1]))
+    try:
+        https_port = int(s.addr.rsplit(":", 1)[1])
+        out, counts, lost = uclient(https_port, peer, *flags)
+        assert counts is not None, out
+        sent, received = counts
+        assert sent == 4 * 50 and received == sent, out
+        assert lost == 0, out
+        # The same port still serves the web UI over HTTPS.
+        import ssl, urllib.request
+        ctx = ssl.create_default_context(cafile=str(cert[0]))
+        body = urllib.request.urlopen(f"https://localhost:{https_port}/api/status",
+                                      context=ctx, timeout=10).read()
+        assert b"sessions" in body or b"pid" in body, body[:200]
     finally:
         s.stop()
 

@@ -35,7 +35,7 @@ fn make_cert() -> (String, String, Vec<u8>) {
     )
 }
 
-fn write_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+pub(crate) fn write_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     let (cert, key, der) = make_cert();
     let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&c, cert).unwrap();
@@ -59,7 +59,10 @@ fn client_config(roots: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 }
 
 /// A TLS connection to `addr` verified against `roots` as `localhost`; the leaf it presented.
-async fn tls_connect(addr: SocketAddr, roots: &[&[u8]]) -> (TlsStream<TcpStream>, Vec<u8>) {
+pub(crate) async fn tls_connect(
+    addr: SocketAddr,
+    roots: &[&[u8]],
+) -> (TlsStream<TcpStream>, Vec<u8>) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio::time::timeout(
@@ -118,7 +121,7 @@ async fn wss_publish_acked(ws: &mut Wss, request: u64) {
 
 /// A listener with TLS from files serving WebSocket at /ws, the web UI and RawSocket (a
 /// universal transport: the first decrypted byte tells them apart).
-fn universal_tls(cert: &Path, key: &Path) -> ListenerConfig {
+pub(crate) fn universal_tls(cert: &Path, key: &Path) -> ListenerConfig {
     ListenerConfig {
         endpoint: Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
         websocket: vec![("/ws".into(), WampEndpoint::development())],

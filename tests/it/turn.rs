@@ -1,8 +1,8 @@
 //! The built-in TURN relay over real sockets, driven by a raw TURN client written here on
 //! `stun-types`/`turn-types` (messages built and checked independently of the server's
 //! handling): authentication (401, expired credentials, bad integrity, 438), Refresh and
-//! lifetime 0, Send/Data and ChannelData round trips to a UDP peer, the peer filter on UDP
-//! and TCP, malformed input, quotas.
+//! lifetime 0, Send/Data and ChannelData round trips to a UDP peer over UDP, TCP and TLS
+//! (`turns:` on the web listener), the peer filter on UDP and TCP, malformed input, quotas.
 
 use crate::support::*;
 use std::net::SocketAddr;
@@ -33,10 +33,24 @@ struct Relay {
     srv: TestServer,
     udp: SocketAddr,
     tcp: SocketAddr,
+    /// A TLS web listener (`turns:` is served there) and its certificate.
+    tls: SocketAddr,
+    cert: Vec<u8>,
+    _cert_dir: tempfile::TempDir,
+}
+
+/// How a test client reaches the relay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Via {
+    Udp,
+    Tcp,
+    Tls,
 }
 
 impl Relay {
     async fn start(tweak: impl FnOnce(&mut switchboard::calls::turn::TurnConfig)) -> Relay {
+        let cert_dir = tempfile::tempdir().unwrap();
+        let (cert, key, der) = crate::https::write_cert(cert_dir.path());
         let srv = TestServer::with(|o| {
             let mut t = switchboard::calls::turn::TurnConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
@@ -48,11 +62,27 @@ impl Relay {
             tweak(&mut t);
             o.node.router.calls.turn = Some(t);
             o.node.router.calls.turn_secret = Some(switchboard::config::Secret(SECRET.into()));
+            o.node
+                .listeners
+                .push(crate::https::universal_tls(&cert, &key));
         })
         .await;
         let r = srv.running.as_ref().unwrap();
         let (udp, tcp) = (r.turn_addr.unwrap(), r.turn_tcp_addr.unwrap());
-        Relay { srv, udp, tcp }
+        let tls = r
+            .listeners
+            .iter()
+            .find(|b| b.config.tls.is_some())
+            .and_then(|b| b.addr)
+            .unwrap();
+        Relay {
+            srv,
+            udp,
+            tcp,
+            tls,
+            cert: der,
+            _cert_dir: cert_dir,
+        }
     }
 
     fn turn(&self) -> &switchboard::metrics::TurnCounts {
@@ -60,10 +90,14 @@ impl Relay {
     }
 }
 
-/// A raw client over UDP or TCP (RFC 6062 framing).
+/// A byte stream to the relay: TCP, or TLS over TCP.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// A raw client over UDP, or over a stream (TCP or TLS: RFC 6062 framing).
 enum Conn {
     Udp(UdpSocket, SocketAddr),
-    Tcp(TcpStream, Vec<u8>),
+    Stream(Box<dyn Duplex>, Vec<u8>),
 }
 
 struct Client {
@@ -86,14 +120,20 @@ impl Client {
 
     async fn tcp(relay: &Relay) -> Client {
         let s = TcpStream::connect(relay.tcp).await.unwrap();
-        Client::new(Conn::Tcp(s, Vec::new()))
+        Client::new(Conn::Stream(Box::new(s), Vec::new()))
     }
 
-    async fn over(relay: &Relay, tcp: bool) -> Client {
-        if tcp {
-            Client::tcp(relay).await
-        } else {
-            Client::udp(relay).await
+    /// `turns:` on the web listener, the certificate verified as for `localhost`.
+    async fn tls(relay: &Relay) -> Client {
+        let (s, _) = crate::https::tls_connect(relay.tls, &[&relay.cert]).await;
+        Client::new(Conn::Stream(Box::new(s), Vec::new()))
+    }
+
+    async fn over(relay: &Relay, via: Via) -> Client {
+        match via {
+            Via::Udp => Client::udp(relay).await,
+            Via::Tcp => Client::tcp(relay).await,
+            Via::Tls => Client::tls(relay).await,
         }
     }
 
@@ -113,7 +153,7 @@ impl Client {
             Conn::Udp(s, to) => {
                 s.send_to(b, *to).await.unwrap();
             }
-            Conn::Tcp(s, _) => s.write_all(b).await.unwrap(),
+            Conn::Stream(s, _) => s.write_all(b).await.unwrap(),
         }
     }
 
@@ -127,7 +167,7 @@ impl Client {
                     _ => None,
                 }
             }
-            Conn::Tcp(s, buf) => {
+            Conn::Stream(s, buf) => {
                 let deadline = tokio::time::Instant::now() + d;
                 loop {
                     if buf.len() >= 4 {
@@ -282,7 +322,7 @@ impl Client {
         let mut b = num.to_be_bytes().to_vec();
         b.extend_from_slice(&(data.len() as u16).to_be_bytes());
         b.extend_from_slice(data);
-        if matches!(self.conn, Conn::Tcp(..)) {
+        if matches!(self.conn, Conn::Stream(..)) {
             while b.len() % 4 != 0 {
                 b.push(0);
             }
@@ -321,9 +361,9 @@ async fn allocate_needs_valid_fresh_credentials() {
     // Both clients stay connected until the count below (a TCP allocation ends with its
     // connection, so dropping the TCP client early would race the assertion).
     let mut clients = Vec::new();
-    for tcp in [false, true] {
+    for via in [Via::Udp, Via::Tcp, Via::Tls] {
         // No credentials: 401 with REALM and NONCE (checked in challenge()).
-        let mut c = Client::over(&relay, tcp).await;
+        let mut c = Client::over(&relay, via).await;
         c.challenge().await;
         assert_eq!(c.realm, "switchboard");
         // Wrong password: MESSAGE-INTEGRITY does not verify.
@@ -361,7 +401,7 @@ async fn allocate_needs_valid_fresh_credentials() {
         assert_eq!(code(&c.refresh(600).await), Some(441));
         clients.push(c);
     }
-    assert_eq!(relay.turn().allocations(), 2);
+    assert_eq!(relay.turn().allocations(), 3);
     drop(clients);
 }
 
@@ -428,9 +468,9 @@ async fn refresh_sets_the_lifetime_and_zero_deletes() {
     c.allocate().await;
 }
 
-async fn send_and_data_round_trip(tcp: bool) {
+async fn send_and_data_round_trip(via: Via) {
     let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
-    let mut c = Client::over(&relay, tcp).await;
+    let mut c = Client::over(&relay, via).await;
     let relayed = c.allocate().await;
     let (p, pa) = peer().await;
     // No permission yet: nothing reaches the peer.
@@ -464,17 +504,22 @@ async fn send_and_data_round_trip(tcp: bool) {
 
 #[tokio::test]
 async fn send_and_data_indications_round_trip_over_udp() {
-    send_and_data_round_trip(false).await;
+    send_and_data_round_trip(Via::Udp).await;
 }
 
 #[tokio::test]
 async fn send_and_data_indications_round_trip_over_tcp() {
-    send_and_data_round_trip(true).await;
+    send_and_data_round_trip(Via::Tcp).await;
 }
 
-async fn channel_round_trip(tcp: bool) {
+#[tokio::test]
+async fn send_and_data_indications_round_trip_over_tls_on_the_web_listener() {
+    send_and_data_round_trip(Via::Tls).await;
+}
+
+async fn channel_round_trip(via: Via) {
     let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
-    let mut c = Client::over(&relay, tcp).await;
+    let mut c = Client::over(&relay, via).await;
     let relayed = c.allocate().await;
     let (p, pa) = peer().await;
     c.channel_data(0x4001, b"unbound").await;
@@ -499,7 +544,7 @@ async fn channel_round_trip(tcp: bool) {
         assert_eq!(&d[0..2], &[0x40, 0x01]);
         let len = u16::from_be_bytes([d[2], d[3]]) as usize;
         assert_eq!(&d[4..4 + len], payload);
-        if tcp {
+        if via != Via::Udp {
             assert_eq!(d.len() % 4, 0, "padded on a stream");
         }
     }
@@ -507,12 +552,17 @@ async fn channel_round_trip(tcp: bool) {
 
 #[tokio::test]
 async fn channel_bind_and_channel_data_round_trip_over_udp() {
-    channel_round_trip(false).await;
+    channel_round_trip(Via::Udp).await;
 }
 
 #[tokio::test]
 async fn channel_bind_and_channel_data_round_trip_over_tcp() {
-    channel_round_trip(true).await;
+    channel_round_trip(Via::Tcp).await;
+}
+
+#[tokio::test]
+async fn channel_bind_and_channel_data_round_trip_over_tls_on_the_web_listener() {
+    channel_round_trip(Via::Tls).await;
 }
 
 const REFUSED: &[&str] = &[
@@ -542,9 +592,9 @@ const REFUSED: &[&str] = &[
     "[2001:db8::1]:9",
 ];
 
-async fn refusals(tcp: bool) {
+async fn refusals(via: Via) {
     let relay = Relay::start(|_| {}).await;
-    let mut c = Client::over(&relay, tcp).await;
+    let mut c = Client::over(&relay, via).await;
     c.allocate().await;
     for p in REFUSED {
         let pa: SocketAddr = p.parse().unwrap();
@@ -609,19 +659,24 @@ async fn refusals(tcp: bool) {
 
 #[tokio::test]
 async fn refused_peers_get_403_over_udp() {
-    refusals(false).await;
+    refusals(Via::Udp).await;
 }
 
 #[tokio::test]
 async fn refused_peers_get_403_over_tcp() {
-    refusals(true).await;
+    refusals(Via::Tcp).await;
+}
+
+#[tokio::test]
+async fn refused_peers_get_403_over_tls() {
+    refusals(Via::Tls).await;
 }
 
 #[tokio::test]
 async fn the_loopback_switch_admits_loopback_and_nothing_else() {
     let relay = Relay::start(|t| t.allow_loopback_peers = true).await;
-    for tcp in [false, true] {
-        let mut c = Client::over(&relay, tcp).await;
+    for via in [Via::Udp, Via::Tcp] {
+        let mut c = Client::over(&relay, via).await;
         c.allocate().await;
         assert_eq!(c.permission("127.0.0.1:9".parse().unwrap()).await, None);
         for p in [

@@ -395,7 +395,31 @@ fn frame_len(buf: &[u8]) -> Result<Option<usize>, ()> {
 /// One client over TCP: frames in, answers and relayed data out through a writer task (a
 /// bounded queue; a client that does not read loses relayed data, not its connection).
 async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
-    let (mut rd, mut wr) = s.into_split();
+    let (rd, wr) = s.into_split();
+    stream_client(server, rd, wr, from, Transport::Tcp).await
+}
+
+/// One `turns:` client: a TLS stream from a web listener that began with a STUN message, its
+/// first decrypted bytes put back in front. Served like a TCP client, on the caller's runtime
+/// (the relay reaches it through its writer queue like any TCP client).
+pub async fn tls_client<S>(server: Arc<Server>, s: S, from: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(s);
+    stream_client(server, rd, wr, from, Transport::Tls).await
+}
+
+async fn stream_client<R, W>(
+    server: Arc<Server>,
+    mut rd: R,
+    mut wr: W,
+    from: SocketAddr,
+    transport: Transport,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(512);
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
@@ -403,6 +427,8 @@ async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
                 break;
             }
         }
+        // TCP: FIN; TLS: close_notify first.
+        let _ = wr.shutdown().await;
     });
     let sink = Sink::Tcp(tx.clone());
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -410,7 +436,7 @@ async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
     'conn: loop {
         // A connection without an allocation gets a minute of silence; one with an
         // allocation lives as long as the allocation is refreshed.
-        let idle = if server.has_allocation(Transport::Tcp, from) {
+        let idle = if server.has_allocation(transport, from) {
             Duration::from_secs(3600)
         } else {
             Duration::from_secs(60)
@@ -431,7 +457,7 @@ async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
             }
             let answer = buf
                 .get(..len)
-                .and_then(|f| server.on_client(f, Transport::Tcp, from, &sink));
+                .and_then(|f| server.on_client(f, transport, from, &sink));
             buf.drain(..len);
             if let Some(a) = answer {
                 if tx.send(a).await.is_err() {
@@ -443,7 +469,7 @@ async fn tcp_client(server: Arc<Server>, s: TcpStream, from: SocketAddr) {
             buf.shrink_to(4096);
         }
     }
-    server.client_gone(Transport::Tcp, from);
+    server.client_gone(transport, from);
     drop(sink);
     drop(tx);
     let _ = writer.await;

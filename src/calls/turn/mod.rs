@@ -80,10 +80,43 @@ impl Default for TurnConfig {
     }
 }
 
+/// Where `turns:` is offered: a host name the web listener's certificate is for, and that
+/// listener's port. Browsers verify the name, so an address alone gets no `turns:` URI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnsAt {
+    pub name: String,
+    pub port: u16,
+}
+
+impl TurnsAt {
+    /// From the relay's configured host (when it is a name) or else the first ACME domain, and
+    /// the port of a TLS listener with a fixed port.
+    pub fn find(
+        turn_host: Option<&str>,
+        acme_domains: &[String],
+        tls_port: Option<u16>,
+    ) -> Option<TurnsAt> {
+        let name = turn_host
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
+            .or(acme_domains.first().map(String::as_str))?;
+        let port = tls_port.filter(|p| *p != 0)?;
+        Some(TurnsAt {
+            name: name.to_owned(),
+            port,
+        })
+    }
+}
+
 /// The `turn:` (and, if none is configured, `stun:`) URIs to hand out for a relay reachable at
-/// `host` on `udp_port` (and `tcp_port`), added to `uris` unless it already names a TURN
-/// server (then the operator chose).
-pub fn add_ice_uris(uris: &mut Vec<String>, host: &str, udp_port: u16, tcp_port: Option<u16>) {
+/// `host` on `udp_port` (and `tcp_port`), and `turns:` where it is offered, added to `uris`
+/// unless it already names a TURN server (then the operator chose).
+pub fn add_ice_uris(
+    uris: &mut Vec<String>,
+    host: &str,
+    udp_port: u16,
+    tcp_port: Option<u16>,
+    turns: Option<&TurnsAt>,
+) {
     if uris
         .iter()
         .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
@@ -102,6 +135,9 @@ pub fn add_ice_uris(uris: &mut Vec<String>, host: &str, udp_port: u16, tcp_port:
     if let Some(p) = tcp_port {
         uris.push(format!("turn:{host}:{p}?transport=tcp"));
     }
+    if let Some(t) = turns {
+        uris.push(format!("turns:{}:{}?transport=tcp", t.name, t.port));
+    }
 }
 
 #[cfg(test)]
@@ -111,20 +147,51 @@ mod tests {
     #[test]
     fn ice_uris_are_added_unless_configured() {
         let mut u = vec![];
-        add_ice_uris(&mut u, "turn.example.com", 3478, Some(3478));
+        let turns = TurnsAt::find(Some("turn.example.com"), &[], Some(443));
+        add_ice_uris(&mut u, "turn.example.com", 3478, Some(3478), turns.as_ref());
         assert_eq!(
             u,
             [
                 "stun:turn.example.com:3478",
                 "turn:turn.example.com:3478?transport=udp",
-                "turn:turn.example.com:3478?transport=tcp"
+                "turn:turn.example.com:3478?transport=tcp",
+                "turns:turn.example.com:443?transport=tcp"
             ]
         );
         let mut u = vec!["stun:s:1".to_owned()];
-        add_ice_uris(&mut u, "2001:db8::1", 3478, None);
+        add_ice_uris(&mut u, "2001:db8::1", 3478, None, None);
         assert_eq!(u, ["stun:s:1", "turn:[2001:db8::1]:3478?transport=udp"]);
         let mut u = vec!["turn:other:3478".to_owned()];
-        add_ice_uris(&mut u, "h", 1, Some(1));
+        add_ice_uris(&mut u, "h", 1, Some(1), turns.as_ref());
         assert_eq!(u, ["turn:other:3478"]);
+    }
+
+    #[test]
+    fn turns_needs_a_name_and_a_tls_port() {
+        let acme = ["chat.example.com".to_owned(), "www.example.com".to_owned()];
+        let at = |name: &str, port| {
+            Some(TurnsAt {
+                name: name.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            TurnsAt::find(Some("relay.example.com"), &acme, Some(443)),
+            at("relay.example.com", 443)
+        );
+        // An address is no name: the certificate's (ACME) name instead, or nothing.
+        assert_eq!(
+            TurnsAt::find(Some("203.0.113.5"), &acme, Some(8443)),
+            at("chat.example.com", 8443)
+        );
+        assert_eq!(TurnsAt::find(Some("203.0.113.5"), &[], Some(443)), None);
+        assert_eq!(TurnsAt::find(Some("[2001:db8::1]"), &[], Some(443)), None);
+        assert_eq!(
+            TurnsAt::find(None, &acme, Some(443)),
+            at("chat.example.com", 443)
+        );
+        // No TLS listener, or one on a port chosen at bind time.
+        assert_eq!(TurnsAt::find(None, &acme, None), None);
+        assert_eq!(TurnsAt::find(None, &acme, Some(0)), None);
     }
 }

@@ -42,6 +42,8 @@ const MAX_PER_ALLOCATION: usize = 64;
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP with TLS (`turns:`), on a TLS web listener.
+    Tls,
 }
 
 /// The way back to a client.
