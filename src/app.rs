@@ -447,11 +447,13 @@ impl Running {
 }
 
 /// The TLS acceptor of a listener, if it has TLS: certificate files are read now (a bad one
-/// stops the start) and registered for reload on SIGHUP.
+/// stops the start) and registered for reload on SIGHUP. `turn`: the relay runs, so the
+/// listener also serves `turns:`.
 fn tls_acceptor(
     l: &ListenerConfig,
     acme: Option<&crate::tls::acme::Acme>,
     reload: &crate::reload::Reload,
+    turn: bool,
 ) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
     use crate::tls::{self, TlsSource};
     let fail = |message: String| StartError::Tls {
@@ -484,7 +486,9 @@ fn tls_acceptor(
     };
     let acme_alpn = l.tls == Some(TlsSource::Acme)
         && acme.is_some_and(|a| a.challenge == crate::tls::acme::Challenge::TlsAlpn01);
-    tls::acceptor(resolver, acme_alpn).map(Some).map_err(fail)
+    tls::acceptor(resolver, acme_alpn, turn)
+        .map(Some)
+        .map_err(fail)
 }
 
 pub async fn start(opts: Options) -> Result<Running, StartError> {
@@ -596,7 +600,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     // TLS listeners also serve `turns:` once the relay runs (it starts after the listeners).
     let turns: Arc<std::sync::OnceLock<TurnServer>> = Arc::default();
     for l in opts.listeners() {
-        let acceptor = tls_acceptor(&l, acme.as_ref(), &reload)?;
+        let turn = opts.node.router.calls.turn.is_some();
+        let acceptor = tls_acceptor(&l, acme.as_ref(), &reload, turn)?;
         let (socket, addr) = bind(&l).await?;
         let mut bridge = Vec::new();
         for (path, config) in &l.bridge {

@@ -177,11 +177,16 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
+/// ALPN of TURN over TLS (RFC 7443), for `turns:` clients that name it.
+pub const TURN_ALPN: &[u8] = b"stun.turn";
+
 /// The server side of TLS for one listener: TLS 1.2 and 1.3, ALPN `http/1.1` offered (clients
-/// that send no ALPN, like RawSocket ones, are served too), and `acme-tls/1` on ACME listeners.
+/// that send no ALPN, like RawSocket ones, are served too), `stun.turn` where the listener also
+/// serves TURN, and `acme-tls/1` on ACME listeners.
 pub fn acceptor(
     resolver: Arc<CertResolver>,
     acme: bool,
+    turn: bool,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -189,6 +194,9 @@ pub fn acceptor(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if turn {
+        config.alpn_protocols.push(TURN_ALPN.to_vec());
+    }
     if acme {
         config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     }

@@ -43,7 +43,7 @@ pub(crate) fn write_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     (c, k, der)
 }
 
-fn client_config(roots: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(roots: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store

@@ -123,9 +123,18 @@ impl Client {
         Client::new(Conn::Stream(Box::new(s), Vec::new()))
     }
 
-    /// `turns:` on the web listener, the certificate verified as for `localhost`.
+    /// `turns:` on the web listener, the certificate verified as for `localhost`, naming
+    /// TURN's ALPN (RFC 7443) as such clients may: the listener must accept it.
     async fn tls(relay: &Relay) -> Client {
-        let (s, _) = crate::https::tls_connect(relay.tls, &[&relay.cert]).await;
+        let mut cfg = (*crate::https::client_config(&[&relay.cert])).clone();
+        cfg.alpn_protocols = vec![b"stun.turn".to_vec()];
+        let tcp = TcpStream::connect(relay.tls).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with ALPN stun.turn");
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"stun.turn"[..]));
         Client::new(Conn::Stream(Box::new(s), Vec::new()))
     }
 
