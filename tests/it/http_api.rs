@@ -153,6 +153,32 @@ async fn echo_endpoint_exists_only_when_enabled() {
     }
 }
 
+/// A 101 starts a WebSocket, not a page: it carries the handshake headers and none of the
+/// page policies (which cost every connection their formatting and mean nothing there).
+#[tokio::test]
+async fn the_websocket_handshake_answer_carries_no_page_headers() {
+    let srv = TestServer::start().await;
+    let mut req = srv.ws_url().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("wamp.2.json"),
+    );
+    let (_ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("handshake");
+    assert_eq!(resp.status().as_u16(), 101);
+    let h = resp.headers();
+    assert_eq!(h.get("sec-websocket-protocol").unwrap(), "wamp.2.json");
+    for page_only in [
+        "content-security-policy",
+        "x-frame-options",
+        "referrer-policy",
+        "x-content-type-options",
+    ] {
+        assert!(h.get(page_only).is_none(), "{page_only} on a 101");
+    }
+}
+
 /// The closing handshake as RFC 6455 §7.1.1 wants it: the router echoes the client's close
 /// frame and then ends TCP itself (the reply and the FIN share a write), so the client sees its
 /// close answered and then the end of the stream, without waiting for a timeout.

@@ -746,6 +746,16 @@ async fn malformed_and_oversized_input_is_answered_400_or_dropped() {
     c2.allocate().await;
     let mut c3 = Client::tcp(&relay).await;
     c3.allocate().await;
+    // Over TLS on the web listener: bytes that look like STUN but frame nothing (a length
+    // that is not a multiple of 4) close that connection; the listener goes on serving TURN.
+    let (mut s, _) = crate::https::tls_connect(relay.tls, &[&relay.cert]).await;
+    s.write_all(&[0x00, 0x01, 0x00, 0x07, 1, 2, 3, 4, 5, 6, 7])
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "closed");
+    let mut c4 = Client::tls(&relay).await;
+    c4.allocate().await;
 }
 
 #[tokio::test]

@@ -532,6 +532,11 @@ mod tests {
     }
 
     impl Fake {
+        /// The first byte of each datagram sent, in order (the tests number them so).
+        fn order(&self) -> Vec<u8> {
+            self.sent.iter().map(|(d, _)| d[0]).collect()
+        }
+
         fn new(script: Vec<io::Result<usize>>) -> Fake {
             Fake {
                 script,
@@ -585,8 +590,7 @@ mod tests {
         let mut f = Fake::new(vec![Ok(3), Ok(4)]);
         assert!(!b.flush(&counts, |m| f.send(m)));
         assert_eq!(f.calls, 3);
-        let order: Vec<u8> = f.sent.iter().map(|(d, _)| d[0]).collect();
-        assert_eq!(order, (0..10).collect::<Vec<u8>>());
+        assert_eq!(f.order(), (0..10).collect::<Vec<u8>>());
         assert!(f
             .sent
             .iter()
@@ -608,8 +612,7 @@ mod tests {
         // More arrives meanwhile, after what waits.
         assert!(b.push(addr(99), Some(1), |buf| buf.push(99)));
         assert!(!b.flush(&counts, |m| f.send(m)));
-        let order: Vec<u8> = f.sent.iter().map(|(d, _)| d[0]).collect();
-        assert_eq!(order, [0, 1, 2, 3, 4, 5, 99]);
+        assert_eq!(f.order(), [0, 1, 2, 3, 4, 5, 99]);
         assert_eq!(f.sent[6].1, addr(99));
         assert_eq!(counts.relayed_count(1), (7, 19));
         assert_eq!(counts.dropped_count(), 0);
@@ -622,8 +625,7 @@ mod tests {
         // Two go out, the third is refused (the error of the next call), then the rest.
         let mut f = Fake::new(vec![Ok(2), Err(refused())]);
         assert!(!b.flush(&counts, |m| f.send(m)));
-        let order: Vec<u8> = f.sent.iter().map(|(d, _)| d[0]).collect();
-        assert_eq!(order, [0, 1, 3, 4]);
+        assert_eq!(f.order(), [0, 1, 3, 4]);
         assert_eq!(counts.relayed_count(1), (4, 12));
         assert_eq!(counts.dropped_count(), 1);
         assert!(b.is_empty());
